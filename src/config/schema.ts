@@ -1,0 +1,89 @@
+import { z } from 'zod';
+
+/**
+ * `registry.toml`, as one schema that gives both the TypeScript types and the validation.
+ * The `[[sources]]` keys and `default_source` are the ones in the user's documentation.
+ */
+
+export const SOURCE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+export const SOURCE_TYPES = ['mooncakes', 'moonbit-registry', 'custom'] as const;
+
+const httpUrl = z
+  .string()
+  .refine((value) => /^https?:\/\/[^/\s]+/i.test(value) && URL.canParse(value), 'must be an http(s) URL');
+
+const AuthSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('bearer'), token: z.string().min(1) }).strict(),
+  z.object({ type: z.literal('basic'), username: z.string().min(1), password: z.string() }).strict(),
+]);
+
+export const SourceSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(SOURCE_NAME_PATTERN, 'letters, digits, "-" and "_", starting with a letter or digit'),
+    type: z.enum(SOURCE_TYPES).default('custom'),
+    url: httpUrl,
+    index_url: httpUrl,
+    index_type: z.literal('git').default('git'),
+    enabled: z.boolean().default(true),
+    priority: z.number().int().min(0).max(1_000_000).default(100),
+    /** Archive URL template; placeholders in upstream/archive-location.ts. */
+    package_url_pattern: z.string().min(1).optional(),
+    auth: AuthSchema.optional(),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    registry: z
+      .object({ name: z.string().min(1).default('moonbit-registry') })
+      .strict()
+      .default({ name: 'moonbit-registry' }),
+    default_source: z.string().optional(),
+    server: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 8080 }),
+    mirror: z
+      .object({
+        /** Archive downloads in flight at once. */
+        concurrency: z.number().int().min(1).max(256).default(16),
+        /** Further attempts after a failed download (5xx, reset, timeout, short body). */
+        retries: z.number().int().min(0).max(10).default(3),
+        /** Connect/response/idle timeout for one request, and idle timeout for git. */
+        timeout_seconds: z.number().int().min(1).max(3600).default(30),
+      })
+      .strict()
+      .default({ concurrency: 16, retries: 3, timeout_seconds: 30 }),
+    sources: z.array(SourceSchema).default([]),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.sources.forEach((source, i) => {
+      if (seen.has(source.name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sources', i, 'name'],
+          message: `duplicate source name "${source.name}"`,
+        });
+      }
+      seen.add(source.name);
+    });
+    if (config.default_source !== undefined && !seen.has(config.default_source)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['default_source'],
+        message: `names no configured source ("${config.default_source}")`,
+      });
+    }
+  });
+
+export type RegistryConfig = z.infer<typeof ConfigSchema>;
+export type SourceConfig = z.infer<typeof SourceSchema>;
+export type SourceAuth = z.infer<typeof AuthSchema>;
+export type SourceType = (typeof SOURCE_TYPES)[number];

@@ -1,0 +1,88 @@
+import { normalizeChecksum } from '../core/checksum.js';
+import { isValidModuleName } from '../core/module-name.js';
+import { isValidVersion } from '../core/version.js';
+
+/**
+ * One line of a module's `.index` file (JSON Lines, PROTOCOL.md 3). `raw` is the line exactly as
+ * the source wrote it: the served index copies it byte for byte, unknown fields included.
+ */
+export interface IndexEntry {
+  module: string;
+  version: string;
+  checksum: string;
+  deps: Dependency[];
+  raw: string;
+}
+
+export interface Dependency {
+  module: string;
+  /** Usually "x.y.z": at least this version, in the same compatibility set (see core/version). */
+  requirement: string;
+}
+
+export type IndexWarning = (message: string) => void;
+
+/**
+ * Reads an index file as `moon` does: leniently (a bad line is skipped with a warning) and with
+ * the last line for a version winning. The map keeps the order of each version's last line.
+ */
+export function parseIndexFile(module: string, text: string, warn?: IndexWarning): Map<string, IndexEntry> {
+  const entries = new Map<string, IndexEntry>();
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i] as string;
+    if (raw.trim() === '') continue;
+    const entry = parseIndexLine(module, raw);
+    if (typeof entry === 'string') {
+      warn?.(`${module}: line ${i + 1} skipped: ${entry}`);
+      continue;
+    }
+    entries.delete(entry.version);
+    entries.set(entry.version, entry);
+  }
+  return entries;
+}
+
+/** The entry, or a reason why the line cannot be used. */
+export function parseIndexLine(module: string, raw: string): IndexEntry | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return 'not valid JSON';
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
+  const record = value as Record<string, unknown>;
+  if (record.name !== module) return `name ${JSON.stringify(record.name)} does not match the file's module`;
+  const version = record.version;
+  if (typeof version !== 'string' || !isValidVersion(version))
+    return `invalid version ${JSON.stringify(version)}`;
+  const checksum = normalizeChecksum(record.checksum);
+  if (checksum === undefined) return `invalid checksum for ${version}`;
+  return { module, version, checksum, deps: parseDeps(record.deps), raw };
+}
+
+/** `deps` maps a module to "x.y.z" or `{ version, alias, path }`; path-only entries carry no version. */
+function parseDeps(value: unknown): Dependency[] {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return [];
+  const deps: Dependency[] = [];
+  for (const [module, spec] of Object.entries(value as Record<string, unknown>)) {
+    const requirement =
+      typeof spec === 'string'
+        ? spec
+        : typeof spec === 'object' && spec !== null
+          ? (spec as Record<string, unknown>).version
+          : undefined;
+    if (typeof requirement === 'string' && requirement !== '' && isValidModuleName(module)) {
+      deps.push({ module, requirement });
+    }
+  }
+  return deps;
+}
+
+/** Serializes entries as an index file: one raw line each, newline-terminated. */
+export function renderIndexFile(entries: Iterable<IndexEntry>): string {
+  let text = '';
+  for (const entry of entries) text += `${entry.raw}\n`;
+  return text;
+}

@@ -1,0 +1,122 @@
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { indexPathForModule, moduleFromIndexPath } from '../core/module-name.js';
+import { writeCommit } from '../git/commit-writer.js';
+import { gitBlobId, listTree, readBlobs, resolveCommit } from '../git/objects.js';
+import { runGit } from '../git/run-git.js';
+import { type IndexEntry, parseIndexFile, renderIndexFile } from './index-file.js';
+
+export const SERVED_BRANCH = 'main';
+
+/** Module -> version -> entry, as served at one commit. */
+export type ModuleEntries = Map<string, Map<string, IndexEntry>>;
+
+export interface IndexSnapshot {
+  commit: string;
+  modules: ModuleEntries;
+}
+
+export interface PublishResult {
+  commit: string;
+  changed: boolean;
+}
+
+/**
+ * The index that `moon` clones: a bare git repository whose `main` only moves forward, one
+ * commit per change. It holds only `user/<module>.index` files.
+ */
+export class ServedIndex {
+  constructor(readonly gitDir: string) {}
+
+  /** Creates the repository with a first, empty commit, so a fresh registry can be cloned. */
+  async initialize(registryName: string): Promise<string> {
+    await mkdir(this.gitDir, { recursive: true });
+    await runGit(['init', '--bare', '--quiet', `--initial-branch=${SERVED_BRANCH}`, this.gitDir]);
+    // A client that read the refs just before a mirror moved `main` still asks for the old
+    // commit; it stays reachable because `main` only moves forward.
+    await runGit(['--git-dir', this.gitDir, 'config', 'uploadpack.allowReachableSHA1InWant', 'true']);
+    const existing = await this.head();
+    if (existing) return existing;
+    return writeCommit({
+      gitDir: this.gitDir,
+      branch: SERVED_BRANCH,
+      parent: undefined,
+      message: `Initialize ${registryName} index\n`,
+      changes: new Map(),
+    });
+  }
+
+  async head(): Promise<string | undefined> {
+    return resolveCommit(this.gitDir, `refs/heads/${SERVED_BRANCH}`);
+  }
+
+  /**
+   * Cheap change detection for the server: the loose ref file, else packed-refs (after a gc),
+   * else git itself.
+   */
+  async headFast(): Promise<string | undefined> {
+    try {
+      const text = await readFile(join(this.gitDir, 'refs', 'heads', SERVED_BRANCH), 'utf8');
+      const oid = text.trim();
+      if (/^[0-9a-f]{40,64}$/.test(oid)) return oid;
+    } catch {
+      // fall through
+    }
+    try {
+      await stat(join(this.gitDir, 'packed-refs'));
+    } catch {
+      return undefined;
+    }
+    return this.head();
+  }
+
+  async snapshot(commit?: string): Promise<IndexSnapshot | undefined> {
+    const at = commit ?? (await this.head());
+    if (!at) return undefined;
+    const files = await this.moduleFiles(at);
+    const blobs = await readBlobs(this.gitDir, files.values());
+    const modules: ModuleEntries = new Map();
+    for (const [module, oid] of files) {
+      const text = blobs.get(oid)?.toString('utf8') ?? '';
+      modules.set(module, parseIndexFile(module, text));
+    }
+    return { commit: at, modules };
+  }
+
+  /**
+   * Makes `main` list exactly `desired` (module -> entries in file order) with one new commit,
+   * or none when nothing differs. Unchanged files are found by blob id without writing them.
+   */
+  async publish(desired: Map<string, IndexEntry[]>, message: string): Promise<PublishResult> {
+    const parent = await this.head();
+    const current = parent ? await this.moduleFiles(parent) : new Map<string, string>();
+    const changes = new Map<string, Buffer | null>();
+    for (const [module, entries] of desired) {
+      if (entries.length === 0) continue;
+      const content = Buffer.from(renderIndexFile(entries), 'utf8');
+      if (current.get(module) !== gitBlobId(content)) changes.set(indexPathForModule(module), content);
+    }
+    for (const module of current.keys()) {
+      if (!desired.get(module)?.length) changes.set(indexPathForModule(module), null);
+    }
+    if (changes.size === 0 && parent) return { commit: parent, changed: false };
+    const commit = await writeCommit({
+      gitDir: this.gitDir,
+      branch: SERVED_BRANCH,
+      parent,
+      message,
+      changes,
+    });
+    return { commit, changed: true };
+  }
+
+  /** module -> blob id of its index file at `commit`. */
+  private async moduleFiles(commit: string): Promise<Map<string, string>> {
+    const files = new Map<string, string>();
+    for (const [path, oid] of await listTree(this.gitDir, commit)) {
+      const module = moduleFromIndexPath(path);
+      if (module) files.set(module, oid);
+    }
+    return files;
+  }
+}

@@ -1,0 +1,71 @@
+import { access, mkdir } from 'node:fs/promises';
+import { PRESETS } from '../config/presets.js';
+import { parseConfigText } from '../config/toml-file.js';
+import { RegistryError } from '../core/errors.js';
+import { writeFileAtomic } from '../fs/atomic-write.js';
+import { ServedIndex } from '../index/served-index.js';
+import { type RegistryLayout, registryLayout } from './layout.js';
+
+export interface InitOptions {
+  name: string;
+  force: boolean;
+}
+
+/**
+ * Creates `registry.toml` (mooncakes.io preset as the default source) and `data/` with an
+ * initialized served index. With force, an existing registry.toml is replaced; data/ is kept
+ * (the served index only moves forward, archives stay valid).
+ */
+export async function initRegistry(dir: string, options: InitOptions): Promise<RegistryLayout> {
+  const layout = registryLayout(dir);
+  if (!options.force && (await exists(layout.configFile))) {
+    throw new RegistryError('EXISTS', `${layout.configFile} already exists`, {
+      hint: 'pass --force to overwrite it (data/ is kept)',
+    });
+  }
+  const text = initialConfig(options.name);
+  parseConfigText(layout.configFile, text); // our own template must always validate
+  await mkdir(layout.packagesDir, { recursive: true });
+  await mkdir(layout.sourcesDir, { recursive: true });
+  await new ServedIndex(layout.indexDir).initialize(options.name);
+  await writeFileAtomic(layout.configFile, text);
+  return layout;
+}
+
+function initialConfig(name: string): string {
+  const preset = PRESETS.mooncakes;
+  return `# moonbit-registry configuration: edit by hand or with \`moonbit-registry source ...\` / \`config\`.
+default_source = "mooncakes"
+
+[registry]
+name = ${JSON.stringify(name)}
+
+[server]
+host = "127.0.0.1"
+port = 8080
+
+[mirror]
+concurrency = 16      # archive downloads in flight
+retries = 3           # further attempts after a 5xx, reset, timeout or short body
+timeout_seconds = 30  # per request, and for git without progress
+
+# Sources are merged by priority: lower number wins when two have the same module@version.
+[[sources]]
+name = "mooncakes"
+type = "${preset.type}"
+url = "${preset.url}"
+index_url = "${preset.index_url}"
+index_type = "${preset.index_type}"
+enabled = true
+priority = ${preset.priority}
+`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

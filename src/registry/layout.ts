@@ -1,0 +1,44 @@
+import { join, resolve } from 'node:path';
+
+/**
+ * Where everything lives inside a registry folder. Served data (`data/index`, `data/packages`)
+ * is kept apart from working data (`data/sources`, `data/tmp`), so the server never sees a
+ * half-fetched upstream index or a download in progress.
+ */
+export interface RegistryLayout {
+  root: string;
+  configFile: string;
+  dataDir: string;
+  /** The served index: a bare git repository, branch `main`. */
+  indexDir: string;
+  /** Verified archives: `<module>/<version>/<sha256>.zip`. */
+  packagesDir: string;
+  /** One bare git repository per source, fetched from upstream. */
+  sourcesDir: string;
+  /** Downloads in progress; renamed into packagesDir once verified. */
+  tmpDir: string;
+  /** Which source each served version came from. */
+  provenanceFile: string;
+  /** Held by `mirror` (and other writers) while they change the registry. */
+  lockTarget: string;
+}
+
+export function registryLayout(root: string): RegistryLayout {
+  const abs = resolve(root);
+  const dataDir = join(abs, 'data');
+  return {
+    root: abs,
+    configFile: join(abs, 'registry.toml'),
+    dataDir,
+    indexDir: join(dataDir, 'index'),
+    packagesDir: join(dataDir, 'packages'),
+    sourcesDir: join(dataDir, 'sources'),
+    tmpDir: join(dataDir, 'tmp'),
+    provenanceFile: join(dataDir, 'state', 'provenance.json'),
+    lockTarget: join(dataDir, 'registry'),
+  };
+}
+
+export function sourceIndexDir(layout: RegistryLayout, sourceName: string): string {
+  return join(layout.sourcesDir, sourceName, 'index.git');
+}

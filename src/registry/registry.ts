@@ -1,0 +1,56 @@
+import { access } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { RegistryConfig, SourceConfig } from '../config/schema.js';
+import { type ConfigFile, loadConfigFile } from '../config/toml-file.js';
+import { RegistryError } from '../core/errors.js';
+import { ServedIndex } from '../index/served-index.js';
+import { type ArchiveStore, createArchiveStore } from '../store/archive-store.js';
+import { type RegistryLayout, registryLayout } from './layout.js';
+
+/** An opened registry folder: its config, its layout and its served data. */
+export interface Registry {
+  layout: RegistryLayout;
+  configFile: ConfigFile;
+  config: RegistryConfig;
+  servedIndex: ServedIndex;
+  store: ArchiveStore;
+}
+
+export async function openRegistry(dir: string): Promise<Registry> {
+  const layout = registryLayout(resolve(dir));
+  try {
+    await access(layout.configFile);
+  } catch {
+    throw new RegistryError('CONFIG', `${layout.root} is not a registry (no registry.toml)`, {
+      hint: 'run `moonbit-registry init` there, or pass -d/--dir with a registry folder',
+    });
+  }
+  const configFile = await loadConfigFile(layout.configFile);
+  return {
+    layout,
+    configFile,
+    config: configFile.config,
+    servedIndex: new ServedIndex(layout.indexDir),
+    store: createArchiveStore(layout.packagesDir),
+  };
+}
+
+/** Enabled sources, highest priority (lowest number) first; file order breaks ties. */
+export function enabledSources(config: RegistryConfig): SourceConfig[] {
+  return config.sources
+    .map((source, order) => ({ source, order }))
+    .filter(({ source }) => source.enabled)
+    .sort((a, b) => a.source.priority - b.source.priority || a.order - b.order)
+    .map(({ source }) => source);
+}
+
+export function findSource(config: RegistryConfig, name: string): SourceConfig {
+  const source = config.sources.find((s) => s.name === name);
+  if (!source) {
+    const known = config.sources.map((s) => s.name).join(', ') || 'none';
+    throw new RegistryError('NOT_FOUND', `unknown source "${name}" (configured: ${known})`, {
+      hint: 'see `moonbit-registry source list`',
+    });
+  }
+  return source;
+}

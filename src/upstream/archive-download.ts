@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { type Dispatcher, request } from 'undici';
+import { checksumMismatchMessage, newArchiveHash } from '../core/checksum.js';
+import { describeError, RegistryError } from '../core/errors.js';
+import { syncDirectory } from '../fs/atomic-write.js';
+import { USER_AGENT } from './http-agent.js';
+
+export interface ArchiveDownload {
+  url: string;
+  /** Extra request headers (the source's Authorization, if any). */
+  headers: Record<string, string>;
+  expectedChecksum: string;
+  /** Final path; only bytes with the expected checksum ever reach it. */
+  destination: string;
+  /** Folder for the partial file, on the same filesystem as destination. */
+  tmpDir: string;
+  dispatcher: Dispatcher;
+  /** What to call the download in messages, e.g. `moonbitlang/x@0.4.40 from mooncakes`. */
+  label: string;
+}
+
+/** A failed attempt; `retryable` says whether the same URL may succeed if asked again. */
+export class DownloadError extends RegistryError {
+  readonly retryable: boolean;
+  constructor(message: string, retryable: boolean, code: 'UPSTREAM' | 'AUTH' | 'CHECKSUM' = 'UPSTREAM') {
+    super(code, message);
+    this.retryable = retryable;
+  }
+}
+
+/**
+ * Streams the body to a temp file while hashing it, then keeps it only if the length and the
+ * checksum are right: fsync, rename into place, fsync the folder. A crash at any point leaves
+ * at most a temp file, which `mirror` clears at its next start.
+ */
+export async function downloadArchive(job: ArchiveDownload): Promise<number> {
+  let response: Dispatcher.ResponseData;
+  try {
+    response = await request(job.url, {
+      method: 'GET',
+      dispatcher: job.dispatcher,
+      headers: { 'user-agent': USER_AGENT, ...job.headers },
+    });
+  } catch (error) {
+    throw new DownloadError(`${job.label}: request to ${job.url} failed: ${describeError(error)}`, true);
+  }
+  if (response.statusCode !== 200) {
+    response.body.resume();
+    throw statusError(job, response.statusCode);
+  }
+  const expectedLength = Number(response.headers['content-length'] ?? Number.NaN);
+  await mkdir(job.tmpDir, { recursive: true });
+  const temp = join(
+    job.tmpDir,
+    `${job.expectedChecksum}.${process.pid}.${randomBytes(4).toString('hex')}.part`,
+  );
+  const hash = newArchiveHash();
+  let received = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      received += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  try {
+    const file = createWriteStream(temp, { flags: 'wx' });
+    await once(file, 'open');
+    try {
+      await pipeline(response.body, meter, file);
+    } catch (error) {
+      throw new DownloadError(`${job.label}: body from ${job.url} broke off: ${describeError(error)}`, true);
+    }
+    if (Number.isFinite(expectedLength) && received !== expectedLength) {
+      throw new DownloadError(
+        `${job.label}: truncated body from ${job.url} (${received} of ${expectedLength} bytes)`,
+        true,
+      );
+    }
+    const actual = hash.digest('hex');
+    if (actual !== job.expectedChecksum) {
+      throw new DownloadError(
+        `${checksumMismatchMessage(job.label, job.expectedChecksum, actual)} (from ${job.url}); not kept`,
+        false,
+        'CHECKSUM',
+      );
+    }
+    await fsyncFile(temp);
+    await mkdir(dirname(job.destination), { recursive: true });
+    await rename(temp, job.destination);
+    await syncDirectory(dirname(job.destination));
+    return received;
+  } finally {
+    await rm(temp, { force: true });
+  }
+}
+
+function statusError(job: ArchiveDownload, status: number): DownloadError {
+  if (status === 401 || status === 403) {
+    return new DownloadError(
+      `${job.label}: ${job.url} answered ${status}: the source refused the credentials (check [sources.auth])`,
+      false,
+      'AUTH',
+    );
+  }
+  // 408/429 and 5xx are the upstream's passing trouble; any other status will not change.
+  const retryable = status === 408 || status === 429 || status >= 500;
+  return new DownloadError(`${job.label}: ${job.url} answered HTTP ${status}`, retryable);
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Exponential backoff with jitter: 200 ms, 400 ms, 800 ms, ... capped at 5 s. */
+export function backoffDelay(attempt: number): number {
+  const base = Math.min(5000, 200 * 2 ** attempt);
+  return base / 2 + Math.random() * (base / 2);
+}

@@ -1,0 +1,109 @@
+import { access, mkdir } from 'node:fs/promises';
+import type { SourceConfig } from '../config/schema.js';
+import { describeError, RegistryError } from '../core/errors.js';
+import { resolveCommit } from '../git/objects.js';
+import { gitConfigEnv, runGit } from '../git/run-git.js';
+import type { IndexWarning } from '../index/index-file.js';
+import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
+import { sourceArchiveUrl } from './archive-location.js';
+import { authorizationHeader, redact } from './credentials.js';
+
+const FETCHED_REF = 'refs/heads/main';
+
+/**
+ * One configured upstream: where its index and archives are, and how to authenticate. Its
+ * index is fetched into its own bare repository (`data/sources/<name>/index.git`), outside the
+ * served one, and refreshed with `git fetch` so later runs transfer only what is new.
+ */
+export class UpstreamSource {
+  private authValue: string | undefined | null = null;
+
+  constructor(
+    readonly config: SourceConfig,
+    readonly gitDir: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** Request headers for this source only; resolving them may fail on a missing variable. */
+  headers(): Record<string, string> {
+    if (this.authValue === null) this.authValue = authorizationHeader(this.config.auth, this.name);
+    return this.authValue ? { authorization: this.authValue } : {};
+  }
+
+  archiveUrl(module: string, version: string): string {
+    return sourceArchiveUrl(this.config, module, version);
+  }
+
+  /** Strips this source's secret from text bound for the terminal or a log. */
+  redact(text: string): string {
+    return redact(text, this.authValue ? [this.authValue, this.authValue.replace(/^\w+ /, '')] : []);
+  }
+
+  /** Fetches the upstream index; returns the fetched commit. */
+  async fetchIndex(): Promise<string> {
+    const headers = this.headers();
+    await mkdir(this.gitDir, { recursive: true });
+    if (!(await this.hasRepository())) {
+      await runGit(['init', '--bare', '--quiet', '--initial-branch=main', this.gitDir]);
+    }
+    const config: Array<[string, string]> = [
+      // Stall detection inside git too, in case a proxy keeps the connection alive.
+      ['http.lowSpeedLimit', '1'],
+      ['http.lowSpeedTime', String(Math.ceil(this.timeoutMs / 1000))],
+    ];
+    if (headers.authorization) config.push(['http.extraHeader', `Authorization: ${headers.authorization}`]);
+    try {
+      await runGit(
+        [
+          '--git-dir',
+          this.gitDir,
+          'fetch',
+          '--progress',
+          '--no-tags',
+          '--no-write-fetch-head',
+          this.config.index_url,
+          `+${FETCHED_REF}:${FETCHED_REF}`,
+        ],
+        { env: gitConfigEnv(config), idleTimeoutMs: this.timeoutMs, describe: 'git fetch' },
+      );
+    } catch (error) {
+      const reason = this.redact(describeError(error));
+      const auth = /Authentication failed|401|403|could not read Username/i.test(reason);
+      throw new RegistryError(
+        auth ? 'AUTH' : 'UPSTREAM',
+        `source "${this.name}" (${this.config.index_url}): cannot fetch the index: ${reason}`,
+        {
+          hint: auth
+            ? 'check the [sources.auth] credentials for this source'
+            : 'check the URL and that the host is reachable',
+        },
+      );
+    }
+    const commit = await this.fetchedCommit();
+    if (!commit) throw new RegistryError('UPSTREAM', `source "${this.name}": the index has no main branch`);
+    return commit;
+  }
+
+  /** The last fetched commit, if this source was ever fetched. */
+  async fetchedCommit(): Promise<string | undefined> {
+    if (!(await this.hasRepository())) return undefined;
+    return resolveCommit(this.gitDir, FETCHED_REF);
+  }
+
+  async readCatalog(commit: string, warn?: IndexWarning): Promise<SourceCatalog> {
+    return readSourceCatalog(this.name, this.gitDir, commit, warn);
+  }
+
+  private async hasRepository(): Promise<boolean> {
+    try {
+      await access(`${this.gitDir}/HEAD`);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
