@@ -33,6 +33,7 @@ export function isRegistryError(error: unknown): error is RegistryError {
 
 /** A short, single-line description of any thrown value. */
 export function describeError(error: unknown): string {
+  if (error instanceof RegistryError) return error.message;
   if (error instanceof Error) {
     const code = (error as NodeJS.ErrnoException).code;
     return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;

@@ -1,0 +1,91 @@
+import * as TOML from '@decimalturn/toml-patch';
+import type { Command } from 'commander';
+import { updateConfigFile } from '../../config/toml-file.js';
+import { RegistryError } from '../../core/errors.js';
+import { openRegistry } from '../../registry/registry.js';
+import { printLine } from '../output.js';
+import { registryDir } from './registry-dir.js';
+
+export function registerConfigCommand(program: Command): void {
+  program
+    .command('config')
+    .description('show registry.toml, read one dotted key (server.port), or set it')
+    .argument('[key]', 'dotted key, e.g. server.port, mirror.concurrency, sources.0.priority')
+    .argument('[value]', 'new value (numbers and true/false are typed; anything else is a string)')
+    .action(
+      async (key: string | undefined, value: string | undefined, _options: unknown, command: Command) => {
+        const registry = await openRegistry(registryDir(command));
+        const effective = redactSecrets(registry.config) as Record<string, unknown>;
+        if (key === undefined) {
+          printLine(TOML.stringify(effective).trimEnd());
+          return;
+        }
+        const path = splitKey(key);
+        if (value === undefined) {
+          const found = getPath(effective, path);
+          if (found === undefined) throw new RegistryError('NOT_FOUND', `no setting "${key}"`);
+          printLine(typeof found === 'object' ? JSON.stringify(found, null, 2) : String(found));
+          return;
+        }
+        if (path.includes('auth')) {
+          throw new RegistryError('USAGE', 'credentials are not set through `config`', {
+            hint: 'edit [sources.auth] in registry.toml and reference an environment variable: token = "${MY_TOKEN}"',
+          });
+        }
+        const parsed = parseValue(value);
+        await updateConfigFile(registry.configFile, (raw) => setPath(raw, path, parsed, key));
+        printLine(`${key} = ${JSON.stringify(parsed)}`);
+      },
+    );
+}
+
+function splitKey(key: string): string[] {
+  const parts = key.split('.');
+  if (parts.some((p) => p === '')) throw new RegistryError('USAGE', `invalid key "${key}"`);
+  return parts;
+}
+
+function parseValue(value: string): string | number | boolean {
+  if (value === 'true' || value === 'false') return value === 'true';
+  if (/^-?\d+(\.\d+)?$/.test(value)) return Number(value);
+  return value;
+}
+
+function getPath(root: unknown, path: string[]): unknown {
+  let node = root;
+  for (const part of path) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+/** Sets a scalar inside existing tables; a table missing on the way is created (e.g. [server]). */
+function setPath(raw: Record<string, unknown>, path: string[], value: unknown, key: string): void {
+  let node: Record<string, unknown> = raw;
+  for (const part of path.slice(0, -1)) {
+    const next = node[part];
+    if (next === undefined) node[part] = {};
+    else if (typeof next !== 'object' || next === null)
+      throw new RegistryError('USAGE', `"${key}": ${part} is not a table`);
+    node = node[part] as Record<string, unknown>;
+  }
+  const last = path[path.length - 1] as string;
+  const current = node[last];
+  if (typeof current === 'object' && current !== null) {
+    throw new RegistryError('USAGE', `"${key}" is a table; set one of its keys instead`);
+  }
+  node[last] = value;
+}
+
+/** Literal secrets never leave the process; `${VAR}` references are not secrets and stay. */
+export function redactSecrets(value: unknown, key = ''): unknown {
+  if (Array.isArray(value)) return value.map((item) => redactSecrets(item));
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactSecrets(v, k)]));
+  }
+  if ((key === 'token' || key === 'password') && typeof value === 'string' && !/^\$\{\w+\}$/.test(value)) {
+    return '***';
+  }
+  return value;
+}

@@ -1,0 +1,45 @@
+import { Command } from 'commander';
+import { registerConfigCommand } from './commands/config-command.js';
+import { registerIndexCommand } from './commands/index-command.js';
+import { registerInitCommand } from './commands/init-command.js';
+import { registerMirrorCommand } from './commands/mirror-command.js';
+import { registerServeCommand } from './commands/serve-command.js';
+import { registerSourceCommand } from './commands/source-command.js';
+import { registerUpdateCommand } from './commands/update-command.js';
+import { printError } from './output.js';
+import { packageVersion } from './package-info.js';
+
+export function buildProgram(): Command {
+  const program = new Command('moonbit-registry')
+    .description(
+      'Run your own MoonBit package registry: mirror upstream registries and serve them to `moon`.',
+    )
+    .version(packageVersion(), '-V, --version')
+    .option('-d, --dir <dir>', 'registry folder (default: the current folder)')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(text) });
+  registerInitCommand(program);
+  registerSourceCommand(program);
+  registerMirrorCommand(program);
+  registerIndexCommand(program);
+  registerServeCommand(program);
+  registerConfigCommand(program);
+  registerUpdateCommand(program);
+  // Every subcommand fails like the root: an exception we turn into one line and an exit code.
+  for (const command of program.commands) applyExitOverride(command);
+  return program;
+}
+
+function applyExitOverride(command: Command): void {
+  command.exitOverride().showHelpAfterError('(add --help for usage)');
+  for (const sub of command.commands) applyExitOverride(sub);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (error) {
+    process.exitCode = printError(error);
+  }
+}

@@ -1,0 +1,83 @@
+import cliProgress from 'cli-progress';
+import type { MirrorReporter } from '../registry/mirror.js';
+import { formatBytes } from './output.js';
+
+export type ProgressMode = 'bar' | 'lines' | 'quiet';
+
+export function progressMode(options: { quiet?: boolean }): ProgressMode {
+  if (options.quiet) return 'quiet';
+  return process.stderr.isTTY ? 'bar' : 'lines';
+}
+
+/** Progress on stderr, so `--json` keeps stdout machine-readable. */
+export function createReporter(mode: ProgressMode): MirrorReporter {
+  const log = (text: string) => process.stderr.write(`${text}\n`);
+  let total = 0;
+  let done = 0;
+  let failed = 0;
+  let bytes = 0;
+  let startedAt = 0;
+  let nextLine = 0;
+  let bar: cliProgress.SingleBar | undefined;
+  const rate = () => formatBytes(bytes / Math.max(0.001, (performance.now() - startedAt) / 1000));
+  const payload = () => ({ size: formatBytes(bytes), speed: `${rate()}/s`, failed });
+  const step = () => {
+    if (bar) bar.update(done + failed, payload());
+    else if (mode === 'lines' && (done + failed >= nextLine || done + failed === total)) {
+      log(
+        `downloaded ${done}/${total} archives, ${formatBytes(bytes)}, ${rate()}/s${failed ? `, ${failed} failed` : ''}`,
+      );
+      nextLine = done + failed + Math.max(1, Math.ceil(total / 20));
+    }
+  };
+  return {
+    info: (message) => {
+      if (mode !== 'quiet') log(message);
+    },
+    warn: (message) => {
+      if (bar) bar.stop();
+      log(`warning: ${message}`);
+      if (bar) bar.start(total, done + failed, payload());
+    },
+    downloadsStarted: (count) => {
+      total = count;
+      startedAt = performance.now();
+      nextLine = Math.max(1, Math.ceil(total / 20));
+      if (count === 0) {
+        if (mode !== 'quiet') log('nothing to download: every selected archive is already here');
+        return;
+      }
+      if (mode === 'bar') {
+        bar = new cliProgress.SingleBar(
+          {
+            format:
+              'archives {bar} {value}/{total} | {size} | {speed} | {failed} failed | eta {eta_formatted}',
+            stream: process.stderr,
+            hideCursor: true,
+          },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(count, 0, payload());
+      } else if (mode === 'lines') {
+        log(`downloading ${count} archives`);
+      }
+    },
+    downloadFinished: (_label, size) => {
+      done++;
+      bytes += size;
+      step();
+    },
+    downloadRetrying: (label, attempt, reason) => {
+      if (mode === 'lines') log(`retry ${attempt} for ${label}: ${reason}`);
+    },
+    downloadFailed: (_label, reason) => {
+      failed++;
+      if (mode !== 'bar') log(`failed: ${reason}`);
+      step();
+    },
+    downloadsFinished: () => {
+      bar?.stop();
+      bar = undefined;
+    },
+  };
+}

@@ -1,0 +1,29 @@
+import { MergedCatalog } from '../index/merged-catalog.js';
+import { acquireRegistryLock } from './lock.js';
+import type { Registry } from './registry.js';
+import { type PublishOutcome, planServedVersions, publishServed } from './served-plan.js';
+import { cachedCatalogs, enabledUpstreams, type IndexLog } from './source-indexes.js';
+
+export interface RebuildOutcome extends PublishOutcome {
+  /** Versions that should be served but whose winning archive is not on disk yet. */
+  needDownload: number;
+}
+
+/**
+ * Recomputes the served index from what is already here: the last fetched index of each
+ * enabled source and the archives on disk. No network, no downloads; a version whose winning
+ * archive is missing stays out until the next `mirror` fetches it.
+ */
+export async function rebuildIndex(registry: Registry, log: IndexLog): Promise<RebuildOutcome> {
+  const release = await acquireRegistryLock(registry.layout.lockTarget, 'index rebuild');
+  try {
+    const merged = new MergedCatalog(
+      await cachedCatalogs(enabledUpstreams(registry.config, registry.layout), log),
+    );
+    const plan = await planServedVersions(registry, merged, new Set());
+    const outcome = await publishServed(registry, merged, plan, 'index rebuild');
+    return { ...outcome, needDownload: plan.filter((p) => !p.present).length };
+  } finally {
+    await release();
+  }
+}

@@ -1,0 +1,59 @@
+import type { RegistryConfig, SourceConfig } from '../config/schema.js';
+import { describeError, isRegistryError } from '../core/errors.js';
+import type { SourceCatalog } from '../index/source-catalog.js';
+import { UpstreamSource } from '../upstream/upstream-source.js';
+import { type RegistryLayout, sourceIndexDir } from './layout.js';
+import { enabledSources } from './registry.js';
+
+/** One UpstreamSource per enabled source, highest priority first. */
+export function enabledUpstreams(config: RegistryConfig, layout: RegistryLayout): UpstreamSource[] {
+  const timeoutMs = config.mirror.timeout_seconds * 1000;
+  return enabledSources(config).map((s) => new UpstreamSource(s, sourceIndexDir(layout, s.name), timeoutMs));
+}
+
+export interface IndexLog {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+/**
+ * Fetches every enabled source's index, in parallel. The selected source must answer; another
+ * source that is down only costs a warning while its last fetched copy can stand in (so an
+ * offline mirror keeps working), but wrong credentials are always an error.
+ */
+export async function refreshIndexes(
+  upstreams: UpstreamSource[],
+  selected: SourceConfig,
+  log: IndexLog,
+): Promise<SourceCatalog[]> {
+  const results = await Promise.allSettled(upstreams.map((u) => u.fetchIndex()));
+  const catalogs: SourceCatalog[] = [];
+  for (const [i, upstream] of upstreams.entries()) {
+    const result = results[i] as PromiseSettledResult<string>;
+    let commit: string | undefined;
+    if (result.status === 'fulfilled') {
+      commit = result.value;
+      log.info(`source "${upstream.name}": index at ${commit.slice(0, 12)}`);
+    } else {
+      const error = result.reason as unknown;
+      if (upstream.name === selected.name || (isRegistryError(error) && error.code === 'AUTH')) throw error;
+      commit = await upstream.fetchedCommit();
+      log.warn(
+        `${describeError(error)}; ${commit ? `using its last fetched index (${commit.slice(0, 12)})` : 'its modules are left out of this run'}`,
+      );
+    }
+    if (commit) catalogs.push(await upstream.readCatalog(commit));
+  }
+  return catalogs;
+}
+
+/** The last fetched index of every enabled source, without any network access. */
+export async function cachedCatalogs(upstreams: UpstreamSource[], log: IndexLog): Promise<SourceCatalog[]> {
+  const catalogs: SourceCatalog[] = [];
+  for (const upstream of upstreams) {
+    const commit = await upstream.fetchedCommit();
+    if (commit) catalogs.push(await upstream.readCatalog(commit));
+    else log.warn(`source "${upstream.name}" was never fetched; run \`moonbit-registry mirror\` first`);
+  }
+  return catalogs;
+}
