@@ -1,0 +1,77 @@
+import { open } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { parseArchivePath } from '../core/archive-url.js';
+import type { ArchiveStore } from '../store/archive-store.js';
+import { notFound } from './http-error.js';
+import type { IndexCache } from './index-cache.js';
+
+export interface ArchiveContext {
+  store: ArchiveStore;
+  index: IndexCache;
+}
+
+/** Archives never change for a module@version (PROTOCOL.md 4), so caches may keep them forever. */
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+
+/**
+ * `GET|HEAD /user/<module>/<version>.zip`, either URL form. Only versions listed in the served
+ * index are served, from the store path named by that line's checksum: the file path is built
+ * from validated names and the index, never from the raw URL.
+ */
+export async function handleArchive(
+  ctx: ArchiveContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  rawRest: string,
+): Promise<void> {
+  const ref = parseArchivePath(rawRest);
+  if (!ref) throw notFound('not an archive of a served module');
+  const snapshot = await ctx.index.snapshot();
+  const entry = snapshot.modules.get(ref.module)?.get(ref.version);
+  if (!entry) throw notFound(`${ref.module}@${ref.version} is not served by this registry`);
+  const etag = `"${entry.checksum}"`;
+  if (matchesEtag(req.headers['if-none-match'], etag)) {
+    res.writeHead(304, { ETag: etag, 'Cache-Control': IMMUTABLE });
+    res.end();
+    return;
+  }
+  const path = ctx.store.pathFor(ref.module, ref.version, entry.checksum);
+  const missing = () => notFound(`the archive of ${ref.module}@${ref.version} is missing from the store`);
+  const file = await open(path, 'r').catch(() => {
+    throw missing();
+  });
+  let streaming = false;
+  try {
+    // Size from the open handle, so it matches the bytes we send.
+    const info = await file.stat();
+    if (!info.isFile()) throw missing();
+    res.writeHead(200, {
+      'Content-Type': 'application/zip',
+      'Content-Length': String(info.size),
+      ETag: etag,
+      'Cache-Control': IMMUTABLE,
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    // The stream owns the handle from here and closes it when done or destroyed.
+    streaming = true;
+    await pipeline(file.createReadStream(), res).catch(() => {
+      // The client went away, or the disk failed mid-body: the cut connection tells the client.
+      res.destroy();
+    });
+  } finally {
+    if (!streaming) await file.close();
+  }
+}
+
+/** `If-None-Match` as a list of (possibly weak) tags, or `*`. */
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  return header.split(',').some((tag) => {
+    const value = tag.trim();
+    return value === '*' || value === etag || value === `W/${etag}`;
+  });
+}

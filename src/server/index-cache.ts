@@ -1,0 +1,49 @@
+import type { IndexSnapshot, ServedIndex } from '../index/served-index.js';
+
+/** What the server answers from: the snapshot of the commit `main` pointed at when asked. */
+export interface ServedSnapshot {
+  /** Undefined while the index has no commit yet. */
+  commit: string | undefined;
+  modules: IndexSnapshot['modules'];
+}
+
+const EMPTY: ServedSnapshot = { commit: undefined, modules: new Map() };
+
+/**
+ * Keeps the parsed snapshot of the served index and follows `main`. Each call reads the ref
+ * (one small file), so a mirror's commit is seen by the next request. Commits are immutable and
+ * the ref moves by atomic rename, so a snapshot is always consistent, at worst one commit old.
+ */
+export class IndexCache {
+  private current: ServedSnapshot = EMPTY;
+  private currentGeneration = 0;
+  private nextGeneration = 0;
+  /** The load in progress, shared by every request that saw the same head. */
+  private loading: { commit: string; promise: Promise<ServedSnapshot> } | undefined;
+
+  constructor(private readonly servedIndex: ServedIndex) {}
+
+  async snapshot(): Promise<ServedSnapshot> {
+    const head = await this.servedIndex.headFast();
+    if (head === undefined) return EMPTY;
+    if (this.current.commit === head) return this.current;
+    if (this.loading?.commit === head) return this.loading.promise;
+    const generation = ++this.nextGeneration;
+    const promise = this.load(head, generation).finally(() => {
+      if (this.loading?.promise === promise) this.loading = undefined;
+    });
+    this.loading = { commit: head, promise };
+    return promise;
+  }
+
+  private async load(commit: string, generation: number): Promise<ServedSnapshot> {
+    const loaded = await this.servedIndex.snapshot(commit);
+    const snapshot: ServedSnapshot = loaded ? { commit: loaded.commit, modules: loaded.modules } : EMPTY;
+    // Loads can overlap when `main` moves twice quickly; a slow older one must not win.
+    if (generation > this.currentGeneration) {
+      this.current = snapshot;
+      this.currentGeneration = generation;
+    }
+    return snapshot;
+  }
+}

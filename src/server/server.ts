@@ -1,0 +1,148 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type Logger, pino } from 'pino';
+import type { Registry } from '../registry/registry.js';
+import { handleArchive } from './archive-route.js';
+import { handleInfoRefs, handleUploadPack, refusePush } from './git-smart-http.js';
+import { errorResponse, HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
+import { IndexCache } from './index-cache.js';
+import { handleHealth, handleModule, handleRoot } from './info-routes.js';
+import { ProvenanceCache } from './provenance-cache.js';
+
+export interface ServeOptions {
+  host: string;
+  port: number;
+  /** Access and error log; defaults to a pino logger on stdout, `false` for none. */
+  logger?: Logger | false;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+interface ServerContext {
+  registry: Registry;
+  index: IndexCache;
+  provenance: ProvenanceCache;
+  logger: Logger | undefined;
+}
+
+const READ_METHODS = ['GET', 'HEAD'] as const;
+
+/** Serves the registry to `moon` (PROTOCOL.md): the index over smart HTTP, archives, and info. */
+export async function startServer(registry: Registry, options: ServeOptions): Promise<RunningServer> {
+  const logger =
+    options.logger === false ? undefined : (options.logger ?? pino({ name: 'moonbit-registry' }));
+  const ctx: ServerContext = {
+    registry,
+    index: new IndexCache(registry.servedIndex),
+    provenance: new ProvenanceCache(registry.layout.provenanceFile),
+    logger,
+  };
+  const server = createServer((req, res) => {
+    const started = performance.now();
+    res.on('close', () => {
+      logger?.info(
+        {
+          method: req.method,
+          url: req.url,
+          status: res.statusCode,
+          ms: Math.round(performance.now() - started),
+          ...(res.writableFinished ? {} : { aborted: true }),
+        },
+        'request',
+      );
+    });
+    route(ctx, req, res).catch((error: unknown) => sendError(ctx, res, error));
+  });
+  await listen(server, options.host, options.port);
+  const { port } = server.address() as AddressInfo;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return { url: `http://${host}:${port}`, port, close: () => closeServer(server) };
+}
+
+async function route(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const method = req.method ?? 'GET';
+  const target = req.url ?? '/';
+  // Route on the raw, still-encoded path: WHATWG URL parsing would resolve `..` and `%2e%2e`
+  // before we could refuse them.
+  if (!target.startsWith('/')) throw new HttpError(400, 'bad request target');
+  const queryAt = target.indexOf('?');
+  const path = queryAt < 0 ? target : target.slice(0, queryAt);
+  const query = new URLSearchParams(queryAt < 0 ? '' : target.slice(queryAt + 1));
+
+  if (path === '/git/index/git-receive-pack') refusePush();
+  if (path === '/git/index/git-upload-pack') {
+    if (method !== 'POST') throw methodNotAllowed(['POST']);
+    return handleUploadPack(gitContext(ctx), req, res);
+  }
+  if (path === '/git/index/info/refs') {
+    if (method !== 'GET') throw methodNotAllowed(['GET']);
+    return handleInfoRefs(gitContext(ctx), req, res, query.get('service'));
+  }
+  // Everything else under /git is the dumb protocol or a repository file: never served.
+  if (path === '/git' || path.startsWith('/git/')) throw notFound();
+
+  const readRoute = path === '/' || path === '/health' || path.startsWith('/user/') || isAbsentResource(path);
+  if (!readRoute) throw notFound();
+  if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
+
+  if (path === '/health') return handleHealth(res);
+  if (path === '/') return handleRoot(infoContext(ctx), res);
+  if (isAbsentResource(path)) throw notFound('not provided by this registry');
+  const rest = path.slice('/user/'.length);
+  if (rest.endsWith('.zip')) {
+    return handleArchive({ store: ctx.registry.store, index: ctx.index }, req, res, rest);
+  }
+  return handleModule(infoContext(ctx), res, rest);
+}
+
+/** Symbols and prebuilt wasm are optional for `moon`: a 404 means "none" (PROTOCOL.md 5). */
+function isAbsentResource(path: string): boolean {
+  return path === '/symbols.zip' || path.startsWith('/assets/');
+}
+
+function gitContext(ctx: ServerContext) {
+  return { gitDir: ctx.registry.layout.indexDir, logger: ctx.logger };
+}
+
+function infoContext(ctx: ServerContext) {
+  return { config: ctx.registry.config, index: ctx.index, provenance: ctx.provenance };
+}
+
+function sendError(ctx: ServerContext, res: ServerResponse, error: unknown): void {
+  const response = errorResponse(error);
+  if (response.internal) ctx.logger?.error({ err: error }, 'request failed');
+  if (res.headersSent) {
+    // Part of a body is out: only a cut connection tells the client it is incomplete.
+    res.destroy();
+    return;
+  }
+  sendJson(res, response.status, { error: response.message }, response.headers);
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Stops accepting, lets requests in flight finish briefly, then cuts what is left. */
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const force = setTimeout(() => server.closeAllConnections(), 2000);
+    force.unref();
+    server.close((error) => {
+      clearTimeout(force);
+      if (error) reject(error);
+      else resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
