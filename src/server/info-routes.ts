@@ -45,3 +45,30 @@ function publicSource(source: SourceConfig, defaultSource: string | undefined) {
     default: source.name === defaultSource,
   };
 }
+
+/** Fields of an index line worth showing next to a version, when the line has them. */
+const LINE_FIELDS = ['created_at', 'yanked', 'deprecated'] as const;
+
+/** `GET /user/<module>`: the served versions of one module, in semver order, with their sources. */
+export async function handleModule(ctx: InfoContext, res: ServerResponse, rawModule: string): Promise<void> {
+  const module = decodePathSegments(rawModule)?.join('/');
+  if (module === undefined || !isValidModuleName(module)) throw notFound('no such module');
+  const entries = (await ctx.index.snapshot()).modules.get(module);
+  if (!entries || entries.size === 0) throw notFound(`module ${module} is not served here`);
+  const provenance = await ctx.provenance.get();
+  const versions = [...entries.values()]
+    .sort((a, b) => compareVersions(a.version, b.version))
+    .map((entry) => {
+      const line = JSON.parse(entry.raw) as Record<string, unknown>;
+      const extra = Object.fromEntries(
+        LINE_FIELDS.filter((f) => line[f] !== undefined).map((f) => [f, line[f]]),
+      );
+      return {
+        version: entry.version,
+        checksum: entry.checksum,
+        source: sourceOf(provenance, module, entry.version, entry.checksum) ?? null,
+        ...extra,
+      };
+    });
+  sendJson(res, 200, { module, versions });
+}
