@@ -12,9 +12,12 @@ const httpUrl = z
   .string()
   .refine((value) => /^https?:\/\/[^/\s]+/i.test(value) && URL.canParse(value), 'must be an http(s) URL')
   // A secret in a URL would be printed by `source list` and logs: it belongs in [sources.auth].
-  .refine((value) => !URL.canParse(value) || (new URL(value).username === '' && new URL(value).password === ''), {
-    message: 'must not contain credentials (use [sources.auth])',
-  });
+  .refine(
+    (value) => !URL.canParse(value) || (new URL(value).username === '' && new URL(value).password === ''),
+    {
+      message: 'must not contain credentials (use [sources.auth])',
+    },
+  );
 
 const AuthSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('bearer'), token: z.string().min(1) }).strict(),

@@ -42,9 +42,26 @@ export async function refreshIndexes(
         `${describeError(error)}; ${commit ? `using its last fetched index (${commit.slice(0, 12)})` : 'its modules are left out of this run'}`,
       );
     }
-    if (commit) catalogs.push(await upstream.readCatalog(commit));
+    if (commit) catalogs.push(await readCatalogReporting(upstream, commit, log));
   }
   return catalogs;
+}
+
+/** Reads a catalog; lines `moon` would skip are skipped here too, and counted in one warning. */
+async function readCatalogReporting(
+  upstream: UpstreamSource,
+  commit: string,
+  log: IndexLog,
+): Promise<SourceCatalog> {
+  const skipped: string[] = [];
+  const catalog = await upstream.readCatalog(commit, (message) => skipped.push(message));
+  if (skipped.length > 0) {
+    const examples = skipped.slice(0, 3).join('; ');
+    log.warn(
+      `source "${upstream.name}": ${skipped.length} index lines skipped (${examples}${skipped.length > 3 ? '; ...' : ''})`,
+    );
+  }
+  return catalog;
 }
 
 /** The last fetched index of every enabled source, without any network access. */
@@ -52,7 +69,7 @@ export async function cachedCatalogs(upstreams: UpstreamSource[], log: IndexLog)
   const catalogs: SourceCatalog[] = [];
   for (const upstream of upstreams) {
     const commit = await upstream.fetchedCommit();
-    if (commit) catalogs.push(await upstream.readCatalog(commit));
+    if (commit) catalogs.push(await readCatalogReporting(upstream, commit, log));
     else log.warn(`source "${upstream.name}" was never fetched; run \`moonbit-registry mirror\` first`);
   }
   return catalogs;
