@@ -36,10 +36,7 @@ export class MergedCatalog {
     return this.byModule.keys();
   }
 
-  /**
-   * Versions of a module in a stable order: the highest-priority source's publish order, then
-   * versions only lower sources have, in theirs.
-   */
+  /** Every version any source has of a module. */
   versions(module: string): string[] {
     return [...(this.byModule.get(module)?.keys() ?? [])];
   }

@@ -98,7 +98,6 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
     const what = options.full ? '--full' : options.patterns.join(' ');
     const outcome = await publishServed(
       registry,
-      merged,
       plan,
       `mirror ${what}${options.source ? ` -s ${options.source}` : ''}`,
     );

@@ -21,7 +21,7 @@ export async function rebuildIndex(registry: Registry, log: IndexLog): Promise<R
       await cachedCatalogs(enabledUpstreams(registry.config, registry.layout), log),
     );
     const plan = await planServedVersions(registry, merged, new Set());
-    const outcome = await publishServed(registry, merged, plan, 'index rebuild');
+    const outcome = await publishServed(registry, plan, 'index rebuild');
     return { ...outcome, needDownload: plan.filter((p) => !p.present).length };
   } finally {
     await release();

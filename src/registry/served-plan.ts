@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import { moduleKey } from '../core/module-name.js';
+import { compareVersions } from '../core/version.js';
 import type { IndexEntry } from '../index/index-file.js';
 import type { MergedCatalog, SourcedEntry } from '../index/merged-catalog.js';
 import type { PublishResult } from '../index/served-index.js';
@@ -64,7 +65,6 @@ export interface PublishOutcome extends PublishResult {
  */
 export async function publishServed(
   registry: Registry,
-  merged: MergedCatalog,
   plan: PlannedVersion[],
   title: string,
 ): Promise<PublishOutcome> {
@@ -78,7 +78,7 @@ export async function publishServed(
   );
   const diff = diffProvenance(previous, provenance);
   const message = `${title}\n\n${diff.added} versions added, ${diff.updated} updated, ${diff.removed} removed; ${provenance.size} served.\n`;
-  const result = await registry.servedIndex.publish(servedFiles(merged, served), message);
+  const result = await registry.servedIndex.publish(servedFiles(served), message);
   await writeProvenance(registry.layout.provenanceFile, provenance);
   return {
     ...result,
@@ -88,25 +88,18 @@ export async function publishServed(
   };
 }
 
-/** module -> served lines, in the merged catalog's stable order. */
-function servedFiles(merged: MergedCatalog, served: PlannedVersion[]): Map<string, IndexEntry[]> {
-  const byModule = new Map<string, Map<string, IndexEntry>>();
-  for (const p of served) {
-    let versions = byModule.get(p.module);
-    if (!versions) {
-      versions = new Map();
-      byModule.set(p.module, versions);
-    }
-    versions.set(p.version, p.winner.entry);
-  }
+/**
+ * module -> served lines in semver order: publish order for a single source (the real index
+ * appends versions in ascending order), and one deterministic order when sources are merged.
+ */
+function servedFiles(served: PlannedVersion[]): Map<string, IndexEntry[]> {
   const files = new Map<string, IndexEntry[]>();
-  for (const [module, versions] of byModule) {
-    const ordered = merged.versions(module).map((v) => versions.get(v));
-    files.set(
-      module,
-      ordered.filter((e): e is IndexEntry => e !== undefined),
-    );
+  for (const p of served) {
+    const entries = files.get(p.module);
+    if (entries) entries.push(p.winner.entry);
+    else files.set(p.module, [p.winner.entry]);
   }
+  for (const entries of files.values()) entries.sort((a, b) => compareVersions(a.version, b.version));
   return files;
 }
 

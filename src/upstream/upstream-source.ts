@@ -72,7 +72,8 @@ export class UpstreamSource {
       );
     } catch (error) {
       const reason = this.redact(describeError(error));
-      const auth = /Authentication failed|401|403|could not read Username/i.test(reason);
+      // git's own wording for a refused login; bare digits would also match ports and paths.
+      const auth = /Authentication failed|returned error: 40[13]\b|could not read Username/i.test(reason);
       throw new RegistryError(
         auth ? 'AUTH' : 'UPSTREAM',
         `source "${this.name}" (${this.config.index_url}): cannot fetch the index: ${reason}`,
