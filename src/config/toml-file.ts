@@ -37,7 +37,7 @@ export function parseConfigText(path: string, text: string): ConfigFile {
   try {
     raw = TOML.parse(text) as Record<string, unknown>;
   } catch (error) {
-    const { line, column } = error as { line?: number; column?: number };
+    const { line, column } = syntaxErrorPosition(text, error);
     const reason = lastLine((error as Error).message);
     const where = line ? `line ${line}${column ? `, column ${column}` : ''}` : 'unknown line';
     throw new RegistryError('CONFIG', `${path}: invalid TOML at ${where}${reason ? `: ${reason}` : ''}`);
@@ -49,8 +49,11 @@ export function validateConfig(path: string, text: string, raw: Record<string, u
   const result = ConfigSchema.safeParse(raw);
   if (result.success) return result.data;
   const issue = result.error.issues[0] as z.core.$ZodIssue;
-  const key = formatPath(issue.path);
-  const line = locateKey(text, issue.path);
+  // An unknown key is reported on its table; point at the key itself.
+  const keyPath =
+    issue.code === 'unrecognized_keys' && issue.keys[0] ? [...issue.path, issue.keys[0]] : issue.path;
+  const key = formatPath(keyPath);
+  const line = locateKey(text, keyPath);
   throw new RegistryError(
     'CONFIG',
     `${path}${line ? ` line ${line}` : ''}: ${key ? `${key}: ` : ''}${issue.message}`,
@@ -81,40 +84,46 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
 }
 
 /**
- * Best-effort line of a key such as ['sources', 1, 'priority']: finds the table header (the
- * n-th `[[sources]]` for array items), then the key's line within it.
+ * Where a syntax error is, 1-based. toml-patch gives a 1-based line and a 0-based column, and
+ * reports an unclosed `[table` on the line after it.
  */
-export function locateKey(text: string, path: ReadonlyArray<PropertyKey>): number | undefined {
-  const lines = text.split('\n');
-  const header = /^\s*\[\[?\s*([^\]]+?)\s*\]\]?/;
-  let tablePath: string[] = [];
-  let tableStart = 0;
-  const keys = path.filter((p) => typeof p !== 'number').map(String);
-  const itemIndex = path.find((p) => typeof p === 'number');
-  const wantedTable = keys.length > 1 ? keys.slice(0, -1) : [];
-  const wantedKey = keys[keys.length - 1];
-  let arrayCount = -1;
-  let candidate: number | undefined;
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] as string;
-    const match = header.exec(line);
-    if (match) {
-      tablePath = (match[1] as string).split('.').map((s) => s.trim());
-      tableStart = i + 1;
-      if (line.trim().startsWith('[[') && tablePath.join('.') === wantedTable[0]) arrayCount++;
-      continue;
-    }
-    const inTable =
-      tablePath.join('.') === wantedTable.join('.') && (itemIndex === undefined || arrayCount === itemIndex);
-    if (inTable && wantedKey && new RegExp(`^\\s*"?${escapeRegExp(wantedKey)}"?\\s*=`).test(line))
-      return i + 1;
-    if (inTable && candidate === undefined && tablePath.length > 0) candidate = tableStart;
-  }
-  return candidate;
+function syntaxErrorPosition(text: string, error: unknown): { line?: number; column?: number } {
+  const { line, column } = error as { line?: unknown; column?: unknown };
+  if (typeof line !== 'number') return {};
+  const previous = text.split('\n')[line - 2];
+  if (column === 0 && previous !== undefined && /^\s*\[[^\]]*$/.test(previous)) return { line: line - 1 };
+  return { line, column: typeof column === 'number' ? column + 1 : undefined };
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/**
+ * Best-effort line of a key such as ['sources', 1, 'priority'] or of a table such as
+ * ['servr']: follows table headers (counting `[[sources]]` items) and key lines; when the key
+ * itself is not written (a default, an inline table) it gives the line of its closest parent.
+ */
+export function locateKey(text: string, path: ReadonlyArray<PropertyKey>): number | undefined {
+  const names = path.filter((p) => typeof p !== 'number').map(String);
+  const item = path.find((p) => typeof p === 'number');
+  const lines = text.split('\n');
+  let table: string[] = [];
+  let arrayItem = -1;
+  let best: { line: number; depth: number } | undefined;
+  const consider = (keyPath: string[], line: number) => {
+    const inItem = item === undefined || keyPath[0] !== names[0] || arrayItem === item;
+    if (!inItem || keyPath.length === 0 || !keyPath.every((part, k) => part === names[k])) return;
+    if (!best || keyPath.length > best.depth) best = { line, depth: keyPath.length };
+  };
+  for (const [i, text] of lines.entries()) {
+    const header = /^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$/.exec(text);
+    if (header) {
+      table = (header[2] as string).split('.').map((part) => part.trim().replace(/^"(.*)"$/, '$1'));
+      if (header[1] === '[[' && table.join('.') === names[0]) arrayItem++;
+      consider(table, i + 1);
+      continue;
+    }
+    const key = /^\s*"?([A-Za-z0-9_-]+)"?\s*=/.exec(text)?.[1];
+    if (key) consider([...table, key], i + 1);
+  }
+  return best?.line;
 }
 
 /** toml-patch puts the reason on the last line, after the quoted source and a caret. */
