@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { RegistryError } from '../../core/errors.js';
+import { describeError, RegistryError } from '../../core/errors.js';
 import { type MirrorSummary, mirror } from '../../registry/mirror.js';
 import { openRegistry } from '../../registry/registry.js';
 import { formatBytes, printLine } from '../output.js';
@@ -38,14 +38,21 @@ export function registerMirrorCommand(program: Command): void {
       if (flags.full && patterns.length > 0) {
         throw new RegistryError('USAGE', '--full mirrors everything: drop the patterns or drop --full');
       }
-      const registry = await openRegistry(registryDir(command));
-      const summary = await mirror(registry, {
-        patterns,
-        full: flags.full,
-        strict: flags.strict,
-        source: flags.source,
-        reporter: createReporter(progressMode(flags)),
-      });
+      let summary: MirrorSummary;
+      try {
+        const registry = await openRegistry(registryDir(command));
+        summary = await mirror(registry, {
+          patterns,
+          full: flags.full,
+          strict: flags.strict,
+          source: flags.source,
+          reporter: createReporter(progressMode(flags)),
+        });
+      } catch (error) {
+        // A script reading --json gets an answer on stdout even when the run never started.
+        if (flags.json) printLine(JSON.stringify({ error: describeError(error) }));
+        throw error;
+      }
       if (flags.json) printLine(JSON.stringify(jsonSummary(summary), null, 2));
       else printSummary(summary);
       if (summary.failed > 0) {
