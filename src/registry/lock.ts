@@ -1,8 +1,9 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { RegistryError } from '../core/errors.js';
+import { writeFileAtomic } from '../fs/atomic-write.js';
 
 interface LockOwner {
   pid: number;
@@ -11,46 +12,78 @@ interface LockOwner {
   since: string;
 }
 
+export interface RegistryLock {
+  /** Throws if another process took the lock from us (then we must not publish). */
+  assertHeld(): void;
+  release(): Promise<void>;
+}
+
 /**
- * One writer at a time per registry. proper-lockfile keeps the lock fresh while we run and
- * treats it as stale once nobody refreshes it; we also record who holds it, so a lock left by
- * a process on this machine that no longer exists is taken over at once instead of blocking
- * the next run.
+ * One writer at a time per registry. proper-lockfile keeps the lock folder fresh while we run
+ * and treats it as stale once nobody refreshes it. Beside it we record who holds it, so a lock
+ * left by a process of this machine that no longer exists is taken over at once instead of
+ * blocking the next run. The owner file is removed before the lock is, so a reader that finds
+ * no owner file always backs off.
  */
-export async function acquireRegistryLock(target: string, what: string): Promise<() => Promise<void>> {
+export async function acquireRegistryLock(target: string, what: string): Promise<RegistryLock> {
   await mkdir(dirname(target), { recursive: true });
   const lockDir = `${target}.lock`;
-  const take = () => lockfile.lock(target, { realpath: false, stale: 20_000, update: 5_000 });
+  const ownerFile = `${target}.owner.json`;
+  let compromised: Error | undefined;
+  const take = () =>
+    lockfile.lock(target, {
+      realpath: false,
+      stale: 20_000,
+      update: 5_000,
+      onCompromised: (error) => {
+        compromised = error;
+      },
+    });
   let release: () => Promise<void>;
   try {
     release = await take();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
-    const owner = await readOwner(lockDir);
-    if (!owner || owner.host !== hostname() || isAlive(owner.pid)) {
-      const who = owner
-        ? `another ${owner.what} (pid ${owner.pid} on ${owner.host}, started ${owner.since})`
-        : 'another process';
-      throw new RegistryError('LOCKED', `${who} is running on this registry; ${what} not started`, {
-        hint: `wait for it to finish, then try again (lock: ${lockDir})`,
-      });
+    const owner = await readOwner(ownerFile);
+    if (!owner || owner.host !== hostname() || isAlive(owner.pid)) throw lockedError(owner, what, lockDir);
+    await rm(ownerFile, { force: true }); // its owner died without releasing it
+    await rm(lockDir, { recursive: true, force: true });
+    try {
+      release = await take();
+    } catch {
+      throw lockedError(undefined, what, lockDir); // someone else took it over first
     }
-    await rm(lockDir, { recursive: true, force: true }); // its owner died without releasing it
-    release = await take();
   }
-  // The owner file lives inside the lock folder, so it exists only while the lock does.
-  const ownerFile = join(lockDir, 'owner.json');
   const owner: LockOwner = { pid: process.pid, host: hostname(), what, since: new Date().toISOString() };
-  await writeFile(ownerFile, JSON.stringify(owner));
-  return async () => {
-    await rm(ownerFile, { force: true });
-    await release();
+  await writeFileAtomic(ownerFile, JSON.stringify(owner));
+  return {
+    assertHeld: () => {
+      if (compromised) {
+        throw new RegistryError(
+          'LOCKED',
+          `lost the registry lock (${compromised.message}); ${what} stopped before publishing`,
+        );
+      }
+    },
+    release: async () => {
+      await rm(ownerFile, { force: true });
+      await release().catch(() => undefined); // already gone if it was compromised
+    },
   };
 }
 
-async function readOwner(lockDir: string): Promise<LockOwner | undefined> {
+function lockedError(owner: LockOwner | undefined, what: string, lockDir: string): RegistryError {
+  const who = owner
+    ? `another ${owner.what} (pid ${owner.pid} on ${owner.host}, started ${owner.since})`
+    : 'another process';
+  return new RegistryError('LOCKED', `${who} is running on this registry; ${what} not started`, {
+    hint: `wait for it to finish, then try again (lock: ${lockDir})`,
+  });
+}
+
+async function readOwner(path: string): Promise<LockOwner | undefined> {
   try {
-    return JSON.parse(await readFile(join(lockDir, 'owner.json'), 'utf8')) as LockOwner;
+    return JSON.parse(await readFile(path, 'utf8')) as LockOwner;
   } catch {
     return undefined;
   }

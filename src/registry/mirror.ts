@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import type { Dispatcher } from 'undici';
 import type { SourceConfig } from '../config/schema.js';
@@ -71,9 +71,10 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
   // Missing credentials are a configuration error: say so before anything is fetched or written.
   for (const upstream of upstreams) upstream.headers();
 
-  const release = await acquireRegistryLock(layout.lockTarget, 'mirror');
+  const lock = await acquireRegistryLock(layout.lockTarget, 'mirror');
   try {
     await rm(layout.tmpDir, { recursive: true, force: true }); // leftovers of a killed run
+    await mkdir(layout.tmpDir, { recursive: true });
     const catalogs = await refreshIndexes(upstreams, selected, reporter);
     const merged = new MergedCatalog(catalogs);
     const roots =
@@ -96,6 +97,7 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
       reporter,
     );
     const what = options.full ? '--full' : options.patterns.join(' ');
+    lock.assertHeld();
     const outcome = await publishServed(
       registry,
       plan,
@@ -129,7 +131,7 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
       sources,
     };
   } finally {
-    await release();
+    await lock.release();
   }
 }
 
@@ -167,7 +169,9 @@ async function downloadMissing(
   const { concurrency, timeout_seconds } = registry.config.mirror;
   const agent = createHttpAgent({ connections: concurrency, timeoutMs: timeout_seconds * 1000 });
   const totals: DownloadTotals = { count: 0, bytes: 0, bySource: new Map(), failures: [] };
-  const limit = pLimit(concurrency);
+  // The agent allows `concurrency` connections; twice as many jobs keep every connection busy
+  // while finished downloads are fsynced and renamed (extra requests wait in undici's queue).
+  const limit = pLimit(concurrency * 2);
   reporter.downloadsStarted(missing.length);
   try {
     await Promise.all(

@@ -15,15 +15,16 @@ export interface RebuildOutcome extends PublishOutcome {
  * archive is missing stays out until the next `mirror` fetches it.
  */
 export async function rebuildIndex(registry: Registry, log: IndexLog): Promise<RebuildOutcome> {
-  const release = await acquireRegistryLock(registry.layout.lockTarget, 'index rebuild');
+  const lock = await acquireRegistryLock(registry.layout.lockTarget, 'index rebuild');
   try {
     const merged = new MergedCatalog(
       await cachedCatalogs(enabledUpstreams(registry.config, registry.layout), log),
     );
     const plan = await planServedVersions(registry, merged, new Set());
+    lock.assertHeld();
     const outcome = await publishServed(registry, plan, 'index rebuild');
     return { ...outcome, needDownload: plan.filter((p) => !p.present).length };
   } finally {
-    await release();
+    await lock.release();
   }
 }

@@ -52,12 +52,19 @@ export function selectVersions(
   }
   const matched = versions.size;
   const warnings: string[] = [];
+  // Thousands of dependency edges share about a thousand distinct requirements.
+  const picks = new Map<string, string | undefined>();
+  const pick = (module: string, requirement: string) => {
+    const key = `${module} ${requirement}`;
+    if (!picks.has(key)) picks.set(key, selectForRequirement(requirement, merged.versions(module)));
+    return picks.get(key);
+  };
   if (!options.strict) {
     const queue = [...versions.values()];
     for (let i = 0; i < queue.length; i++) {
       const ref = queue[i] as VersionRef;
       for (const dep of merged.winner(ref.module, ref.version)?.entry.deps ?? []) {
-        const picked = selectForRequirement(dep.requirement, merged.versions(dep.module));
+        const picked = pick(dep.module, dep.requirement);
         if (picked === undefined) {
           warnings.push(
             `${ref.module}@${ref.version} depends on ${dep.module} ${dep.requirement}, which no enabled source has`,

@@ -1,14 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Dispatcher, request } from 'undici';
 import { checksumMismatchMessage, newArchiveHash } from '../core/checksum.js';
 import { describeError, RegistryError } from '../core/errors.js';
-import { syncDirectory } from '../fs/atomic-write.js';
 import { USER_AGENT } from './http-agent.js';
 
 export interface ArchiveDownload {
@@ -18,7 +16,7 @@ export interface ArchiveDownload {
   expectedChecksum: string;
   /** Final path; only bytes with the expected checksum ever reach it. */
   destination: string;
-  /** Folder for the partial file, on the same filesystem as destination. */
+  /** Existing folder for the partial file, on the same filesystem as destination. */
   tmpDir: string;
   dispatcher: Dispatcher;
   /** What to call the download in messages, e.g. `moonbitlang/x@0.4.40 from mooncakes`. */
@@ -36,8 +34,8 @@ export class DownloadError extends RegistryError {
 
 /**
  * Streams the body to a temp file while hashing it, then keeps it only if the length and the
- * checksum are right: fsync, rename into place, fsync the folder. A crash at any point leaves
- * at most a temp file, which `mirror` clears at its next start.
+ * checksum are right: fsync, then rename into place. A crash at any point leaves at most a
+ * temp file, which `mirror` clears at its next start.
  */
 export async function downloadArchive(job: ArchiveDownload): Promise<number> {
   let response: Dispatcher.ResponseData;
@@ -55,7 +53,6 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
     throw statusError(job, response.statusCode);
   }
   const expectedLength = Number(response.headers['content-length'] ?? Number.NaN);
-  await mkdir(job.tmpDir, { recursive: true });
   const temp = join(
     job.tmpDir,
     `${job.expectedChecksum}.${process.pid}.${randomBytes(4).toString('hex')}.part`,
@@ -69,11 +66,16 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
       callback(null, chunk);
     },
   });
+  let kept = false;
   try {
-    const file = createWriteStream(temp, { flags: 'wx' });
-    await once(file, 'open');
     try {
-      await pipeline(response.body, meter, file);
+      // flush: the file is fsynced before the stream reports done, so it is durable before
+      // it gets its final name.
+      await pipeline(
+        response.body,
+        meter,
+        createWriteStream(temp, { flags: 'wx', mode: 0o644, flush: true }),
+      );
     } catch (error) {
       throw new DownloadError(`${job.label}: body from ${job.url} broke off: ${describeError(error)}`, true);
     }
@@ -91,13 +93,13 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
         'CHECKSUM',
       );
     }
-    await fsyncFile(temp);
+    // The folder is not fsynced: after a crash a lost rename only means a second download.
     await mkdir(dirname(job.destination), { recursive: true });
     await rename(temp, job.destination);
-    await syncDirectory(dirname(job.destination));
+    kept = true;
     return received;
   } finally {
-    await rm(temp, { force: true });
+    if (!kept) await rm(temp, { force: true });
   }
 }
 
@@ -112,15 +114,6 @@ function statusError(job: ArchiveDownload, status: number): DownloadError {
   // 408/429 and 5xx are the upstream's passing trouble; any other status will not change.
   const retryable = status === 408 || status === 429 || status >= 500;
   return new DownloadError(`${job.label}: ${job.url} answered HTTP ${status}`, retryable);
-}
-
-async function fsyncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Exponential backoff with jitter: 200 ms, 400 ms, 800 ms, ... capped at 5 s. */
