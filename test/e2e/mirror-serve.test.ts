@@ -10,9 +10,12 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import semver from 'semver';
+import { formatBytes } from '../../src/cli/output.js';
 import {
   type CliResult,
   initRegistryWithSource,
+  isRecord,
+  parseJsonSummary,
   type RunningServer,
   runCli,
   runCliOk,
@@ -47,23 +50,6 @@ interface TextSummary {
   seconds: number;
 }
 
-interface JsonFailure {
-  module: string;
-  version: string;
-  error: string;
-}
-
-interface JsonSummary {
-  modules: number;
-  versions: number;
-  downloaded: number;
-  skipped: number;
-  failed: number;
-  bytes: number;
-  seconds: number;
-  failures: JsonFailure[];
-}
-
 const SUMMARY_LINE =
   /Mirrored (\d+) modules, (\d+) versions: (\d+) downloaded \(([^)]+)\), (\d+) already present, (\d+) failed, in ([\d.]+)s/;
 
@@ -80,50 +66,6 @@ function parseTextSummary(stdout: string): TextSummary {
     failed: num(6),
     seconds: num(7),
   };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Parses `mirror --json` output and checks every documented field has the right type. */
-function parseJsonSummary(stdout: string): JsonSummary {
-  const value: unknown = JSON.parse(stdout);
-  assert.ok(isRecord(value), `--json output is not an object: ${stdout}`);
-  for (const key of ['modules', 'versions', 'downloaded', 'skipped', 'failed', 'bytes', 'seconds']) {
-    assert.equal(typeof value[key], 'number', `--json field "${key}" missing or not a number: ${stdout}`);
-  }
-  const failures = value.failures;
-  assert.ok(Array.isArray(failures), `--json field "failures" missing: ${stdout}`);
-  const parsedFailures: JsonFailure[] = failures.map((item: unknown) => {
-    assert.ok(isRecord(item));
-    assert.equal(typeof item.module, 'string');
-    assert.equal(typeof item.version, 'string');
-    assert.equal(typeof item.error, 'string');
-    return { module: String(item.module), version: String(item.version), error: String(item.error) };
-  });
-  return {
-    modules: Number(value.modules),
-    versions: Number(value.versions),
-    downloaded: Number(value.downloaded),
-    skipped: Number(value.skipped),
-    failed: Number(value.failed),
-    bytes: Number(value.bytes),
-    seconds: Number(value.seconds),
-    failures: parsedFailures,
-  };
-}
-
-/** The same units the CLI prints sizes in (1024-based, one decimal above bytes). */
-function humanBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
 function servedGitDir(root: string): string {
@@ -308,7 +250,7 @@ describe('moonbit-registry end to end', () => {
         assert.equal(item.checksum, info.checksum);
         bytes += info.size;
       }
-      assert.equal(summary.size, humanBytes(bytes));
+      assert.equal(summary.size, formatBytes(bytes));
       assert.equal(await countFiles(path.join(main.root, 'data', 'packages'), '.zip'), summary.downloaded);
       assert.match(
         result.stdout,
@@ -321,7 +263,7 @@ describe('moonbit-registry end to end', () => {
       const headBefore = await servedHead(main.root);
       const result = await runCli(['mirror', '-q', '--json', 'moonbitlang/*'], { cwd: main.root });
       assert.equal(result.code, 0, result.stderr);
-      const summary = parseJsonSummary(result.stdout);
+      const summary = parseJsonSummary(result);
       assert.equal(summary.downloaded, 0);
       assert.equal(summary.failed, 0);
       assert.equal(summary.bytes, 0);

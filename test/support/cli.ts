@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -146,4 +147,62 @@ export async function initRegistryWithSource(
   await runCliOk(['source', 'default', sourceName], { cwd: root });
   await runCliOk(['source', 'disable', 'mooncakes'], { cwd: root });
   return { root, remove: dir.remove };
+}
+
+export interface JsonFailure {
+  module: string;
+  version: string;
+  error: string;
+}
+
+/** The documented fields of `mirror --json`. */
+export interface JsonSummary {
+  modules: number;
+  versions: number;
+  downloaded: number;
+  skipped: number;
+  failed: number;
+  bytes: number;
+  seconds: number;
+  failures: JsonFailure[];
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Parses `mirror --json` output and checks every documented field has the right type. */
+export function parseJsonSummary(result: CliResult): JsonSummary {
+  let value: unknown;
+  try {
+    value = JSON.parse(result.stdout);
+  } catch {
+    assert.fail(`--json printed no JSON:\n${result.stdout}\n${result.stderr}`);
+  }
+  assert.ok(isRecord(value), `--json output is not an object: ${result.stdout}`);
+  for (const key of ['modules', 'versions', 'downloaded', 'skipped', 'failed', 'bytes', 'seconds']) {
+    assert.equal(
+      typeof value[key],
+      'number',
+      `--json field "${key}" missing or not a number: ${result.stdout}`,
+    );
+  }
+  assert.ok(Array.isArray(value.failures), `--json field "failures" missing: ${result.stdout}`);
+  const failures = value.failures.map((item: unknown): JsonFailure => {
+    assert.ok(isRecord(item));
+    assert.equal(typeof item.module, 'string');
+    assert.equal(typeof item.version, 'string');
+    assert.equal(typeof item.error, 'string');
+    return { module: String(item.module), version: String(item.version), error: String(item.error) };
+  });
+  return {
+    modules: Number(value.modules),
+    versions: Number(value.versions),
+    downloaded: Number(value.downloaded),
+    skipped: Number(value.skipped),
+    failed: Number(value.failed),
+    bytes: Number(value.bytes),
+    seconds: Number(value.seconds),
+    failures,
+  };
 }

@@ -131,6 +131,17 @@ const LS_REFS = Buffer.from(
   `${pkt('command=ls-refs\n')}0001${pkt('peel\n')}${pkt('ref-prefix refs/heads/\n')}0000`,
 );
 
+/** A raw v2 upload-pack POST whose body the test writes (or abandons) itself. */
+function uploadPackRequest(url: URL) {
+  return request({
+    host: url.hostname,
+    port: url.port,
+    path: '/git/index/git-upload-pack',
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-git-upload-pack-request', 'Git-Protocol': 'version=2' },
+  });
+}
+
 describe('server', () => {
   let root: string;
   let registry: Registry;
@@ -578,13 +589,7 @@ describe('server', () => {
 
     test('a client that disconnects mid-request kills git and the server goes on', async () => {
       const url = new URL(base);
-      const req = request({
-        host: url.hostname,
-        port: url.port,
-        path: '/git/index/git-upload-pack',
-        method: 'POST',
-        headers: { 'Content-Type': 'application/x-git-upload-pack-request', 'Git-Protocol': 'version=2' },
-      });
+      const req = uploadPackRequest(url);
       req.on('error', () => {});
       // An incomplete request: git waits for the rest until the client goes away.
       req.write(LS_REFS.subarray(0, 10));
@@ -640,13 +645,7 @@ describe('server with a large index', () => {
     const head = await registry.servedIndex.head();
     const body = Buffer.from(`${pkt('command=fetch\n')}0001${pkt(`want ${head}\n`)}${pkt('done\n')}0000`);
     const url = new URL(server.url);
-    const req = request({
-      host: url.hostname,
-      port: url.port,
-      path: '/git/index/git-upload-pack',
-      method: 'POST',
-      headers: { 'Content-Type': 'application/x-git-upload-pack-request', 'Git-Protocol': 'version=2' },
-    });
+    const req = uploadPackRequest(url);
     req.on('error', () => {});
     const response = new Promise<number>((resolve) => {
       req.on('response', (res) => {
