@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { RegistryError } from '../../src/core/errors.js';
+import { acquireRegistryLock } from '../../src/registry/lock.js';
+import { createArchiveStore } from '../../src/store/archive-store.js';
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mr-store-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const SUM = 'ab'.repeat(32);
+
+test('archive paths are built from validated names only, under the store', async () => {
+  const store = createArchiveStore(join(dir, 'packages'));
+  assert.equal(
+    store.pathFor('moonbitlang/core', '0.1.20260213+3382e0600', SUM.toUpperCase()),
+    join(dir, 'packages', 'moonbitlang', 'core', '0.1.20260213+3382e0600', `${SUM}.zip`),
+  );
+  for (const [module, version, sum] of [
+    ['../etc/passwd', '1.0.0', SUM],
+    ['a/..', '1.0.0', SUM],
+    ['a/b', '../../1.0.0', SUM],
+    ['a/b', '1.0.0', '../x'],
+  ] as const) {
+    assert.throws(() => store.pathFor(module, version, sum), RegistryError, `${module} ${version} ${sum}`);
+  }
+  assert.equal(await store.has('a/b', '1.0.0', SUM), false);
+  const path = store.pathFor('a/b', '1.0.0', SUM);
+  await mkdir(join(path, '..'), { recursive: true });
+  await writeFile(path, 'zip');
+  assert.equal(await store.size('a/b', '1.0.0', SUM), 3);
+  assert.equal(await store.has('a/b', '1.0.0', SUM), true);
+});
+
+test('one writer at a time; a lock whose process died is taken over', async () => {
+  const target = join(dir, 'data', 'registry');
+  const first = await acquireRegistryLock(target, 'mirror');
+  await assert.rejects(acquireRegistryLock(target, 'index rebuild'), (error: unknown) => {
+    assert.ok(error instanceof RegistryError && error.code === 'LOCKED');
+    assert.match(error.message, new RegExp(`another mirror \\(pid ${process.pid} on `));
+    return true;
+  });
+  first.assertHeld();
+  await first.release();
+
+  // A holder that is gone: a finished child's pid, recorded as this host's owner.
+  const dead = spawnSync(process.execPath, ['-e', 'process.pid']).pid;
+  const stale = await acquireRegistryLock(target, 'mirror');
+  await writeFile(
+    `${target}.owner.json`,
+    JSON.stringify({ pid: dead, host: hostname(), what: 'mirror', since: new Date().toISOString() }),
+  );
+  const takeover = await acquireRegistryLock(target, 'mirror');
+  takeover.assertHeld();
+  await takeover.release();
+  await stale.release(); // the old handle finds its lock gone and does not fail
+});
