@@ -1,10 +1,11 @@
-import { RegistryError } from './errors.js';
-
 /**
  * Module names: `owner/name`, possibly deeper (`tonyfettes/js/test`), possibly non-ASCII
  * (`illusory0x0/🐫`). Names come from upstream index paths and from URLs, so this is the one
  * place that decides what may become a path segment on our disk.
  */
+
+const INDEX_PREFIX = 'user/';
+const INDEX_SUFFIX = '.index';
 
 // No separators, no control characters, no leading dot (rules out `.`, `..`, `.git`).
 const FORBIDDEN_IN_SEGMENT = /[/\\"%\p{Cc}]/u;
@@ -20,21 +21,13 @@ export function isValidSegment(segment: string): boolean {
 
 export function isValidModuleName(name: string): boolean {
   const segments = name.split('/');
-  return segments.length >= 2 && segments.every(isValidSegment);
+  return (
+    segments.length >= 2 &&
+    segments.every(isValidSegment) &&
+    // `a/b.index/c` would need `user/a/b.index` as a folder while `a/b` needs it as a file.
+    segments.slice(0, -1).every((segment) => !segment.endsWith(INDEX_SUFFIX))
+  );
 }
-
-/** Returns the name unchanged if valid, or throws a USAGE error naming it. */
-export function parseModuleName(name: string): string {
-  if (!isValidModuleName(name)) {
-    throw new RegistryError('USAGE', `invalid module name "${name}"`, {
-      hint: 'a module name looks like owner/name (nested names such as owner/group/name are allowed)',
-    });
-  }
-  return name;
-}
-
-const INDEX_PREFIX = 'user/';
-const INDEX_SUFFIX = '.index';
 
 /** `user/tonyfettes/js/test.index` -> `tonyfettes/js/test`; undefined for anything else. */
 export function moduleFromIndexPath(path: string): string | undefined {

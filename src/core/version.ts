@@ -48,13 +48,3 @@ export function selectForRequirement(requirement: string, available: Iterable<st
   if (range === null) return undefined;
   return semver.minSatisfying([...available].filter(isValidVersion), range) ?? undefined;
 }
-
-/** The greatest version, as `moon add` picks it. */
-export function latestVersion(available: Iterable<string>): string | undefined {
-  let best: string | undefined;
-  for (const version of available) {
-    if (!isValidVersion(version)) continue;
-    if (best === undefined || compareVersions(version, best) > 0) best = version;
-  }
-  return best;
-}
