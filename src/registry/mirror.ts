@@ -1,9 +1,11 @@
 import { mkdir, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import pLimit from 'p-limit';
 import type { Dispatcher } from 'undici';
 import type { SourceConfig } from '../config/schema.js';
 import { describeError, RegistryError } from '../core/errors.js';
 import { moduleKey } from '../core/module-name.js';
+import { removeStaleTemps } from '../fs/atomic-write.js';
 import { MergedCatalog } from '../index/merged-catalog.js';
 import { backoffDelay, DownloadError, downloadArchive } from '../upstream/archive-download.js';
 import { createHttpAgent } from '../upstream/http-agent.js';
@@ -11,7 +13,7 @@ import type { UpstreamSource } from '../upstream/upstream-source.js';
 import { acquireRegistryLock } from './lock.js';
 import { findSource, type Registry } from './registry.js';
 import { selectVersions } from './select-versions.js';
-import { type PlannedVersion, planServedVersions, publishServed } from './served-plan.js';
+import { type PlannedVersion, planServedVersions, publishServed, servedLine } from './served-plan.js';
 import { enabledUpstreams, refreshIndexes } from './source-indexes.js';
 
 export interface MirrorOptions {
@@ -75,6 +77,7 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
   try {
     await rm(layout.tmpDir, { recursive: true, force: true }); // leftovers of a killed run
     await mkdir(layout.tmpDir, { recursive: true });
+    await removeStaleTemps(dirname(layout.provenanceFile));
     const catalogs = await refreshIndexes(upstreams, selected, reporter);
     const merged = new MergedCatalog(catalogs);
     const roots =
@@ -109,8 +112,8 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
       sources[upstream.name] = { served: 0, downloaded: downloads.bySource.get(upstream.name) ?? 0 };
     }
     for (const p of plan) {
-      const stats = sources[p.winner.source];
-      if (p.present && stats) stats.served++;
+      const stats = sources[servedLine(p)?.source ?? ''];
+      if (stats) stats.served++;
     }
     return {
       modules: new Set([...selection.versions.values()].map((v) => v.module)).size,
@@ -226,9 +229,10 @@ async function fetchArchive(
     const label = `${module}@${version} from ${upstream.name}`;
     for (let attempt = 0; ; attempt++) {
       try {
+        const url = upstream.archiveUrl(module, version);
         const bytes = await downloadArchive({
-          url: upstream.archiveUrl(module, version),
-          headers: upstream.headers(),
+          url,
+          headers: upstream.archiveHeaders(url),
           expectedChecksum: checksum,
           destination: registry.store.pathFor(module, version, checksum),
           tmpDir: registry.layout.tmpDir,

@@ -23,6 +23,9 @@ export interface ArchiveDownload {
   label: string;
 }
 
+/** System calls of our temp file (a reset socket fails in `read`, never in these). */
+const LOCAL_FILE_CALLS = new Set(['open', 'write', 'fsync', 'close']);
+
 /** A failed attempt; `retryable` says whether the same URL may succeed if asked again. */
 export class DownloadError extends RegistryError {
   readonly retryable: boolean;
@@ -49,7 +52,8 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
     throw new DownloadError(`${job.label}: request to ${job.url} failed: ${describeError(error)}`, true);
   }
   if (response.statusCode !== 200) {
-    response.body.resume();
+    // Read at most a little of an error body: an upstream could stream one without end.
+    await response.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
     throw statusError(job, response.statusCode);
   }
   const expectedLength = Number(response.headers['content-length'] ?? Number.NaN);
@@ -77,6 +81,10 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
         createWriteStream(temp, { flags: 'wx', mode: 0o644, flush: true }),
       );
     } catch (error) {
+      // A failing local write (disk full, permissions) is ours, not the upstream's: no retry.
+      if (LOCAL_FILE_CALLS.has((error as NodeJS.ErrnoException).syscall ?? '')) {
+        throw new RegistryError('IO', `${job.label}: cannot write ${temp}: ${describeError(error)}`);
+      }
       throw new DownloadError(`${job.label}: body from ${job.url} broke off: ${describeError(error)}`, true);
     }
     if (Number.isFinite(expectedLength) && received !== expectedLength) {

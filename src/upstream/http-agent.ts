@@ -3,7 +3,7 @@ import { Agent, type Dispatcher, interceptors } from 'undici';
 /**
  * One connection pool per mirror run, shared by every source: keep-alive connections, bounded
  * connect/header/body timeouts, and redirects followed (undici drops `Authorization` when a
- * redirect leaves the origin, so a token never reaches another host).
+ * redirect leaves the origin; UpstreamSource.archiveHeaders decides who gets it at all).
  */
 export function createHttpAgent(options: { connections: number; timeoutMs: number }): Dispatcher {
   return new Agent({

@@ -1,4 +1,4 @@
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, rm } from 'node:fs/promises';
 import type { SourceConfig } from '../config/schema.js';
 import { describeError, RegistryError } from '../core/errors.js';
 import { resolveCommit } from '../git/objects.js';
@@ -9,6 +9,8 @@ import { sourceArchiveUrl } from './archive-location.js';
 import { authorizationHeader, redact } from './credentials.js';
 
 const FETCHED_REF = 'refs/heads/main';
+/** Recorded in the fetched copy, so a source whose URL changed is not served from an old copy. */
+const INDEX_URL_KEY = 'moonbit-registry.indexurl';
 
 /**
  * One configured upstream: where its index and archives are, and how to authenticate. Its
@@ -38,6 +40,17 @@ export class UpstreamSource {
     return sourceArchiveUrl(this.config, module, version);
   }
 
+  /**
+   * Headers for an archive request: credentials only when the URL is on the source's own
+   * origin (its URL or index URL), never for a CDN named by package_url_pattern or for
+   * download.mooncakes.io.
+   */
+  archiveHeaders(url: string): Record<string, string> {
+    const origin = new URL(url).origin;
+    const own = [this.config.url, this.config.index_url].some((u) => new URL(u).origin === origin);
+    return own ? this.headers() : {};
+  }
+
   /** Strips this source's secret from text bound for the terminal or a log. */
   redact(text: string): string {
     return redact(text, this.authValue ? [this.authValue, this.authValue.replace(/^\w+ /, '')] : []);
@@ -46,9 +59,12 @@ export class UpstreamSource {
   /** Fetches the upstream index; returns the fetched commit. */
   async fetchIndex(): Promise<string> {
     const headers = this.headers();
-    await mkdir(this.gitDir, { recursive: true });
     if (!(await this.hasRepository())) {
+      // No copy yet, or a copy of another URL (the source was re-added or edited): start over.
+      await rm(this.gitDir, { recursive: true, force: true });
+      await mkdir(this.gitDir, { recursive: true });
       await runGit(['init', '--bare', '--quiet', '--initial-branch=main', this.gitDir]);
+      await runGit(['--git-dir', this.gitDir, 'config', INDEX_URL_KEY, this.config.index_url]);
     }
     const config: Array<[string, string]> = [
       // Stall detection inside git too, in case a proxy keeps the connection alive.
@@ -99,10 +115,12 @@ export class UpstreamSource {
     return readSourceCatalog(this.name, this.gitDir, commit, warn);
   }
 
+  /** Whether a fetched copy of this source's current index URL is here. */
   private async hasRepository(): Promise<boolean> {
     try {
       await access(`${this.gitDir}/HEAD`);
-      return true;
+      const { stdout } = await runGit(['--git-dir', this.gitDir, 'config', '--get', INDEX_URL_KEY]);
+      return stdout.toString('utf8').trim() === this.config.index_url;
     } catch {
       return false;
     }
