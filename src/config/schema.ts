@@ -36,7 +36,15 @@ export const SourceSchema = z
     enabled: z.boolean().default(true),
     priority: z.number().int().min(0).max(1_000_000).default(100),
     /** Archive URL template; placeholders in upstream/archive-location.ts. */
-    package_url_pattern: z.string().min(1).optional(),
+    package_url_pattern: z
+      .string()
+      .refine(
+        (p) =>
+          /^(\{url\}|https?:\/\/)/.test(p) &&
+          (p.includes('{key}') || (p.includes('{module}') && p.includes('{version}'))),
+        'must start with {url} or http(s):// and contain {key}, or both {module} and {version}',
+      )
+      .optional(),
     auth: AuthSchema.optional(),
   })
   .strict();

@@ -1,3 +1,4 @@
+import { trimTrailingSlash } from '../core/archive-url.js';
 import { RegistryError } from '../core/errors.js';
 import { isPresetName, PRESETS } from './presets.js';
 import { SOURCE_NAME_PATTERN, SOURCE_TYPES, type SourceType } from './schema.js';
@@ -47,11 +48,13 @@ export function addSource(raw: RawTable, request: NewSource): string {
   }
   const sources = rawSources(raw);
   const entry = request.preset ? fromPreset(request) : fromFlags(request, sources);
+  if (request.preset) {
+    const same = sources.find((s) => s.url === entry.url && s.index_url === entry.index_url);
+    if (same)
+      return `source "${String(same.name)}" is already configured from the ${request.preset} preset; nothing changed`;
+  }
   const existing = sources.find((s) => s.name === request.name);
   if (existing) {
-    if (request.preset && existing.url === entry.url && existing.index_url === entry.index_url) {
-      return `source "${request.name}" is already configured from the ${request.preset} preset; nothing changed`;
-    }
     throw new RegistryError('EXISTS', `a source named "${request.name}" already exists`, {
       hint: `remove it first (moonbit-registry source remove ${request.name}) or pick another name`,
     });
@@ -86,7 +89,7 @@ function fromFlags(request: NewSource, sources: RawTable[]): RawTable {
   if (!(SOURCE_TYPES as readonly string[]).includes(type)) {
     throw new RegistryError('USAGE', `invalid --type "${type}" (one of: ${SOURCE_TYPES.join(', ')})`);
   }
-  const url = request.url.replace(/\/+$/, '');
+  const url = trimTrailingSlash(request.url);
   // Like Bytesafe: a source added without a priority ranks below every existing one.
   const lowest = Math.max(0, ...sources.map((s) => (typeof s.priority === 'number' ? s.priority : 100)));
   const entry: RawTable = {

@@ -1,10 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+
+const TEMP_MARK = '.tmp-';
 
 /** A temp name beside `path`, so the final rename stays on one filesystem. */
 export function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  return join(
+    dirname(path),
+    `.${basename(path)}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
+}
+
+/** Removes temp files a killed writer left in `dir` (call only while holding the registry lock). */
+export async function removeStaleTemps(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  await Promise.all(
+    names
+      .filter((n) => n.startsWith('.') && n.includes(TEMP_MARK))
+      .map((n) => rm(join(dir, n), { force: true })),
+  );
 }
 
 /**

@@ -27,6 +27,8 @@ export function runGit(args: string[], options: RunGitOptions = {}): Promise<Git
       cwd: options.cwd,
       env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: 'true', ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
+      // Its own process group, so a timeout also stops helpers such as git-remote-https.
+      detached: options.idleTimeoutMs !== undefined,
     });
     const out: Buffer[] = [];
     let err = '';
@@ -37,7 +39,11 @@ export function runGit(args: string[], options: RunGitOptions = {}): Promise<Git
       clearTimeout(timer);
       timer = setTimeout(() => {
         timedOut = true;
-        child.kill('SIGKILL');
+        try {
+          if (child.pid) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
       }, options.idleTimeoutMs);
     };
     arm();

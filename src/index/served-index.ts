@@ -1,4 +1,4 @@
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { indexPathForModule, moduleFromIndexPath } from '../core/module-name.js';
 import { writeCommit } from '../git/commit-writer.js';
@@ -7,6 +7,7 @@ import { runGit } from '../git/run-git.js';
 import { type IndexEntry, parseIndexFile, renderIndexFile } from './index-file.js';
 
 export const SERVED_BRANCH = 'main';
+const OID = /^[0-9a-f]{40,64}$/;
 
 /** Module -> version -> entry, as served at one commit. */
 export type ModuleEntries = Map<string, Map<string, IndexEntry>>;
@@ -51,22 +52,18 @@ export class ServedIndex {
   }
 
   /**
-   * Cheap change detection for the server: the loose ref file, else packed-refs (after a gc),
-   * else git itself.
+   * Cheap change detection for the server: the loose ref file, else the packed-refs line, else
+   * git itself (other ref storage such as reftable).
    */
   async headFast(): Promise<string | undefined> {
-    try {
-      const text = await readFile(join(this.gitDir, 'refs', 'heads', SERVED_BRANCH), 'utf8');
-      const oid = text.trim();
-      if (/^[0-9a-f]{40,64}$/.test(oid)) return oid;
-    } catch {
-      // fall through
-    }
-    try {
-      await stat(join(this.gitDir, 'packed-refs'));
-    } catch {
-      return undefined;
-    }
+    const ref = `refs/heads/${SERVED_BRANCH}`;
+    const loose = await readFile(join(this.gitDir, ref), 'utf8').catch(() => undefined);
+    const oid = loose?.trim();
+    if (oid && OID.test(oid)) return oid;
+    const packed = await readFile(join(this.gitDir, 'packed-refs'), 'utf8').catch(() => undefined);
+    const line = packed?.split('\n').find((l) => l.endsWith(` ${ref}`));
+    const packedOid = line?.split(' ')[0];
+    if (packedOid && OID.test(packedOid)) return packedOid;
     return this.head();
   }
 
@@ -107,6 +104,19 @@ export class ServedIndex {
       message,
       changes,
     });
+    // Each commit adds a pack; let git consolidate them when its thresholds say so. Refs stay
+    // loose so the server's head check remains a file read.
+    await runGit([
+      '--git-dir',
+      this.gitDir,
+      '-c',
+      'gc.packRefs=false',
+      '-c',
+      'gc.autoDetach=false',
+      'gc',
+      '--auto',
+      '--quiet',
+    ]);
     return { commit, changed: true };
   }
 

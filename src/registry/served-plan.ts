@@ -13,12 +13,23 @@ export interface PlannedVersion {
   version: string;
   winner: SourcedEntry;
   present: boolean;
+  /**
+   * When the winner's archive is not here yet: the best other enabled source whose archive is
+   * (the line served so far). It stays served until the winner's archive arrives, so a failed
+   * or pending download never takes away a version clients already use.
+   */
+  standIn?: SourcedEntry;
+}
+
+/** The line to serve for a planned version: the winner's once its archive is here, else its stand-in. */
+export function servedLine(p: PlannedVersion): SourcedEntry | undefined {
+  return p.present ? p.winner : p.standIn;
 }
 
 /**
  * Everything the served index should list: the `wanted` versions, plus every version mirrored
- * before (an archive of it is on disk, from any source). Each gets the winning source's line,
- * and is present when an archive with that line's checksum is on disk. Versions that no
+ * before (an archive of it is on disk, from any enabled source). Each gets the winning source's
+ * line, and is present when an archive with that line's checksum is on disk. Versions that no
  * enabled source lists any more drop out.
  */
 export async function planServedVersions(
@@ -35,13 +46,13 @@ export async function planServedVersions(
           const candidates = merged.candidates(module, version);
           const winner = candidates[0] as SourcedEntry;
           const present = await registry.store.has(module, version, winner.entry.checksum);
-          if (present || wanted.has(moduleKey(module, version))) return { module, version, winner, present };
+          if (present) return { module, version, winner, present };
           for (const other of candidates.slice(1)) {
             if (await registry.store.has(module, version, other.entry.checksum)) {
-              return { module, version, winner, present: false };
+              return { module, version, winner, present, standIn: other };
             }
           }
-          return undefined;
+          return wanted.has(moduleKey(module, version)) ? { module, version, winner, present } : undefined;
         }),
       );
     }
@@ -59,8 +70,8 @@ export interface PublishOutcome extends PublishResult {
 }
 
 /**
- * Publishes the present versions as one commit on the served index (none if nothing differs)
- * and records their sources. Only present versions are listed, so a client is never told
+ * Publishes one commit on the served index (none if nothing differs) and records each served
+ * version's source. Only lines whose archive is on disk are listed, so a client is never told
  * about an archive it cannot download.
  */
 export async function publishServed(
@@ -68,12 +79,15 @@ export async function publishServed(
   plan: PlannedVersion[],
   title: string,
 ): Promise<PublishOutcome> {
-  const served = plan.filter((p) => p.present);
+  const served = plan.flatMap((p) => {
+    const line = servedLine(p);
+    return line ? [{ module: p.module, version: p.version, line }] : [];
+  });
   const previous = await readProvenance(registry.layout.provenanceFile);
   const provenance: Provenance = new Map(
-    served.map((p) => [
-      moduleKey(p.module, p.version),
-      { source: p.winner.source, checksum: p.winner.entry.checksum },
+    served.map((s) => [
+      moduleKey(s.module, s.version),
+      { source: s.line.source, checksum: s.line.entry.checksum },
     ]),
   );
   const diff = diffProvenance(previous, provenance);
@@ -92,12 +106,12 @@ export async function publishServed(
  * module -> served lines in semver order: publish order for a single source (the real index
  * appends versions in ascending order), and one deterministic order when sources are merged.
  */
-function servedFiles(served: PlannedVersion[]): Map<string, IndexEntry[]> {
+function servedFiles(served: Array<{ module: string; line: SourcedEntry }>): Map<string, IndexEntry[]> {
   const files = new Map<string, IndexEntry[]>();
-  for (const p of served) {
-    const entries = files.get(p.module);
-    if (entries) entries.push(p.winner.entry);
-    else files.set(p.module, [p.winner.entry]);
+  for (const { module, line } of served) {
+    const entries = files.get(module);
+    if (entries) entries.push(line.entry);
+    else files.set(module, [line.entry]);
   }
   for (const entries of files.values()) entries.sort((a, b) => compareVersions(a.version, b.version));
   return files;

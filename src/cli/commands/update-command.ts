@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
+import { trimTrailingSlash } from '../../core/archive-url.js';
 import { RegistryError } from '../../core/errors.js';
 import { openRegistry } from '../../registry/registry.js';
 import { notice } from '../output.js';
@@ -21,7 +22,7 @@ export function registerUpdateCommand(program: Command): void {
         notice('running `moon update` against mooncakes.io');
       } else {
         const url = options.registry ?? (await localRegistryUrl(registryDir(command)));
-        env.MOONCAKES_REGISTRY = url.replace(/\/+$/, '');
+        env.MOONCAKES_REGISTRY = trimTrailingSlash(url);
         notice(`running \`moon update\` with MOONCAKES_REGISTRY=${env.MOONCAKES_REGISTRY}`);
       }
       process.exitCode = await runMoonUpdate(env);
