@@ -62,7 +62,10 @@ export function validateConfig(path: string, text: string, raw: Record<string, u
 
 /**
  * Applies `change` to a copy of the raw table; if anything changed, validates it and writes the
- * patched text atomically. An edit that changes nothing leaves the file untouched.
+ * patched text atomically. An edit that changes nothing leaves the file untouched. The new
+ * text is parsed back and must say exactly what was intended, so a patch that would drop
+ * content (toml-patch loses sub-tables such as [sources.auth] when a [[sources]] item is
+ * removed, which is why removed items are cut out of the text first) is never written.
  */
 export async function updateConfigFile<T>(
   file: ConfigFile,
@@ -70,11 +73,78 @@ export async function updateConfigFile<T>(
 ): Promise<{ file: ConfigFile; changed: boolean; result: T }> {
   const raw = structuredClone(file.raw);
   const result = change(raw);
-  if (JSON.stringify(raw) === JSON.stringify(file.raw)) return { file, changed: false, result };
+  if (sameData(raw, file.raw)) return { file, changed: false, result };
   const config = validateConfig(file.path, file.text, raw);
-  const text = TOML.patch(file.text, raw);
+  const text = TOML.patch(withoutRemovedItems(file.text, file.raw, raw), raw);
+  if (!sameData(TOML.parse(text), raw)) {
+    throw new RegistryError(
+      'CONFIG',
+      `${file.path}: cannot apply this change without losing content; nothing was written`,
+      {
+        hint: 'edit registry.toml by hand',
+      },
+    );
+  }
   await writeFileAtomic(file.path, text);
   return { file: { path: file.path, text, raw, config }, changed: true, result };
+}
+
+/**
+ * Cuts the blocks of array-of-tables items that `after` no longer has (a removed
+ * `[[sources]]`, its sub-tables and the comment right above it) out of the text.
+ */
+function withoutRemovedItems(
+  text: string,
+  before: Record<string, unknown>,
+  after: Record<string, unknown>,
+): string {
+  let out = text;
+  for (const [key, old] of Object.entries(before)) {
+    const now = after[key];
+    if (!Array.isArray(old) || !Array.isArray(now) || now.length >= old.length) continue;
+    const removed: number[] = [];
+    let j = 0;
+    old.forEach((item, i) => {
+      if (j < now.length && sameData(item, now[j])) j++;
+      else removed.push(i);
+    });
+    for (const index of removed.reverse()) out = cutArrayItem(out, key, index);
+  }
+  return out;
+}
+
+/** Same data, whatever the key order or prototype (toml-patch's tables are not plain objects). */
+function sameData(a: unknown, b: unknown): boolean {
+  return canonicalJson(a) === canonicalJson(b);
+}
+
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    typeof v === 'object' && v !== null && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))
+      : v,
+  );
+}
+
+function cutArrayItem(text: string, key: string, index: number): string {
+  const lines = text.split('\n');
+  const header = new RegExp(`^\\s*\\[\\[\\s*${key}\\s*\\]\\]`);
+  const ownTable = new RegExp(`^\\s*\\[\\s*${key}\\.`);
+  const starts = lines.flatMap((line, i) => (header.test(line) ? [i] : []));
+  let start = starts[index];
+  if (start === undefined) return text;
+  let end = start + 1;
+  while (end < lines.length && !(/^\s*\[/.test(lines[end] as string) && !ownTable.test(lines[end] as string)))
+    end++;
+  const isComment = (i: number) => /^\s*#/.test(lines[i] as string);
+  while (start > 0 && isComment(start - 1)) start--;
+  if (end < lines.length) {
+    // The comment right above the next table is that table's; blank lines belong to the layout.
+    while (end > start + 1 && isComment(end - 1)) end--;
+    while (end > start + 1 && (lines[end - 1] as string).trim() === '') end--;
+  }
+  lines.splice(start, end - start);
+  return lines.join('\n');
 }
 
 export function formatPath(path: ReadonlyArray<PropertyKey>): string {

@@ -76,6 +76,50 @@ export function insertAfterSource(toml: string, sourceName: string, block: strin
   return `${toml.trimEnd()}\n${block.trimEnd()}\n`;
 }
 
+/** Line indexes [name line, next table header) of the `[[sources]]` table named `sourceName`. */
+function sourceTableRange(lines: string[], sourceName: string): { name: number; end: number } {
+  const nameLine = new RegExp(`^\\s*name\\s*=\\s*"${sourceName}"\\s*(#.*)?$`);
+  let inSources = false;
+  for (let i = 0; i < lines.length; i++) {
+    const line = (lines[i] as string).trim();
+    if (line.startsWith('[')) {
+      inSources = line === '[[sources]]';
+      continue;
+    }
+    if (inSources && nameLine.test(line)) {
+      let end = i + 1;
+      while (end < lines.length && !(lines[end] as string).trim().startsWith('[')) end++;
+      return { name: i, end };
+    }
+  }
+  throw new Error(`no [[sources]] table named ${sourceName}`);
+}
+
+/**
+ * Sets `key = "value"` (a basic string) in the `[[sources]]` table named `sourceName`: replaces
+ * the key's line when it is there, else adds it right after the `name` line.
+ */
+export function setSourceKey(toml: string, sourceName: string, key: string, value: string): string {
+  const lines = toml.split('\n');
+  const { name, end } = sourceTableRange(lines, sourceName);
+  const keyLine = new RegExp(`^\\s*${key}\\s*=`);
+  const text = `${key} = ${JSON.stringify(value)}`;
+  const at = lines.slice(name, end).findIndex((line) => keyLine.test(line));
+  if (at >= 0) lines[name + at] = text;
+  else lines.splice(name + 1, 0, text);
+  return lines.join('\n');
+}
+
+/** The 1-based line of `key` in the `[[sources]]` table named `sourceName`. */
+export function sourceKeyLine(toml: string, sourceName: string, key: string): number {
+  const lines = toml.split('\n');
+  const { name, end } = sourceTableRange(lines, sourceName);
+  const keyLine = new RegExp(`^\\s*${key}\\s*=`);
+  const at = lines.slice(name, end).findIndex((line) => keyLine.test(line));
+  if (at < 0) throw new Error(`${sourceName} has no ${key}`);
+  return name + at + 1;
+}
+
 /** Every regular file under dir, as absolute paths (dir may not exist). */
 export async function listFiles(dir: string): Promise<string[]> {
   let entries: string[];

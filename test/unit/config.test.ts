@@ -140,3 +140,61 @@ test('credentials come from the environment and are redacted', () => {
     /source "partner": environment variable MR_MISSING_VAR is not set/,
   );
 });
+
+test('removing any source keeps the other sources, their [sources.auth] tables and comments', async () => {
+  const text = `default_source = "a"
+
+[[sources]]
+name = "a"
+url = "http://a.example"
+index_url = "http://a.example/git/index"
+
+# the partner, with a token
+[[sources]]
+name = "p"
+url = "http://p.example"
+index_url = "http://p.example/git/index"
+[sources.auth]
+type = "bearer"
+token = "\${T}"
+
+# last one
+[[sources]]
+name = "t"
+url = "http://t.example"
+index_url = "http://t.example/git/index"
+[sources.auth]
+type = "basic"
+username = "u"
+password = "\${P}"
+`;
+  const dir = await mkdtemp(join(tmpdir(), 'mr-config-'));
+  try {
+    const path = join(dir, 'registry.toml');
+    for (const [name, survivors] of [
+      ['t', ['a', 'p']],
+      ['p', ['a', 't']],
+    ] as const) {
+      await writeFile(path, text);
+      await updateConfigFile(await loadConfigFile(path), (raw) => removeSource(raw, name));
+      const after = await readFile(path, 'utf8');
+      const { config } = await loadConfigFile(path);
+      assert.deepEqual(
+        config.sources.map((s) => s.name),
+        survivors,
+      );
+      assert.deepEqual(
+        config.sources.find((s) => s.name === 'p')?.auth ?? config.sources[1]?.auth,
+        name === 'p' ? { type: 'basic', username: 'u', password: '${P}' } : { type: 'bearer', token: '${T}' },
+      );
+      assert.equal(
+        after.includes('# the partner, with a token'),
+        name !== 'p',
+        'the removed source takes its comment along',
+      );
+      assert.equal(after.includes('# last one'), name !== 't');
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
