@@ -29,6 +29,7 @@ import {
   filesContaining,
   getJson,
   gitHead,
+  initWithLocalMooncakes,
   insertAfterSource,
   isAncestor,
   isGitRequest,
@@ -240,24 +241,7 @@ describe('multiple sources merged by priority (mooncakes 100, partner 50, intern
     indexGit = path.join(root, 'data', 'index');
     cli = new CliSession(root, ENV);
     sessions.push(cli);
-    await cli.ok(['init', root, '--name', 'multi'], { cwd: dir.path });
-    // The preset mooncakes.io is unreachable: replace it by a local "mooncakes" of the same type.
-    await cli.ok(['source', 'add', 'bootstrap', '--url', 'http://127.0.0.1:9']);
-    await cli.ok(['source', 'default', 'bootstrap']);
-    await cli.ok(['source', 'remove', 'mooncakes']);
-    await cli.ok([
-      'source',
-      'add',
-      'mooncakes',
-      '--type',
-      'mooncakes',
-      '--url',
-      mooncakes.url,
-      '--index-url',
-      mooncakes.indexUrl,
-      '--priority',
-      '100',
-    ]);
+    await initWithLocalMooncakes(cli, root, dir.path, 'multi', mooncakes);
     for (const [name, upstream, priority] of [
       ['partner', partner, '50'],
       ['internal', internal, '25'],
@@ -274,8 +258,6 @@ describe('multiple sources merged by priority (mooncakes 100, partner 50, intern
         priority,
       ]);
     }
-    await cli.ok(['source', 'default', 'mooncakes']);
-    await cli.ok(['source', 'remove', 'bootstrap']);
 
     // Credentials can only be written by hand: a [sources.auth] table after each source.
     const configFile = path.join(root, 'registry.toml');

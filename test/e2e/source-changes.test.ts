@@ -25,6 +25,7 @@ import {
   CliSession,
   getJson,
   gitHead,
+  initWithLocalMooncakes,
   insertAfterSource,
   isAncestor,
   isGitRequest,
@@ -183,26 +184,7 @@ describe('source changes: stand-in lines, credentials by origin, URL changes, pa
     moonHome = path.join(dir.path, 'moon-home');
     indexGit = path.join(root, 'data', 'index');
     cli = new CliSession(root, ENV);
-    await cli.ok(['init', root, '--name', 'changes'], { cwd: dir.path });
-    // The preset mooncakes.io is unreachable: replace it by a local "mooncakes" of the same type.
-    await cli.ok(['source', 'add', 'bootstrap', '--url', 'http://127.0.0.1:9']);
-    await cli.ok(['source', 'default', 'bootstrap']);
-    await cli.ok(['source', 'remove', 'mooncakes']);
-    await cli.ok([
-      'source',
-      'add',
-      'mooncakes',
-      '--type',
-      'mooncakes',
-      '--url',
-      mooncakes.url,
-      '--index-url',
-      mooncakes.indexUrl,
-      '--priority',
-      '100',
-    ]);
-    await cli.ok(['source', 'default', 'mooncakes']);
-    await cli.ok(['source', 'remove', 'bootstrap']);
+    await initWithLocalMooncakes(cli, root, dir.path, 'changes', mooncakes);
     // One retry: a 500 from partner fails quickly.
     await cli.ok(['config', 'mirror.retries', '1']);
     server = await startServe(root);

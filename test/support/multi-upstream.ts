@@ -196,3 +196,36 @@ export async function getJson(url: string): Promise<{ status: number; body: unkn
   }
   return { status: res.status, body, text };
 }
+
+/**
+ * `init` a registry, then put a local upstream in place of the unreachable mooncakes.io preset,
+ * under the same name and type, as the default source.
+ */
+export async function initWithLocalMooncakes(
+  cli: CliSession,
+  root: string,
+  cwd: string,
+  name: string,
+  mooncakes: { url: string; indexUrl: string },
+): Promise<void> {
+  await cli.ok(['init', root, '--name', name], { cwd });
+  // The default source cannot be removed: a placeholder default lets the preset go.
+  await cli.ok(['source', 'add', 'bootstrap', '--url', 'http://127.0.0.1:9']);
+  await cli.ok(['source', 'default', 'bootstrap']);
+  await cli.ok(['source', 'remove', 'mooncakes']);
+  await cli.ok([
+    'source',
+    'add',
+    'mooncakes',
+    '--type',
+    'mooncakes',
+    '--url',
+    mooncakes.url,
+    '--index-url',
+    mooncakes.indexUrl,
+    '--priority',
+    '100',
+  ]);
+  await cli.ok(['source', 'default', 'mooncakes']);
+  await cli.ok(['source', 'remove', 'bootstrap']);
+}
