@@ -19,9 +19,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type RunningServer, startServe, tempDir } from '../support/cli.js';
+import {
+  type JsonSummary,
+  parseJsonSummary,
+  type RunningServer,
+  startServe,
+  tempDir,
+} from '../support/cli.js';
 import { FakeUpstream, type UpstreamAuth } from '../support/fake-upstream.js';
-import { buildFixture, type Fixture } from '../support/fixture.js';
+import { buildFixture, bytesIn, checksumIn, type Fixture } from '../support/fixture.js';
 import { download, install, latest, readIndex, resolve, update } from '../support/moon-client.js';
 import {
   archiveKeys,
@@ -68,33 +74,8 @@ interface ModuleInfo {
   versions: VersionInfo[];
 }
 
-interface MirrorJson {
-  downloaded: number;
-  failed: number;
-  failures: Array<{ module: string; version: string; error: string }>;
-  warnings: string[];
-  served: { modules: number; versions: number; commit: string; changed: boolean };
-  sources: Record<string, { served: number; downloaded: number }>;
-}
-
-function parseSummary(stdout: string): MirrorJson {
-  return JSON.parse(stdout) as MirrorJson;
-}
-
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-function checksumIn(fixture: Fixture, module: string, version: string): string {
-  const info = fixture.modules.get(module)?.get(version);
-  if (!info) throw new Error(`${module}@${version} is not in the ${fixture.flavor} fixture`);
-  return info.checksum;
-}
-
-function bytesIn(fixture: Fixture, module: string, version: string): Buffer {
-  const bytes = fixture.archiveFor(module, version);
-  if (!bytes) throw new Error(`no archive for ${module}@${version}`);
-  return bytes;
 }
 
 /**
@@ -163,8 +144,8 @@ describe('multiple sources merged by priority (mooncakes 100, partner 50, intern
     return res.body as ModuleInfo;
   }
 
-  async function mirrorJson(args: string[]): Promise<MirrorJson> {
-    return parseSummary((await cli.ok(['mirror', '--json', ...args])).stdout);
+  async function mirrorJson(args: string[]): Promise<JsonSummary> {
+    return parseJsonSummary(await cli.ok(['mirror', '--json', ...args]));
   }
 
   /** Every archive under data/packages is named by the sha256 of its bytes. */
@@ -546,7 +527,7 @@ describe('multiple sources merged by priority (mooncakes 100, partner 50, intern
     const run = await cli.run(['mirror', '--json', ABORT]);
     partner.faults.clear();
     assert.notEqual(run.code, 0, 'a version that could not be mirrored must fail the run');
-    const summary = parseSummary(run.stdout);
+    const summary = parseJsonSummary(run);
     assert.deepEqual(
       summary.failures.map((f) => `${f.module}@${f.version}`),
       [`${ABORT}@0.2.0`],
@@ -580,7 +561,7 @@ describe('multiple sources merged by priority (mooncakes 100, partner 50, intern
       `partner at ${partner.url} being down (503) aborted the whole run:\n${down.stderr}`,
     );
     assert.notEqual(down.code, 0);
-    const downSummary = parseSummary(down.stdout);
+    const downSummary = parseJsonSummary(down);
     assert.deepEqual(
       downSummary.failures.map((f) => `${f.module}@${f.version}`),
       [`${PROTOBUF}@0.1.1`],

@@ -16,9 +16,15 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type RunningServer, startServe, tempDir } from '../support/cli.js';
+import {
+  type JsonSummary,
+  parseJsonSummary,
+  type RunningServer,
+  startServe,
+  tempDir,
+} from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
-import { buildFixture, type Fixture } from '../support/fixture.js';
+import { buildFixture, bytesIn, checksumIn, type Fixture } from '../support/fixture.js';
 import { download, type RegistryIndex, readIndex, update } from '../support/moon-client.js';
 import {
   archiveKeys,
@@ -51,34 +57,6 @@ interface VersionInfo {
   version: string;
   checksum: string;
   source: string | null;
-}
-
-interface MirrorJson {
-  downloaded: number;
-  failed: number;
-  failures: Array<{ module: string; version: string; error: string }>;
-  served: { modules: number; versions: number; commit: string; changed: boolean };
-  sources: Record<string, { served: number; downloaded: number }>;
-}
-
-function parseSummary(stdout: string): MirrorJson {
-  try {
-    return JSON.parse(stdout) as MirrorJson;
-  } catch {
-    throw new Error(`mirror --json printed no JSON:\n${stdout}`);
-  }
-}
-
-function checksumIn(fixture: Fixture, module: string, version: string): string {
-  const info = fixture.modules.get(module)?.get(version);
-  if (!info) throw new Error(`${module}@${version} is not in the ${fixture.flavor} fixture`);
-  return info.checksum;
-}
-
-function bytesIn(fixture: Fixture, module: string, version: string): Buffer {
-  const bytes = fixture.archiveFor(module, version);
-  if (!bytes) throw new Error(`no archive for ${module}@${version}`);
-  return bytes;
 }
 
 describe('source changes: stand-in lines, credentials by origin, URL changes, package_url_pattern', () => {
@@ -136,8 +114,8 @@ describe('source changes: stand-in lines, credentials by origin, URL changes, pa
     return (await listFiles(dir)).map((f) => path.basename(f, '.zip'));
   }
 
-  async function mirrorJson(args: string[]): Promise<MirrorJson> {
-    return parseSummary((await cli.ok(['mirror', '--json', ...args])).stdout);
+  async function mirrorJson(args: string[]): Promise<JsonSummary> {
+    return parseJsonSummary(await cli.ok(['mirror', '--json', ...args]));
   }
 
   before(async () => {
@@ -259,7 +237,7 @@ describe('source changes: stand-in lines, credentials by origin, URL changes, pa
     const failedRun = await cli.run(['mirror', '--json', X]);
     partner.faults.clear();
     assert.notEqual(failedRun.code, 0, 'a winner that could not be downloaded must fail the run');
-    const failed = parseSummary(failedRun.stdout);
+    const failed = parseJsonSummary(failedRun);
     assert.deepEqual(
       failed.failures.map((f) => `${f.module}@${f.version}`),
       [`${X}@${X_PATCHED}`],
@@ -411,7 +389,7 @@ describe('source changes: stand-in lines, credentials by origin, URL changes, pa
         `${step}: the new URL was not tried`,
       );
       assert.deepEqual(requestsSince(old, mark[upstreams().indexOf(old)] ?? 0), [], `${step}: old URL used`);
-      const summary = parseSummary(run.stdout);
+      const summary = parseJsonSummary(run);
       assert.equal(summary.sources.team?.served, 0, `${step}: ${JSON.stringify(summary.sources)}`);
     };
 

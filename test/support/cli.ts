@@ -165,6 +165,9 @@ export interface JsonSummary {
   bytes: number;
   seconds: number;
   failures: JsonFailure[];
+  warnings: string[];
+  served: { modules: number; versions: number; commit: string; changed: boolean };
+  sources: Record<string, { served: number; downloaded: number }>;
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
@@ -188,6 +191,11 @@ export function parseJsonSummary(result: CliResult): JsonSummary {
     );
   }
   assert.ok(Array.isArray(value.failures), `--json field "failures" missing: ${result.stdout}`);
+  assert.ok(Array.isArray(value.warnings), `--json field "warnings" missing: ${result.stdout}`);
+  assert.ok(
+    isRecord(value.served) && isRecord(value.sources),
+    `--json "served"/"sources" missing: ${result.stdout}`,
+  );
   const failures = value.failures.map((item: unknown): JsonFailure => {
     assert.ok(isRecord(item));
     assert.equal(typeof item.module, 'string');
@@ -204,5 +212,8 @@ export function parseJsonSummary(result: CliResult): JsonSummary {
     bytes: Number(value.bytes),
     seconds: Number(value.seconds),
     failures,
+    warnings: value.warnings.map(String),
+    served: value.served as JsonSummary['served'],
+    sources: value.sources as JsonSummary['sources'],
   };
 }

@@ -613,3 +613,17 @@ class FixtureInstance implements Fixture {
     }
   }
 }
+
+/** The checksum a fixture published for module@version (throws if it has none). */
+export function checksumIn(fixture: Fixture, module: string, version: string): string {
+  const info = fixture.modules.get(module)?.get(version);
+  if (!info) throw new Error(`${module}@${version} is not in the ${fixture.flavor} fixture`);
+  return info.checksum;
+}
+
+/** The archive bytes a fixture serves for module@version (throws if it has none). */
+export function bytesIn(fixture: Fixture, module: string, version: string): Buffer {
+  const bytes = fixture.archiveFor(module, version);
+  if (!bytes) throw new Error(`no archive for ${module}@${version}`);
+  return bytes;
+}
