@@ -13,7 +13,7 @@ import type { UpstreamSource } from '../upstream/upstream-source.js';
 import { acquireRegistryLock } from './lock.js';
 import { findSource, type Registry } from './registry.js';
 import { selectVersions } from './select-versions.js';
-import { type PlannedVersion, planServedVersions, publishServed, servedLine } from './served-plan.js';
+import { type PlannedVersion, planServedVersions, publishServed } from './served-plan.js';
 import { enabledUpstreams, refreshIndexes } from './source-indexes.js';
 
 export interface MirrorOptions {
@@ -111,8 +111,8 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
     for (const upstream of upstreams) {
       sources[upstream.name] = { served: 0, downloaded: downloads.bySource.get(upstream.name) ?? 0 };
     }
-    for (const p of plan) {
-      const stats = sources[servedLine(p)?.source ?? ''];
+    for (const { source } of outcome.provenance.values()) {
+      const stats = sources[source];
       if (stats) stats.served++;
     }
     return {

@@ -22,7 +22,7 @@ export interface PlannedVersion {
 }
 
 /** The line to serve for a planned version: the winner's once its archive is here, else its stand-in. */
-export function servedLine(p: PlannedVersion): SourcedEntry | undefined {
+function servedLine(p: PlannedVersion): SourcedEntry | undefined {
   return p.present ? p.winner : p.standIn;
 }
 
@@ -67,6 +67,8 @@ export interface PublishOutcome extends PublishResult {
   added: number;
   updated: number;
   removed: number;
+  /** What was recorded: module@version -> the source whose line is served. */
+  provenance: Provenance;
 }
 
 /**
@@ -99,6 +101,7 @@ export async function publishServed(
     modules: new Set(served.map((p) => p.module)).size,
     versions: served.length,
     ...diff,
+    provenance,
   };
 }
 
