@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseDuration } from '../core/duration.js';
 
 /**
  * `registry.toml`, as one schema that gives both the TypeScript types and the validation.
@@ -18,6 +19,15 @@ const httpUrl = z
       message: 'must not contain credentials (use [sources.auth])',
     },
   );
+
+/** A duration such as "30s", "5m", "1h" or "1h30m" (core/duration.ts), kept as written. */
+const duration = (min: string, max: string) => {
+  const [low, high] = [parseDuration(min) ?? 0, parseDuration(max) ?? Number.POSITIVE_INFINITY];
+  return z.string().refine((value) => {
+    const ms = parseDuration(value);
+    return ms !== undefined && ms >= low && ms <= high;
+  }, `must be a duration from ${min} to ${max}, such as "30s", "5m" or "1h"`);
+};
 
 const AuthSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('bearer'), token: z.string().min(1) }).strict(),
@@ -46,6 +56,9 @@ export const SourceSchema = z
       )
       .optional(),
     auth: AuthSchema.optional(),
+    /** Per-source limits for serve's pull-through and for mirror; default from [mirror]. */
+    connect_timeout: duration('100ms', '10m').optional(),
+    read_timeout: duration('100ms', '1h').optional(),
   })
   .strict();
 
@@ -54,15 +67,21 @@ export const ConfigSchema = z
     registry: z
       .object({ name: z.string().min(1).default('moonbit-registry') })
       .strict()
-      .default({ name: 'moonbit-registry' }),
+      .prefault({}),
     default_source: z.string().optional(),
     server: z
       .object({
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
+        /** Pull-through: serve every module of the enabled sources, fetching archives on a miss. */
+        upstream_fallback: z.boolean().default(false),
+        /** How long an upstream's "no such archive" is remembered before asking again. */
+        negative_cache_ttl: duration('0s', '1d').default('30s'),
+        /** Bearer token for POST /admin/sync (may use ${VAR}); the endpoint is off without it. */
+        admin_token: z.string().min(1).optional(),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 8080 }),
+      .prefault({}),
     mirror: z
       .object({
         /** Archive downloads in flight at once. */
@@ -71,9 +90,12 @@ export const ConfigSchema = z
         retries: z.number().int().min(0).max(10).default(3),
         /** Connect/response/idle timeout for one request, and idle timeout for git. */
         timeout_seconds: z.number().int().min(1).max(3600).default(30),
+        /** `serve` refreshes every source's index in the background every sync_interval. */
+        auto_sync: z.boolean().default(false),
+        sync_interval: duration('1s', '30d').default('1h'),
       })
       .strict()
-      .default({ concurrency: 16, retries: 3, timeout_seconds: 30 }),
+      .prefault({}),
     sources: z.array(SourceSchema).default([]),
   })
   .strict()

@@ -11,11 +11,17 @@ export interface RegistryLayout {
   dataDir: string;
   /** The served index: a bare git repository, branch `main`. */
   indexDir: string;
+  /**
+   * The index `serve` offers in pull-through mode: every version of every enabled source. Kept
+   * apart from indexDir, which lists only stored versions, so mirror mode never advertises what
+   * it cannot deliver offline.
+   */
+  proxyIndexDir: string;
   /** Verified archives: `<module>/<version>/<sha256>.zip`. */
   packagesDir: string;
   /** One bare git repository per source, fetched from upstream. */
   sourcesDir: string;
-  /** Downloads in progress; renamed into packagesDir once verified. */
+  /** Downloads in progress, one folder per process; renamed into packagesDir once verified. */
   tmpDir: string;
   /** Which source each served version came from. */
   provenanceFile: string;
@@ -31,6 +37,7 @@ export function registryLayout(root: string): RegistryLayout {
     configFile: join(abs, 'registry.toml'),
     dataDir,
     indexDir: join(dataDir, 'index'),
+    proxyIndexDir: join(dataDir, 'proxy-index'),
     packagesDir: join(dataDir, 'packages'),
     sourcesDir: join(dataDir, 'sources'),
     tmpDir: join(dataDir, 'tmp'),

@@ -4,12 +4,22 @@ import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { RegistryError } from '../core/errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
+import { isProcessAlive } from '../fs/temp-dirs.js';
 
 interface LockOwner {
   pid: number;
   host: string;
   what: string;
   since: string;
+  /** Held for seconds only (serve's index sync): others wait for it instead of giving up. */
+  brief?: boolean;
+}
+
+export interface LockOptions {
+  /** This holder keeps the lock only briefly (see LockOwner.brief). */
+  brief?: boolean;
+  /** How long to wait for a brief holder to finish; 0 gives up at once. */
+  waitForBriefMs?: number;
 }
 
 export interface RegistryLock {
@@ -25,7 +35,11 @@ export interface RegistryLock {
  * blocking the next run. The owner file is removed before the lock is, so a reader that finds
  * no owner file always backs off.
  */
-export async function acquireRegistryLock(target: string, what: string): Promise<RegistryLock> {
+export async function acquireRegistryLock(
+  target: string,
+  what: string,
+  options: LockOptions = {},
+): Promise<RegistryLock> {
   await mkdir(dirname(target), { recursive: true });
   const lockDir = `${target}.lock`;
   const ownerFile = `${target}.owner.json`;
@@ -39,22 +53,38 @@ export async function acquireRegistryLock(target: string, what: string): Promise
         compromised = error;
       },
     });
+  const waitUntil = Date.now() + (options.waitForBriefMs ?? 0);
   let release: () => Promise<void>;
-  try {
-    release = await take();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
-    const owner = await readOwner(ownerFile);
-    if (!owner || owner.host !== hostname() || isAlive(owner.pid)) throw lockedError(owner, what, lockDir);
-    await rm(ownerFile, { force: true }); // its owner died without releasing it
-    await rm(lockDir, { recursive: true, force: true });
+  for (;;) {
     try {
       release = await take();
-    } catch {
-      throw lockedError(undefined, what, lockDir); // someone else took it over first
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+      const owner = await readOwner(ownerFile);
+      const alive = owner && (owner.host !== hostname() || isProcessAlive(owner.pid));
+      if (alive && owner.brief && Date.now() < waitUntil) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        continue;
+      }
+      if (!owner || alive) throw lockedError(owner, what, lockDir);
+      await rm(ownerFile, { force: true }); // its owner died without releasing it
+      await rm(lockDir, { recursive: true, force: true });
+      try {
+        release = await take();
+        break;
+      } catch {
+        throw lockedError(undefined, what, lockDir); // someone else took it over first
+      }
     }
   }
-  const owner: LockOwner = { pid: process.pid, host: hostname(), what, since: new Date().toISOString() };
+  const owner: LockOwner = {
+    pid: process.pid,
+    host: hostname(),
+    what,
+    since: new Date().toISOString(),
+    ...(options.brief ? { brief: true } : {}),
+  };
   await writeFileAtomic(ownerFile, JSON.stringify(owner));
   return {
     assertHeld: () => {
@@ -86,14 +116,5 @@ async function readOwner(path: string): Promise<LockOwner | undefined> {
     return JSON.parse(await readFile(path, 'utf8')) as LockOwner;
   } catch {
     return undefined;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -1,14 +1,13 @@
-import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import pLimit from 'p-limit';
-import type { Dispatcher } from 'undici';
 import type { SourceConfig } from '../config/schema.js';
 import { describeError, RegistryError } from '../core/errors.js';
 import { moduleKey } from '../core/module-name.js';
 import { removeStaleTemps } from '../fs/atomic-write.js';
+import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
 import { MergedCatalog } from '../index/merged-catalog.js';
-import { backoffDelay, DownloadError, downloadArchive } from '../upstream/archive-download.js';
-import { createHttpAgent } from '../upstream/http-agent.js';
+import { fetchArchive } from '../upstream/archive-fetch.js';
+import { createSourceAgents } from '../upstream/http-agent.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
 import { acquireRegistryLock } from './lock.js';
 import { findSource, type Registry } from './registry.js';
@@ -73,10 +72,10 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
   // Missing credentials are a configuration error: say so before anything is fetched or written.
   for (const upstream of upstreams) upstream.headers();
 
-  const lock = await acquireRegistryLock(layout.lockTarget, 'mirror');
+  const lock = await acquireRegistryLock(layout.lockTarget, 'mirror', { waitForBriefMs: 60_000 });
   try {
-    await rm(layout.tmpDir, { recursive: true, force: true }); // leftovers of a killed run
-    await mkdir(layout.tmpDir, { recursive: true });
+    await clearDeadTemps(layout.tmpDir); // leftovers of killed runs
+    const tmpDir = await processTempDir(layout.tmpDir);
     await removeStaleTemps(dirname(layout.provenanceFile));
     const catalogs = await refreshIndexes(upstreams, selected, reporter);
     const merged = new MergedCatalog(catalogs);
@@ -94,6 +93,7 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
     const skipped = plan.filter((p) => p.present && wanted.has(moduleKey(p.module, p.version))).length;
     const downloads = await downloadMissing(
       registry,
+      tmpDir,
       merged,
       new Map(upstreams.map((u) => [u.name, u])),
       plan.filter((p) => !p.present),
@@ -164,13 +164,14 @@ interface DownloadTotals {
 /** Downloads every missing archive with bounded concurrency; marks each success present. */
 async function downloadMissing(
   registry: Registry,
+  tmpDir: string,
   merged: MergedCatalog,
   upstreams: Map<string, UpstreamSource>,
   missing: PlannedVersion[],
   reporter: MirrorReporter,
 ): Promise<DownloadTotals> {
-  const { concurrency, timeout_seconds } = registry.config.mirror;
-  const agent = createHttpAgent({ connections: concurrency, timeoutMs: timeout_seconds * 1000 });
+  const { concurrency } = registry.config.mirror;
+  const agents = createSourceAgents(concurrency);
   const totals: DownloadTotals = { count: 0, bytes: 0, bySource: new Map(), failures: [] };
   // The agent allows `concurrency` connections; twice as many jobs keep every connection busy
   // while finished downloads are fsynced and renamed (extra requests wait in undici's queue).
@@ -182,7 +183,21 @@ async function downloadMissing(
         limit(async () => {
           const label = moduleKey(item.module, item.version);
           try {
-            const { bytes, source } = await fetchArchive(registry, merged, upstreams, item, agent, reporter);
+            const { module, version } = item;
+            const checksum = item.winner.entry.checksum;
+            const sources = merged
+              .sourcesWithChecksum(module, version, checksum)
+              .flatMap((c) => upstreams.get(c.source) ?? []);
+            const { bytes, source } = await fetchArchive(
+              { module, version, checksum, destination: registry.store.pathFor(module, version, checksum) },
+              {
+                sources,
+                tmpDir,
+                dispatcherFor: agents.dispatcherFor,
+                retries: registry.config.mirror.retries,
+                onRetry: (what, attempt, reason) => reporter.downloadRetrying(what, attempt, reason),
+              },
+            );
             item.present = true;
             totals.count++;
             totals.bytes += bytes;
@@ -198,59 +213,10 @@ async function downloadMissing(
     );
   } finally {
     reporter.downloadsFinished();
-    await agent.close();
+    await agents.close();
   }
   totals.failures.sort((a, b) =>
     moduleKey(a.module, a.version).localeCompare(moduleKey(b.module, b.version)),
   );
   return totals;
-}
-
-/**
- * Downloads the winning archive, retrying passing failures with backoff, then falling back to
- * other sources that publish the very same checksum. Bytes that do not match the winning
- * line's checksum are never kept.
- */
-async function fetchArchive(
-  registry: Registry,
-  merged: MergedCatalog,
-  upstreams: Map<string, UpstreamSource>,
-  item: PlannedVersion,
-  dispatcher: Dispatcher,
-  reporter: MirrorReporter,
-): Promise<{ bytes: number; source: string }> {
-  const { module, version } = item;
-  const checksum = item.winner.entry.checksum;
-  const retries = registry.config.mirror.retries;
-  const errors: string[] = [];
-  for (const candidate of merged.sourcesWithChecksum(module, version, checksum)) {
-    const upstream = upstreams.get(candidate.source);
-    if (!upstream) continue;
-    const label = `${module}@${version} from ${upstream.name}`;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const url = upstream.archiveUrl(module, version);
-        const bytes = await downloadArchive({
-          url,
-          headers: upstream.archiveHeaders(url),
-          expectedChecksum: checksum,
-          destination: registry.store.pathFor(module, version, checksum),
-          tmpDir: registry.layout.tmpDir,
-          dispatcher,
-          label,
-        });
-        return { bytes, source: upstream.name };
-      } catch (error) {
-        const message = upstream.redact(describeError(error));
-        if (error instanceof DownloadError && error.retryable && attempt < retries) {
-          reporter.downloadRetrying(label, attempt + 1, message);
-          await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt)));
-          continue;
-        }
-        errors.push(message);
-        break;
-      }
-    }
-  }
-  throw new RegistryError('UPSTREAM', errors.join('; ') || `${module}@${version}: no source can deliver it`);
 }

@@ -15,7 +15,9 @@ export interface RebuildOutcome extends PublishOutcome {
  * archive is missing stays out until the next `mirror` fetches it.
  */
 export async function rebuildIndex(registry: Registry, log: IndexLog): Promise<RebuildOutcome> {
-  const lock = await acquireRegistryLock(registry.layout.lockTarget, 'index rebuild');
+  const lock = await acquireRegistryLock(registry.layout.lockTarget, 'index rebuild', {
+    waitForBriefMs: 60_000,
+  });
   try {
     const merged = new MergedCatalog(
       await cachedCatalogs(enabledUpstreams(registry.config, registry.layout), log),

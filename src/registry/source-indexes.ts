@@ -1,14 +1,26 @@
 import type { RegistryConfig, SourceConfig } from '../config/schema.js';
+import { parseDuration } from '../core/duration.js';
 import { describeError, isRegistryError } from '../core/errors.js';
 import type { SourceCatalog } from '../index/source-catalog.js';
-import { UpstreamSource } from '../upstream/upstream-source.js';
+import { type SourceTimeouts, UpstreamSource } from '../upstream/upstream-source.js';
 import { type RegistryLayout, sourceIndexDir } from './layout.js';
 import { enabledSources } from './registry.js';
 
 /** One UpstreamSource per enabled source, highest priority first. */
 export function enabledUpstreams(config: RegistryConfig, layout: RegistryLayout): UpstreamSource[] {
-  const timeoutMs = config.mirror.timeout_seconds * 1000;
-  return enabledSources(config).map((s) => new UpstreamSource(s, sourceIndexDir(layout, s.name), timeoutMs));
+  return enabledSources(config).map(
+    (s) => new UpstreamSource(s, sourceIndexDir(layout, s.name), sourceTimeouts(config, s)),
+  );
+}
+
+/** A source's own timeouts, else [mirror] timeout_seconds (connecting: at most 10 s of it). */
+export function sourceTimeouts(config: RegistryConfig, source: SourceConfig): SourceTimeouts {
+  const fallback = config.mirror.timeout_seconds * 1000;
+  const own = (value: string | undefined) => (value === undefined ? undefined : parseDuration(value));
+  return {
+    connectMs: own(source.connect_timeout) ?? Math.min(fallback, 10_000),
+    readMs: own(source.read_timeout) ?? fallback,
+  };
 }
 
 export interface IndexLog {

@@ -5,10 +5,13 @@ import { parseArchivePath } from '../core/archive-url.js';
 import type { ArchiveStore } from '../store/archive-store.js';
 import { notFound } from './http-error.js';
 import type { IndexCache } from './index-cache.js';
+import type { PullThrough } from './pull-through.js';
 
 export interface ArchiveContext {
   store: ArchiveStore;
   index: IndexCache;
+  /** Pull-through mode: fetches listed archives that are not stored yet. */
+  pullThrough: PullThrough | undefined;
 }
 
 /** Archives never change for a module@version (PROTOCOL.md 4), so caches may keep them forever. */
@@ -38,9 +41,17 @@ export async function handleArchive(
   }
   const path = ctx.store.pathFor(ref.module, ref.version, entry.checksum);
   const missing = () => notFound(`the archive of ${ref.module}@${ref.version} is missing from the store`);
-  const file = await open(path, 'r').catch(() => {
-    throw missing();
-  });
+  const file = await open(path, 'r').catch(() => undefined);
+  if (!file) {
+    if (!ctx.pullThrough) throw missing();
+    const archive = { module: ref.module, version: ref.version, checksum: entry.checksum };
+    return ctx.pullThrough.serve(req, res, archive, (length) => ({
+      'Content-Type': 'application/zip',
+      ...(length === undefined ? {} : { 'Content-Length': String(length) }),
+      ETag: etag,
+      'Cache-Control': IMMUTABLE,
+    }));
+  }
   let streaming = false;
   try {
     // Size from the open handle, so it matches the bytes we send.

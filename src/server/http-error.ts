@@ -30,7 +30,8 @@ const CLIENT_ERROR_STATUS: Partial<Record<ErrorCode, number>> = { NOT_FOUND: 404
  */
 export function errorResponse(error: unknown): ErrorResponse {
   if (error instanceof HttpError) {
-    const internal = error.status >= 500;
+    // Gateway errors (502, 503, 504) are about upstreams, not bugs here.
+    const internal = error.status >= 500 && ![502, 503, 504].includes(error.status);
     return { status: error.status, message: error.message, headers: error.headers, internal };
   }
   if (isRegistryError(error)) {

@@ -1,21 +1,61 @@
 import type { ServerResponse } from 'node:http';
 import type { RegistryConfig, SourceConfig } from '../config/schema.js';
 import { decodePathSegments } from '../core/archive-url.js';
+import { describeError } from '../core/errors.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { compareVersions } from '../core/version.js';
-import { sourceOf } from '../registry/provenance.js';
+import type { ServeMode, SyncReport } from '../registry/index-sync.js';
+import type { SourceHealthReport } from '../upstream/source-health.js';
 import { notFound, sendJson } from './http-error.js';
 import type { IndexCache } from './index-cache.js';
-import type { ProvenanceCache } from './provenance-cache.js';
+import type { SyncScheduler } from './sync-scheduler.js';
 
 export interface InfoContext {
   config: RegistryConfig;
+  mode: ServeMode;
   index: IndexCache;
-  provenance: ProvenanceCache;
+  /** The source a served line came from. */
+  sourceOf(module: string, version: string, checksum: string): Promise<string | undefined>;
+  /** Whether the archive of a line is stored here (pull-through fetches the others on request). */
+  isStored(module: string, version: string, checksum: string): Promise<boolean>;
+  sync: SyncScheduler | undefined;
+  sources: SourceHealthReport[] | undefined;
+  /** Pull-through downloads in progress. */
+  fetching: number;
 }
 
-export function handleHealth(res: ServerResponse): void {
-  sendJson(res, 200, { status: 'ok' });
+/**
+ * `GET /health`: 200 while this server can serve (its index reads), whatever the upstreams do;
+ * 503 when it cannot. Each source's state and the sync schedule come along for operators.
+ */
+export async function handleHealth(ctx: InfoContext, res: ServerResponse): Promise<void> {
+  let index: { commit: string | null; modules: number };
+  try {
+    const snapshot = await ctx.index.snapshot();
+    index = { commit: snapshot.commit ?? null, modules: snapshot.modules.size };
+  } catch (error) {
+    sendJson(res, 503, {
+      status: 'error',
+      error: `the served index cannot be read: ${describeError(error)}`,
+    });
+    return;
+  }
+  const sync = ctx.sync?.status();
+  sendJson(res, 200, {
+    status: 'ok',
+    mode: ctx.mode,
+    index,
+    ...(sync ? { sync: { ...sync, last_run: summarizeRun(sync.last_run) } } : {}),
+    ...(ctx.sources ? { sources: ctx.sources } : {}),
+    ...(ctx.mode === 'proxy' ? { fetching: ctx.fetching } : {}),
+  });
+}
+
+/** The last sync, without its per-source list (the sources are reported on their own). */
+function summarizeRun(run: SyncReport | null) {
+  if (!run) return null;
+  const { sources: _perSource, ...rest } = run;
+  return rest;
 }
 
 /** `GET /`: what this registry is and serves. */
@@ -25,6 +65,7 @@ export async function handleRoot(ctx: InfoContext, res: ServerResponse): Promise
   for (const entries of snapshot.modules.values()) versions += entries.size;
   sendJson(res, 200, {
     name: ctx.config.registry.name,
+    mode: ctx.mode,
     index: { commit: snapshot.commit ?? null, modules: snapshot.modules.size, versions },
     sources: ctx.config.sources.map((source) => publicSource(source, ctx.config.default_source)),
   });
@@ -55,10 +96,9 @@ export async function handleModule(ctx: InfoContext, res: ServerResponse, rawMod
   if (module === undefined || !isValidModuleName(module)) throw notFound('no such module');
   const entries = (await ctx.index.snapshot()).modules.get(module);
   if (!entries || entries.size === 0) throw notFound(`module ${module} is not served here`);
-  const provenance = await ctx.provenance.get();
-  const versions = [...entries.values()]
-    .sort((a, b) => compareVersions(a.version, b.version))
-    .map((entry) => {
+  const sorted = [...entries.values()].sort((a, b) => compareVersions(a.version, b.version));
+  const versions = await Promise.all(
+    sorted.map(async (entry) => {
       const line = JSON.parse(entry.raw) as Record<string, unknown>;
       const extra = Object.fromEntries(
         LINE_FIELDS.filter((f) => line[f] !== undefined).map((f) => [f, line[f]]),
@@ -66,9 +106,11 @@ export async function handleModule(ctx: InfoContext, res: ServerResponse, rawMod
       return {
         version: entry.version,
         checksum: entry.checksum,
-        source: sourceOf(provenance, module, entry.version, entry.checksum) ?? null,
+        source: (await ctx.sourceOf(module, entry.version, entry.checksum)) ?? null,
+        stored: await ctx.isStored(module, entry.version, entry.checksum),
         ...extra,
       };
-    });
+    }),
+  );
   sendJson(res, 200, { module, versions });
 }

@@ -1,15 +1,16 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Logger, pino } from 'pino';
+import type { ServeMode } from '../registry/index-sync.js';
 import type { Registry } from '../registry/registry.js';
+import { handleAdminSync } from './admin-routes.js';
 import { handleArchive } from './archive-route.js';
 import { handleInfoRefs, handleUploadPack, refusePush } from './git-smart-http.js';
 import { errorResponse, HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
-import { IndexCache } from './index-cache.js';
 import { handleHealth, handleModule, handleRoot } from './info-routes.js';
-import { ProvenanceCache } from './provenance-cache.js';
+import { createServerContext, type ServeBehaviour, type ServerContext } from './server-context.js';
 
-export interface ServeOptions {
+export interface ServeOptions extends Partial<ServeBehaviour> {
   host: string;
   port: number;
   /** Access and error log; defaults to a pino logger on stdout, `false` for none. */
@@ -19,14 +20,8 @@ export interface ServeOptions {
 export interface RunningServer {
   url: string;
   port: number;
+  mode: ServeMode;
   close(): Promise<void>;
-}
-
-interface ServerContext {
-  registry: Registry;
-  index: IndexCache;
-  provenance: ProvenanceCache;
-  logger: Logger | undefined;
 }
 
 const READ_METHODS = ['GET', 'HEAD'] as const;
@@ -35,12 +30,17 @@ const READ_METHODS = ['GET', 'HEAD'] as const;
 export async function startServer(registry: Registry, options: ServeOptions): Promise<RunningServer> {
   const logger =
     options.logger === false ? undefined : (options.logger ?? pino({ name: 'moonbit-registry' }));
-  const ctx: ServerContext = {
+  const ctx = await createServerContext(
     registry,
-    index: new IndexCache(registry.servedIndex),
-    provenance: new ProvenanceCache(registry.layout.provenanceFile),
+    {
+      proxy: options.proxy ?? false,
+      syncIntervalMs: options.syncIntervalMs,
+      adminToken: options.adminToken,
+      negativeTtlMs: options.negativeTtlMs ?? 30_000,
+      ...(options.breaker ? { breaker: options.breaker } : {}),
+    },
     logger,
-  };
+  );
   const server = createServer((req, res) => {
     const started = performance.now();
     res.on('close', () => {
@@ -57,10 +57,23 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
     });
     route(ctx, req, res).catch((error: unknown) => sendError(ctx, res, error));
   });
-  await listen(server, options.host, options.port);
+  try {
+    await listen(server, options.host, options.port);
+  } catch (error) {
+    await ctx.close();
+    throw error;
+  }
   const { port } = server.address() as AddressInfo;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  return { url: `http://${host}:${port}`, port, close: () => closeServer(server) };
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    mode: ctx.mode,
+    close: async () => {
+      await closeServer(server);
+      await ctx.close();
+    },
+  };
 }
 
 async function route(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -84,19 +97,28 @@ async function route(ctx: ServerContext, req: IncomingMessage, res: ServerRespon
   }
   // Everything else under /git is the dumb protocol or a repository file: never served.
   if (path === '/git' || path.startsWith('/git/')) throw notFound();
+  if (path === '/admin/sync') {
+    if (method !== 'POST') throw methodNotAllowed(['POST']);
+    return handleAdminSync({ token: ctx.adminToken, sync: ctx.sync }, req, res);
+  }
 
   const readRoute = path === '/' || path === '/health' || path.startsWith('/user/') || isAbsentResource(path);
   if (!readRoute) throw notFound();
   if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
 
-  if (path === '/health') return handleHealth(res);
-  if (path === '/') return handleRoot(infoContext(ctx), res);
+  if (path === '/health') return handleHealth(ctx.info, res);
+  if (path === '/') return handleRoot(ctx.info, res);
   if (isAbsentResource(path)) throw notFound('not provided by this registry');
   const rest = path.slice('/user/'.length);
   if (rest.endsWith('.zip')) {
-    return handleArchive({ store: ctx.registry.store, index: ctx.index }, req, res, rest);
+    return handleArchive(
+      { store: ctx.registry.store, index: ctx.index, pullThrough: ctx.pullThrough },
+      req,
+      res,
+      rest,
+    );
   }
-  return handleModule(infoContext(ctx), res, rest);
+  return handleModule(ctx.info, res, rest);
 }
 
 /** Symbols and prebuilt wasm are optional for `moon`: a 404 means "none" (PROTOCOL.md 5). */
@@ -105,11 +127,7 @@ function isAbsentResource(path: string): boolean {
 }
 
 function gitContext(ctx: ServerContext) {
-  return { gitDir: ctx.registry.layout.indexDir, logger: ctx.logger };
-}
-
-function infoContext(ctx: ServerContext) {
-  return { config: ctx.registry.config, index: ctx.index, provenance: ctx.provenance };
+  return { gitDir: ctx.gitDir, logger: ctx.logger };
 }
 
 function sendError(ctx: ServerContext, res: ServerResponse, error: unknown): void {

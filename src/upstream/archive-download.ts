@@ -21,18 +21,54 @@ export interface ArchiveDownload {
   dispatcher: Dispatcher;
   /** What to call the download in messages, e.g. `moonbitlang/x@0.4.40 from mooncakes`. */
   label: string;
+  /** Sees the body as it arrives, for a client waiting on a pull-through download. */
+  observer?: DownloadObserver;
+}
+
+/**
+ * Follows one download attempt. `verified` comes when the last byte has arrived and the length
+ * and checksum are right, before the file is durable: a client may have the bytes at once.
+ */
+export interface DownloadObserver {
+  /** The upstream answered 200; `length` is its Content-Length, if it sent one. */
+  started(length: number | undefined): void;
+  data(chunk: Buffer): void;
+  verified(): void;
 }
 
 /** System calls of our temp file (a reset socket fails in `read`, never in these). */
 const LOCAL_FILE_CALLS = new Set(['open', 'write', 'fsync', 'close']);
 
-/** A failed attempt; `retryable` says whether the same URL may succeed if asked again. */
+export interface DownloadErrorDetails {
+  /** The same URL may succeed if asked again (5xx, reset, timeout, short body). */
+  retryable: boolean;
+  /** The upstream's HTTP status, when it answered with one. */
+  status?: number;
+  /** The upstream did not answer or send within the timeout. */
+  timeout?: boolean;
+}
+
+/** A failed attempt at one URL. */
 export class DownloadError extends RegistryError {
   readonly retryable: boolean;
-  constructor(message: string, retryable: boolean, code: 'UPSTREAM' | 'AUTH' | 'CHECKSUM' = 'UPSTREAM') {
+  readonly status: number | undefined;
+  readonly timeout: boolean;
+  constructor(
+    message: string,
+    details: DownloadErrorDetails,
+    code: 'UPSTREAM' | 'AUTH' | 'CHECKSUM' = 'UPSTREAM',
+  ) {
     super(code, message);
-    this.retryable = retryable;
+    this.retryable = details.retryable;
+    this.status = details.status;
+    this.timeout = details.timeout ?? false;
   }
+}
+
+/** undici's timeout errors: connect, headers and body (idle between chunks). */
+function isTimeout(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && /TIMEOUT/.test(code);
 }
 
 /**
@@ -49,7 +85,10 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
       headers: { 'user-agent': USER_AGENT, ...job.headers },
     });
   } catch (error) {
-    throw new DownloadError(`${job.label}: request to ${job.url} failed: ${describeError(error)}`, true);
+    throw new DownloadError(`${job.label}: request to ${job.url} failed: ${describeError(error)}`, {
+      retryable: true,
+      timeout: isTimeout(error),
+    });
   }
   if (response.statusCode !== 200) {
     // Read at most a little of an error body: an upstream could stream one without end.
@@ -57,17 +96,28 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
     throw statusError(job, response.statusCode);
   }
   const expectedLength = Number(response.headers['content-length'] ?? Number.NaN);
+  const { observer } = job;
+  observer?.started(Number.isFinite(expectedLength) ? expectedLength : undefined);
   const temp = join(
     job.tmpDir,
     `${job.expectedChecksum}.${process.pid}.${randomBytes(4).toString('hex')}.part`,
   );
   const hash = newArchiveHash();
   let received = 0;
+  let actual: string | undefined;
   const meter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       hash.update(chunk);
       received += chunk.length;
+      observer?.data(chunk);
       callback(null, chunk);
+    },
+    flush(callback) {
+      // The whole body is here: judge it now, so a waiting client need not wait for the fsync.
+      actual = hash.digest('hex');
+      const complete = !Number.isFinite(expectedLength) || received === expectedLength;
+      if (complete && actual === job.expectedChecksum) observer?.verified();
+      callback();
     },
   });
   let kept = false;
@@ -85,19 +135,21 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
       if (LOCAL_FILE_CALLS.has((error as NodeJS.ErrnoException).syscall ?? '')) {
         throw new RegistryError('IO', `${job.label}: cannot write ${temp}: ${describeError(error)}`);
       }
-      throw new DownloadError(`${job.label}: body from ${job.url} broke off: ${describeError(error)}`, true);
+      throw new DownloadError(`${job.label}: body from ${job.url} broke off: ${describeError(error)}`, {
+        retryable: true,
+        timeout: isTimeout(error),
+      });
     }
     if (Number.isFinite(expectedLength) && received !== expectedLength) {
       throw new DownloadError(
         `${job.label}: truncated body from ${job.url} (${received} of ${expectedLength} bytes)`,
-        true,
+        { retryable: true },
       );
     }
-    const actual = hash.digest('hex');
     if (actual !== job.expectedChecksum) {
       throw new DownloadError(
-        `${checksumMismatchMessage(job.label, job.expectedChecksum, actual)} (from ${job.url}); not kept`,
-        false,
+        `${checksumMismatchMessage(job.label, job.expectedChecksum, actual ?? '?')} (from ${job.url}); not kept`,
+        { retryable: false },
         'CHECKSUM',
       );
     }
@@ -115,13 +167,13 @@ function statusError(job: ArchiveDownload, status: number): DownloadError {
   if (status === 401 || status === 403) {
     return new DownloadError(
       `${job.label}: ${job.url} answered ${status}: the source refused the credentials (check [sources.auth])`,
-      false,
+      { retryable: false, status },
       'AUTH',
     );
   }
   // 408/429 and 5xx are the upstream's passing trouble; any other status will not change.
   const retryable = status === 408 || status === 429 || status >= 500;
-  return new DownloadError(`${job.label}: ${job.url} answered HTTP ${status}`, retryable);
+  return new DownloadError(`${job.label}: ${job.url} answered HTTP ${status}`, { retryable, status });
 }
 
 /** Exponential backoff with jitter: 200 ms, 400 ms, 800 ms, ... capped at 5 s. */

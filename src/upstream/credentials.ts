@@ -12,16 +12,22 @@ export function expandVariables(
   value: string,
   sourceName: string,
   env: NodeJS.ProcessEnv = process.env,
+  where = { owner: `source "${sourceName}"`, key: '[sources.auth]' },
 ): string {
   return value.replace(VARIABLE, (_, name: string) => {
     const resolved = env[name];
     if (resolved === undefined || resolved === '') {
-      throw new RegistryError('AUTH', `source "${sourceName}": environment variable ${name} is not set`, {
-        hint: `export ${name}=... (it is referenced by [sources.auth] in registry.toml)`,
+      throw new RegistryError('AUTH', `${where.owner}: environment variable ${name} is not set`, {
+        hint: `export ${name}=... (it is referenced by ${where.key} in registry.toml)`,
       });
     }
     return resolved;
   });
+}
+
+/** `[server] admin_token`, with its ${VAR}s resolved. */
+export function resolveAdminToken(value: string, env: NodeJS.ProcessEnv = process.env): string {
+  return expandVariables(value, '', env, { owner: 'server.admin_token', key: 'server.admin_token' });
 }
 
 /** The `Authorization` header value for a source, or undefined when it has no auth. */

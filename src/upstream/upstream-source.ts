@@ -8,6 +8,13 @@ import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.j
 import { sourceArchiveUrl } from './archive-location.js';
 import { authorizationHeader, redact } from './credentials.js';
 
+export interface SourceTimeouts {
+  /** To open a connection. */
+  connectMs: number;
+  /** For an answer, and between two pieces of a body (also git's stall limit). */
+  readMs: number;
+}
+
 const FETCHED_REF = 'refs/heads/main';
 /** Recorded in the fetched copy, so a source whose URL changed is not served from an old copy. */
 const INDEX_URL_KEY = 'moonbit-registry.indexurl';
@@ -23,7 +30,7 @@ export class UpstreamSource {
   constructor(
     readonly config: SourceConfig,
     readonly gitDir: string,
-    private readonly timeoutMs: number,
+    readonly timeouts: SourceTimeouts,
   ) {}
 
   get name(): string {
@@ -69,7 +76,7 @@ export class UpstreamSource {
     const config: Array<[string, string]> = [
       // Stall detection inside git too, in case a proxy keeps the connection alive.
       ['http.lowSpeedLimit', '1'],
-      ['http.lowSpeedTime', String(Math.ceil(this.timeoutMs / 1000))],
+      ['http.lowSpeedTime', String(Math.ceil(this.timeouts.readMs / 1000))],
     ];
     if (headers.authorization) config.push(['http.extraHeader', `Authorization: ${headers.authorization}`]);
     try {
@@ -84,7 +91,7 @@ export class UpstreamSource {
           this.config.index_url,
           `+${FETCHED_REF}:${FETCHED_REF}`,
         ],
-        { env: gitConfigEnv(config), idleTimeoutMs: this.timeoutMs, describe: 'git fetch' },
+        { env: gitConfigEnv(config), idleTimeoutMs: this.timeouts.readMs, describe: 'git fetch' },
       );
     } catch (error) {
       const reason = this.redact(describeError(error));

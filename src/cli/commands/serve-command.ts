@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { parseDuration } from '../../core/duration.js';
 import { openRegistry } from '../../registry/registry.js';
 import { startServer } from '../../server/server.js';
+import { resolveAdminToken } from '../../upstream/credentials.js';
 import { notice } from '../output.js';
 import { parseInteger, registryDir } from './registry-dir.js';
 
@@ -14,12 +16,31 @@ export function registerServeCommand(program: Command): void {
       'port to listen on (default: [server] port in registry.toml)',
       parseInteger('--port', 0, 65535),
     )
-    .action(async (options: { host?: string; port?: number }, command: Command) => {
+    .option(
+      '--proxy',
+      'pull-through: offer every module of the enabled sources and fetch archives on a miss (default: [server] upstream_fallback)',
+    )
+    .option('--no-proxy', 'serve only what is stored, even if [server] upstream_fallback is on')
+    .action(async (options: { host?: string; port?: number; proxy?: boolean }, command: Command) => {
       const registry = await openRegistry(registryDir(command));
-      const host = options.host ?? registry.config.server.host;
-      const port = options.port ?? registry.config.server.port;
-      const server = await startServer(registry, { host, port });
+      const { server: serverConfig, mirror: mirrorConfig } = registry.config;
+      const proxy = options.proxy ?? serverConfig.upstream_fallback;
+      const server = await startServer(registry, {
+        host: options.host ?? serverConfig.host,
+        port: options.port ?? serverConfig.port,
+        proxy,
+        // Validated by the config schema, so the durations parse.
+        syncIntervalMs: mirrorConfig.auto_sync ? parseDuration(mirrorConfig.sync_interval) : undefined,
+        adminToken: serverConfig.admin_token ? resolveAdminToken(serverConfig.admin_token) : undefined,
+        negativeTtlMs: parseDuration(serverConfig.negative_cache_ttl) ?? 0,
+      });
       notice(`Serving "${registry.config.registry.name}" at ${server.url}`);
+      notice(
+        proxy
+          ? '  mode: pull-through (every module of the enabled sources; archives fetched on first request)'
+          : '  mode: mirror (only what is stored)',
+      );
+      if (mirrorConfig.auto_sync) notice(`  index sync: every ${mirrorConfig.sync_interval}`);
       notice(`  clients: MOONCAKES_REGISTRY=${server.url} moon update`);
       await new Promise<void>((resolve) => {
         const stop = () => {

@@ -1,0 +1,130 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import { describeError } from '../core/errors.js';
+import { moduleKey } from '../core/module-name.js';
+import type { Registry } from '../registry/registry.js';
+import { ArchiveFetchError, fetchArchive } from '../upstream/archive-fetch.js';
+import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import { HttpError } from './http-error.js';
+import { SharedDownload } from './shared-download.js';
+
+export interface PullThroughOptions {
+  registry: Registry;
+  pool: UpstreamPool;
+  /** This process's temp folder (data/tmp/<pid>). */
+  tmpDir: string;
+  /** How long an upstream's "no such archive" is remembered; 0 remembers nothing. */
+  negativeTtlMs: number;
+  logger: Logger | undefined;
+}
+
+export interface ArchiveRequest {
+  module: string;
+  version: string;
+  /** From the served index line the client saw. */
+  checksum: string;
+}
+
+/**
+ * Pull-through for archives that are listed but not stored: fetched from the source whose line
+ * won (or another with the same checksum), verified, stored atomically and streamed to every
+ * client asking meanwhile, with one upstream download per archive however many ask.
+ */
+export class PullThrough {
+  private readonly inflight = new Map<string, SharedDownload>();
+  private readonly notFound: LRUCache<string, HttpError> | undefined;
+
+  constructor(private readonly options: PullThroughOptions) {
+    if (options.negativeTtlMs > 0) {
+      this.notFound = new LRUCache({ max: 10_000, ttl: options.negativeTtlMs });
+    }
+  }
+
+  /** Downloads in progress, for /health. */
+  get inProgress(): number {
+    return this.inflight.size;
+  }
+
+  async serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    archive: ArchiveRequest,
+    headers: (length: number | undefined) => OutgoingHttpHeaders,
+  ): Promise<void> {
+    const destination = this.options.registry.store.pathFor(
+      archive.module,
+      archive.version,
+      archive.checksum,
+    );
+    const remembered = this.notFound?.get(destination);
+    if (remembered) throw remembered;
+    let download = this.inflight.get(destination);
+    if (!download) {
+      const started = new SharedDownload();
+      this.inflight.set(destination, started);
+      void this.download(started, archive, destination).finally(() => this.inflight.delete(destination));
+      download = started;
+    }
+    await download.sendTo(req, res, headers);
+  }
+
+  private async download(
+    shared: SharedDownload,
+    archive: ArchiveRequest,
+    destination: string,
+  ): Promise<void> {
+    const { module, version, checksum } = archive;
+    const { pool, registry, logger } = this.options;
+    const label = moduleKey(module, version);
+    const sources = pool.sourcesFor(module, version, checksum);
+    if (sources.length === 0) {
+      shared.fail(
+        new HttpError(502, `${label}: no enabled source offers this archive (checksum ${checksum}) any more`),
+      );
+      return;
+    }
+    const started = performance.now();
+    try {
+      const { bytes, source } = await fetchArchive(
+        { module, version, checksum, destination },
+        {
+          sources,
+          tmpDir: this.options.tmpDir,
+          dispatcherFor: pool.dispatcherFor,
+          retries: registry.config.mirror.retries,
+          health: (name) => pool.health(name),
+          observer: shared,
+          onRetry: (what, attempt, reason) => logger?.warn({ attempt, reason }, `retrying ${what}`),
+        },
+      );
+      logger?.info(
+        { module, version, source, bytes, ms: Math.round(performance.now() - started) },
+        'archive fetched from upstream',
+      );
+    } catch (error) {
+      if (shared.isVerified) {
+        // The clients have their bytes; only storing them failed (disk full, permissions).
+        logger?.error({ err: error, module, version }, 'archive verified but not stored');
+        return;
+      }
+      const answer = httpErrorFor(label, error);
+      if (error instanceof ArchiveFetchError && error.kind === 'not-found')
+        this.notFound?.set(destination, answer);
+      logger?.warn({ module, version, status: answer.status, reason: answer.message }, 'pull-through failed');
+      shared.fail(answer);
+    }
+  }
+}
+
+/** 504 when the upstream was too slow, else 502; Retry-After while every source is skipped. */
+function httpErrorFor(label: string, error: unknown): HttpError {
+  if (!(error instanceof ArchiveFetchError)) {
+    return new HttpError(502, `${label}: cannot fetch the archive: ${describeError(error)}`);
+  }
+  const headers: Record<string, string> = {};
+  if (error.retryAt !== undefined) {
+    headers['Retry-After'] = String(Math.max(1, Math.ceil((error.retryAt - Date.now()) / 1000)));
+  }
+  return new HttpError(error.kind === 'timeout' ? 504 : 502, error.message, headers);
+}

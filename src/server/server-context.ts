@@ -1,0 +1,130 @@
+import type { Logger } from 'pino';
+import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
+import { ServedIndex } from '../index/served-index.js';
+import { type ServeMode, syncIndexes } from '../registry/index-sync.js';
+import { sourceOf } from '../registry/provenance.js';
+import { publishProxyIndex } from '../registry/proxy-index.js';
+import type { Registry } from '../registry/registry.js';
+import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
+import { UpstreamPool } from '../upstream/upstream-pool.js';
+import { IndexCache } from './index-cache.js';
+import type { InfoContext } from './info-routes.js';
+import { ProvenanceCache } from './provenance-cache.js';
+import { PullThrough } from './pull-through.js';
+import { SyncScheduler } from './sync-scheduler.js';
+
+export interface ServeBehaviour {
+  /** Pull-through: list every enabled source's versions, fetch unstored archives on request. */
+  proxy: boolean;
+  /** Refresh every source's index this often; undefined: only at start (proxy) or on request. */
+  syncIntervalMs: number | undefined;
+  /** Resolved admin token; undefined turns the admin endpoints off. */
+  adminToken: string | undefined;
+  /** Remember an upstream's 404 for an archive this long. */
+  negativeTtlMs: number;
+  breaker?: CircuitBreakerOptions;
+}
+
+/** Everything a request handler may need, built once when the server starts. */
+export interface ServerContext {
+  registry: Registry;
+  mode: ServeMode;
+  /** The repository served to git clients: data/index, or data/proxy-index in proxy mode. */
+  gitDir: string;
+  index: IndexCache;
+  pool: UpstreamPool | undefined;
+  sync: SyncScheduler | undefined;
+  pullThrough: PullThrough | undefined;
+  adminToken: string | undefined;
+  logger: Logger | undefined;
+  info: InfoContext;
+  close(): Promise<void>;
+}
+
+export async function createServerContext(
+  registry: Registry,
+  behaviour: ServeBehaviour,
+  logger: Logger | undefined,
+): Promise<ServerContext> {
+  const { layout } = registry;
+  const mode: ServeMode = behaviour.proxy ? 'proxy' : 'mirror';
+  const served = mode === 'proxy' ? new ServedIndex(layout.proxyIndexDir) : registry.servedIndex;
+  const wantsUpstreams =
+    mode === 'proxy' || behaviour.syncIntervalMs !== undefined || behaviour.adminToken !== undefined;
+  const pool = wantsUpstreams ? new UpstreamPool(registry.config, layout, behaviour.breaker) : undefined;
+  const warn = (message: string) => logger?.warn(message);
+
+  if (pool) await pool.reload(warn);
+  if (mode === 'proxy' && pool) {
+    // Serve what the last fetched indexes say right away; the first sync then brings news.
+    await served.initialize(registry.config.registry.name);
+    await publishProxyIndex(served, pool.merged, 'serve start');
+  }
+  const sync = pool
+    ? new SyncScheduler(
+        (trigger, force) =>
+          syncIndexes(
+            registry,
+            pool,
+            { mode, proxyIndex: served, trigger, force },
+            {
+              info: (message) => logger?.info(message),
+              warn,
+            },
+          ),
+        behaviour.syncIntervalMs,
+        logger,
+      )
+    : undefined;
+  if (sync && (mode === 'proxy' || behaviour.syncIntervalMs !== undefined)) sync.start();
+
+  let pullThrough: PullThrough | undefined;
+  if (mode === 'proxy' && pool) {
+    await clearDeadTemps(layout.tmpDir);
+    pullThrough = new PullThrough({
+      registry,
+      pool,
+      tmpDir: await processTempDir(layout.tmpDir),
+      negativeTtlMs: behaviour.negativeTtlMs,
+      logger,
+    });
+  }
+
+  const index = new IndexCache(served);
+  const provenance = new ProvenanceCache(layout.provenanceFile);
+  const info: InfoContext = {
+    config: registry.config,
+    mode,
+    index,
+    sourceOf: async (module, version, checksum) => {
+      if (mode === 'proxy' && pool) {
+        return pool.merged.sourcesWithChecksum(module, version, checksum)[0]?.source;
+      }
+      return sourceOf(await provenance.get(), module, version, checksum);
+    },
+    isStored: (module, version, checksum) => registry.store.has(module, version, checksum),
+    sync,
+    get sources() {
+      return pool?.healthReports();
+    },
+    get fetching() {
+      return pullThrough?.inProgress ?? 0;
+    },
+  };
+  return {
+    registry,
+    mode,
+    gitDir: served.gitDir,
+    index,
+    pool,
+    sync,
+    pullThrough,
+    adminToken: behaviour.adminToken,
+    logger,
+    info,
+    close: async () => {
+      await sync?.stop();
+      await pool?.close();
+    },
+  };
+}

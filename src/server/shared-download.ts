@@ -1,0 +1,139 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { DownloadObserver } from '../upstream/archive-download.js';
+
+type Phase = 'waiting' | 'streaming' | 'verified' | 'failed';
+
+/**
+ * One upstream download that any number of clients read at once (single-flight). Each client
+ * gets the bytes as they arrive, at its own pace, but never the last byte before the whole body
+ * has been checked: a body that fails verification reaches nobody complete, and the cut
+ * connection tells the client it failed. A client that joins late gets what came so far first.
+ */
+export class SharedDownload implements DownloadObserver {
+  private chunks: Buffer[] = [];
+  private received = 0;
+  private length: number | undefined;
+  /** Counts upstream answers: a retry starts the body over, so readers of the old one are cut. */
+  private attempt = 0;
+  private phase: Phase = 'waiting';
+  private failure: unknown;
+  private readonly wakers = new Set<() => void>();
+
+  started(length: number | undefined): void {
+    this.attempt++;
+    this.chunks = [];
+    this.received = 0;
+    this.length = length;
+    this.phase = 'streaming';
+    this.wake();
+  }
+
+  data(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.received += chunk.length;
+    this.wake();
+  }
+
+  verified(): void {
+    this.phase = 'verified';
+    this.wake();
+  }
+
+  /** The download gave up; `error` becomes the answer of clients that have no headers yet. */
+  fail(error: unknown): void {
+    if (this.phase === 'verified') return; // every client has (or gets) the verified bytes
+    this.phase = 'failed';
+    this.failure = error;
+    this.wake();
+  }
+
+  get isVerified(): boolean {
+    return this.phase === 'verified';
+  }
+
+  /**
+   * Answers one client from this download. Throws the download's error when it failed before
+   * this client got any headers; after that, a failure cuts the connection.
+   */
+  async sendTo(
+    req: IncomingMessage,
+    res: ServerResponse,
+    headers: (length: number | undefined) => OutgoingHttpHeaders,
+  ): Promise<void> {
+    let attempt: number | undefined;
+    let sent = 0;
+    let chunkIndex = 0;
+    let offset = 0;
+    for (;;) {
+      if (res.destroyed) return;
+      if (this.phase === 'failed') {
+        if (!res.headersSent) throw this.failure;
+        res.destroy();
+        return;
+      }
+      if (this.phase === 'waiting') {
+        await this.change(res);
+        continue;
+      }
+      if (attempt === undefined) {
+        attempt = this.attempt;
+        res.writeHead(200, headers(this.length));
+        if (req.method === 'HEAD') {
+          res.end();
+          return;
+        }
+      } else if (attempt !== this.attempt) {
+        res.destroy(); // the body started over; this client has bytes of the abandoned one
+        return;
+      }
+      const releasable = this.phase === 'verified' ? this.received : this.received - 1;
+      if (sent < releasable) {
+        const chunk = this.chunks[chunkIndex] as Buffer;
+        const end = Math.min(chunk.length, offset + (releasable - sent));
+        const piece = chunk.subarray(offset, end);
+        sent += piece.length;
+        offset = end;
+        if (offset === chunk.length) {
+          chunkIndex++;
+          offset = 0;
+        }
+        if (!res.write(piece)) await drained(res);
+        continue;
+      }
+      if (this.phase === 'verified') {
+        res.end();
+        return;
+      }
+      await this.change(res);
+    }
+  }
+
+  private wake(): void {
+    for (const waker of [...this.wakers]) waker();
+  }
+
+  /** Resolves at the next event of the download, or when the client goes away. */
+  private change(res: ServerResponse): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.wakers.delete(done);
+        res.off('close', done);
+        resolve();
+      };
+      this.wakers.add(done);
+      res.once('close', done);
+    });
+  }
+}
+
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
