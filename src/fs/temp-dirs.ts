@@ -5,10 +5,10 @@ import { join } from 'node:path';
  * Downloads in progress live in `data/tmp/<pid>/`, one folder per process, so a `mirror` and a
  * pull-through `serve` can work side by side and each can clear what dead processes left.
  */
-export async function processTempDir(tmpRoot: string): Promise<string> {
-  const dir = join(tmpRoot, String(process.pid));
-  await mkdir(dir, { recursive: true });
-  return dir;
+export async function processTempDir(tmpRoot: string): Promise<{ path: string; remove(): Promise<void> }> {
+  const path = join(tmpRoot, String(process.pid));
+  await mkdir(path, { recursive: true });
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }
 
 /** Removes every entry of `tmpRoot` that no living process owns (leftovers of killed runs). */

@@ -73,9 +73,11 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
   for (const upstream of upstreams) upstream.headers();
 
   const lock = await acquireRegistryLock(layout.lockTarget, 'mirror', { waitForBriefMs: 60_000 });
+  let tmp: { path: string; remove(): Promise<void> } | undefined;
   try {
     await clearDeadTemps(layout.tmpDir); // leftovers of killed runs
-    const tmpDir = await processTempDir(layout.tmpDir);
+    tmp = await processTempDir(layout.tmpDir);
+    const tmpDir = tmp.path;
     await removeStaleTemps(dirname(layout.provenanceFile));
     const catalogs = await refreshIndexes(upstreams, selected, reporter);
     const merged = new MergedCatalog(catalogs);
@@ -134,6 +136,7 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
       sources,
     };
   } finally {
+    await tmp?.remove();
     await lock.release();
   }
 }

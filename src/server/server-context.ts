@@ -79,12 +79,15 @@ export async function createServerContext(
   if (sync && (mode === 'proxy' || behaviour.syncIntervalMs !== undefined)) sync.start();
 
   let pullThrough: PullThrough | undefined;
+  let tmp: { remove(): Promise<void> } | undefined;
   if (mode === 'proxy' && pool) {
     await clearDeadTemps(layout.tmpDir);
+    const dir = await processTempDir(layout.tmpDir);
+    tmp = dir;
     pullThrough = new PullThrough({
       registry,
       pool,
-      tmpDir: await processTempDir(layout.tmpDir),
+      tmpDir: dir.path,
       negativeTtlMs: behaviour.negativeTtlMs,
       logger,
     });
@@ -125,6 +128,7 @@ export async function createServerContext(
     close: async () => {
       await sync?.stop();
       await pool?.close();
+      await tmp?.remove();
     },
   };
 }

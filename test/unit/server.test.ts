@@ -198,7 +198,13 @@ describe('server', () => {
     test('GET /health', async () => {
       const res = await fetch(`${base}/health`);
       assert.equal(res.status, 200);
-      assert.deepEqual(await res.json(), { status: 'ok' });
+      const body = (await res.json()) as Record<string, unknown>;
+      assert.equal(body.status, 'ok');
+      assert.equal(body.mode, 'mirror');
+      assert.match(String((body.index as { commit: unknown }).commit), /^[0-9a-f]{40}$/);
+      // No upstream is in use in mirror mode without sync: nothing about sources or syncs.
+      assert.equal(body.sources, undefined);
+      assert.equal(body.sync, undefined);
     });
 
     test('GET / names the registry, its sources without credentials, and what it serves', async () => {
@@ -243,11 +249,12 @@ describe('server', () => {
       assert.deepEqual(await res.json(), {
         module: CORE,
         versions: [
-          { version: '0.1.0', checksum: sha256Hex(archiveBytes(CORE, '0.1.0')), source: null },
+          { version: '0.1.0', checksum: sha256Hex(archiveBytes(CORE, '0.1.0')), source: null, stored: true },
           {
             version: CORE_BUILD,
             checksum: sha256Hex(archiveBytes(CORE, CORE_BUILD)),
             source: 'up',
+            stored: true,
             created_at: '2026-02-13T00:00:00Z',
           },
         ],
