@@ -43,11 +43,16 @@ name = ${JSON.stringify(name)}
 [server]
 host = "127.0.0.1"
 port = 8080
+upstream_fallback = false   # true: pull-through, fetch what is not stored on request (serve --proxy)
+negative_cache_ttl = "30s"  # how long an upstream 404 for an archive is remembered
+# admin_token = "\${REGISTRY_ADMIN_TOKEN}"  # enables POST /admin/sync
 
 [mirror]
 concurrency = 16      # archive downloads in flight
 retries = 3           # further attempts after a 5xx, reset, timeout or short body
 timeout_seconds = 30  # per request, and for git without progress
+auto_sync = false     # serve refreshes the sources' indexes every sync_interval
+sync_interval = "1h"  # "30s", "5m", "1h", "1h30m"
 
 # Sources are merged by priority: lower number wins when two have the same module@version.
 [[sources]]
