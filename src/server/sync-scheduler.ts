@@ -60,10 +60,22 @@ export class SyncScheduler {
     return run;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops scheduling and waits a little for a running sync. Cutting one short is harmless: git
+   * moves refs atomically, and a lock left behind is taken over once its owner is gone.
+   */
+  async stop(waitMs = 5000): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.running?.catch(() => undefined);
+    if (!this.running) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.running.catch(() => undefined),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   status(): SyncStatus {

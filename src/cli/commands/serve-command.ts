@@ -45,10 +45,12 @@ export function registerServeCommand(program: Command): void {
       await new Promise<void>((resolve) => {
         const stop = () => {
           notice('shutting down');
-          void server.close().then(resolve);
+          void server.close().then(resolve, resolve);
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+      // A sync cut short may still have git running; it must not keep the process alive.
+      process.exit(process.exitCode ?? 0);
     });
 }
