@@ -5,6 +5,7 @@ import { type ServeMode, syncIndexes } from '../registry/index-sync.js';
 import { sourceOf } from '../registry/provenance.js';
 import { publishProxyIndex } from '../registry/proxy-index.js';
 import type { Registry } from '../registry/registry.js';
+import { enabledUpstreams } from '../registry/source-indexes.js';
 import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
 import { IndexCache } from './index-cache.js';
@@ -51,7 +52,9 @@ export async function createServerContext(
   const served = mode === 'proxy' ? new ServedIndex(layout.proxyIndexDir) : registry.servedIndex;
   const wantsUpstreams =
     mode === 'proxy' || behaviour.syncIntervalMs !== undefined || behaviour.adminToken !== undefined;
-  const pool = wantsUpstreams ? new UpstreamPool(registry.config, layout, behaviour.breaker) : undefined;
+  const pool = wantsUpstreams
+    ? new UpstreamPool(enabledUpstreams(registry.config, layout), behaviour.breaker)
+    : undefined;
   const warn = (message: string) => logger?.warn(message);
 
   if (pool) await pool.reload(warn);

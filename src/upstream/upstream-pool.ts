@@ -1,9 +1,6 @@
-import type { RegistryConfig } from '../config/schema.js';
 import type { IndexWarning } from '../index/index-file.js';
 import { MergedCatalog } from '../index/merged-catalog.js';
 import type { SourceCatalog } from '../index/source-catalog.js';
-import type { RegistryLayout } from '../registry/layout.js';
-import { enabledUpstreams } from '../registry/source-indexes.js';
 import type { CircuitBreakerOptions } from './circuit-breaker.js';
 import { createSourceAgents, type SourceAgents } from './http-agent.js';
 import { SourceHealth, type SourceHealthReport } from './source-health.js';
@@ -21,8 +18,9 @@ export class UpstreamPool {
   private readonly catalogCache = new Map<string, SourceCatalog>();
   private current = new MergedCatalog([]);
 
-  constructor(config: RegistryConfig, layout: RegistryLayout, breaker?: CircuitBreakerOptions) {
-    this.upstreams = enabledUpstreams(config, layout);
+  /** `upstreams`: the enabled sources, highest priority first. */
+  constructor(upstreams: UpstreamSource[], breaker?: CircuitBreakerOptions) {
+    this.upstreams = upstreams;
     for (const upstream of this.upstreams) {
       this.healthByName.set(upstream.name, new SourceHealth(upstream.name, breaker));
     }
