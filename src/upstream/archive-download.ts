@@ -46,6 +46,11 @@ export interface DownloadErrorDetails {
   status?: number;
   /** The upstream did not answer or send within the timeout. */
   timeout?: boolean;
+  /**
+   * No HTTP answer at all (refused, reset, unknown host, no headers in time): the host is in
+   * trouble, not one archive.
+   */
+  unreachable?: boolean;
 }
 
 /** A failed attempt at one URL. */
@@ -53,6 +58,7 @@ export class DownloadError extends RegistryError {
   readonly retryable: boolean;
   readonly status: number | undefined;
   readonly timeout: boolean;
+  readonly unreachable: boolean;
   constructor(
     message: string,
     details: DownloadErrorDetails,
@@ -62,6 +68,7 @@ export class DownloadError extends RegistryError {
     this.retryable = details.retryable;
     this.status = details.status;
     this.timeout = details.timeout ?? false;
+    this.unreachable = details.unreachable ?? false;
   }
 }
 
@@ -88,6 +95,7 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
     throw new DownloadError(`${job.label}: request to ${job.url} failed: ${describeError(error)}`, {
       retryable: true,
       timeout: isTimeout(error),
+      unreachable: true,
     });
   }
   if (response.statusCode !== 200) {

@@ -82,13 +82,16 @@ export async function fetchArchive(
       } catch (error) {
         const message = upstream.redact(describeError(error));
         if (!(error instanceof DownloadError)) throw error; // local trouble (disk): not the upstream's
-        if (error.retryable) health?.failed(message);
-        else health?.succeeded(); // it answered: the host is up, this archive is the problem
+        // The breaker hears at once when the host gives no answer at all; a bad answer (5xx,
+        // short body) may be about this one archive, so it counts once, after the retries.
+        if (error.unreachable) health?.failed(message);
+        else if (!error.retryable) health?.succeeded(); // it answered: the archive is the problem
         if (error.retryable && attempt < options.retries) {
           options.onRetry?.(label, attempt + 1, message);
           await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt)));
           continue;
         }
+        if (error.retryable && !error.unreachable) health?.failed(message);
         errors.push(message);
         outcomes.push(error.timeout ? 'timeout' : error.status === 404 ? 'not-found' : 'other');
         break;
