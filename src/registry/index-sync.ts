@@ -2,9 +2,9 @@ import { describeError, isRegistryError } from '../core/errors.js';
 import type { ServedIndex } from '../index/served-index.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { acquireRegistryLock, type RegistryLock } from './lock.js';
+import { type MirrorReporter, mirrorServedModules } from './mirror.js';
 import { publishProxyIndex } from './proxy-index.js';
 import type { Registry } from './registry.js';
-import { planServedVersions, publishServed } from './served-plan.js';
 
 /** proxy: pull-through, the index lists every source's versions; mirror: only stored ones. */
 export type ServeMode = 'proxy' | 'mirror';
@@ -29,6 +29,8 @@ export interface SyncReport {
   sources: SourceSyncResult[];
   /** The served index after the sync; undefined when publishing had to wait for a running mirror. */
   index?: { commit: string; changed: boolean; modules: number; versions: number };
+  /** Mirror mode: archives of the served modules' new versions fetched by this sync. */
+  mirrored?: { downloaded: number; failed: number; bytes: number };
 }
 
 export interface SyncOptions {
@@ -41,10 +43,11 @@ export interface SyncOptions {
 }
 
 /**
- * One refresh of every enabled source's index, then of the served index. Fetching takes the
- * registry lock briefly, so it never runs into a `mirror` fetching the same repositories; when a
- * mirror holds the lock, its fetches serve instead. A source that fails keeps its last good
- * index, and the served index moves only when something changed.
+ * One refresh of every enabled source's index, then of the served index: in proxy mode every
+ * source's versions are listed; in mirror mode the served modules' new versions are mirrored
+ * first. The registry lock is held meanwhile, so a sync never runs into a `mirror` fetching the
+ * same repositories; while a mirror holds it, the indexes that mirror fetched are used. A source
+ * that fails keeps its last good index, and the served index moves only when something changed.
  */
 export async function syncIndexes(
   registry: Registry,
@@ -82,21 +85,23 @@ export async function syncIndexes(
     );
     const merged = await pool.reload((message) => log.warn(message));
     let index: SyncReport['index'];
+    let mirrored: SyncReport['mirrored'];
     const title = `sync (${options.trigger})`;
     if (options.mode === 'proxy') {
       index = await publishProxyIndex(options.proxyIndex, merged, title);
     } else if (lock) {
-      // Mirror mode: stored versions only, with the fresh lines (a source's new checksum, a
-      // version withdrawn); new versions arrive with the next `mirror`.
-      const plan = await planServedVersions(registry, merged, new Set());
-      lock.assertHeld();
-      const outcome = await publishServed(registry, plan, title);
-      index = {
-        commit: outcome.commit,
-        changed: outcome.changed,
-        modules: outcome.modules,
-        versions: outcome.versions,
-      };
+      // Mirror mode: the served modules' new versions are downloaded before they are listed,
+      // so the index still never names an archive this registry does not have.
+      const summary = await mirrorServedModules(
+        registry,
+        pool.upstreams,
+        merged,
+        lock,
+        syncReporter(log),
+        title,
+      );
+      mirrored = { downloaded: summary.downloaded, failed: summary.failed, bytes: summary.bytes };
+      index = { ...summary.served };
     }
     if (index?.changed)
       log.info(`sync: index now at ${index.commit.slice(0, 12)} (${index.versions} versions)`);
@@ -106,6 +111,7 @@ export async function syncIndexes(
       seconds: (Date.now() - startedAt) / 1000,
       sources,
       ...(index ? { index } : {}),
+      ...(mirrored ? { mirrored } : {}),
     };
   } finally {
     await lock?.release();
@@ -120,4 +126,18 @@ async function tryLock(registry: Registry): Promise<RegistryLock | undefined> {
     if (isRegistryError(error) && error.code === 'LOCKED') return undefined;
     throw error;
   }
+}
+
+/** Mirror progress as log lines: failures and retries only, a sync is not watched live. */
+function syncReporter(log: SyncLog): MirrorReporter {
+  const nothing = () => undefined;
+  return {
+    info: nothing,
+    warn: (message) => log.warn(`sync: ${message}`),
+    downloadsStarted: nothing,
+    downloadFinished: nothing,
+    downloadRetrying: (label, attempt, reason) => log.warn(`sync: retry ${attempt} of ${label}: ${reason}`),
+    downloadFailed: (label, reason) => log.warn(`sync: ${label} failed: ${reason}`),
+    downloadsFinished: nothing,
+  };
 }

@@ -9,9 +9,9 @@ import { MergedCatalog } from '../index/merged-catalog.js';
 import { fetchArchive } from '../upstream/archive-fetch.js';
 import { createSourceAgents } from '../upstream/http-agent.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
-import { acquireRegistryLock } from './lock.js';
+import { acquireRegistryLock, type RegistryLock } from './lock.js';
 import { findSource, type Registry } from './registry.js';
-import { selectVersions } from './select-versions.js';
+import { type Selection, selectVersions } from './select-versions.js';
 import { type PlannedVersion, planServedVersions, publishServed } from './served-plan.js';
 import { enabledUpstreams, refreshIndexes } from './source-indexes.js';
 
@@ -73,17 +73,70 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
   for (const upstream of upstreams) upstream.headers();
 
   const lock = await acquireRegistryLock(layout.lockTarget, 'mirror', { waitForBriefMs: 60_000 });
-  let tmp: { path: string; remove(): Promise<void> } | undefined;
   try {
-    await clearDeadTemps(layout.tmpDir); // leftovers of killed runs
-    tmp = await processTempDir(layout.tmpDir);
-    const tmpDir = tmp.path;
-    await removeStaleTemps(dirname(layout.provenanceFile));
     const catalogs = await refreshIndexes(upstreams, selected, reporter);
     const merged = new MergedCatalog(catalogs);
     const roots =
       options.full && !options.source ? catalogs : catalogs.filter((c) => c.source === selected.name);
-    const selection = selectVersions(roots, merged, options);
+    const what = options.full ? '--full' : options.patterns.join(' ');
+    return await mirrorSelection(registry, {
+      upstreams,
+      merged,
+      selection: selectVersions(roots, merged, options),
+      lock,
+      reporter,
+      title: `mirror ${what}${options.source ? ` -s ${options.source}` : ''}`,
+      started,
+    });
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * Brings every module the served index lists up to date from already fetched catalogs: their
+ * new versions and what those need. `serve`'s index sync in mirror mode; the caller holds the lock.
+ */
+export async function mirrorServedModules(
+  registry: Registry,
+  upstreams: UpstreamSource[],
+  merged: MergedCatalog,
+  lock: RegistryLock,
+  reporter: MirrorReporter,
+  title: string,
+): Promise<MirrorSummary> {
+  const started = performance.now();
+  const served = await registry.servedIndex.snapshot();
+  const modules = new Set(served?.modules.keys() ?? []);
+  const selection = selectVersions(merged.catalogs, merged, {
+    patterns: [],
+    full: false,
+    strict: false,
+    modules,
+  });
+  return mirrorSelection(registry, { upstreams, merged, selection, lock, reporter, title, started });
+}
+
+interface MirrorJob {
+  upstreams: UpstreamSource[];
+  merged: MergedCatalog;
+  selection: Selection;
+  /** Held by the caller for the whole job. */
+  lock: RegistryLock;
+  reporter: MirrorReporter;
+  /** First line of the index commit. */
+  title: string;
+  started: number;
+}
+
+/** Downloads what the selection lacks, then publishes the served index in one commit. */
+async function mirrorSelection(registry: Registry, job: MirrorJob): Promise<MirrorSummary> {
+  const { layout } = registry;
+  const { selection, merged, reporter, upstreams } = job;
+  await clearDeadTemps(layout.tmpDir); // leftovers of killed runs
+  await removeStaleTemps(dirname(layout.provenanceFile));
+  const tmp = await processTempDir(layout.tmpDir);
+  try {
     for (const warning of selection.warnings) reporter.warn(warning);
     const dependencies = selection.versions.size - selection.matched;
     reporter.info(
@@ -95,19 +148,14 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
     const skipped = plan.filter((p) => p.present && wanted.has(moduleKey(p.module, p.version))).length;
     const downloads = await downloadMissing(
       registry,
-      tmpDir,
+      tmp.path,
       merged,
       new Map(upstreams.map((u) => [u.name, u])),
       plan.filter((p) => !p.present),
       reporter,
     );
-    const what = options.full ? '--full' : options.patterns.join(' ');
-    lock.assertHeld();
-    const outcome = await publishServed(
-      registry,
-      plan,
-      `mirror ${what}${options.source ? ` -s ${options.source}` : ''}`,
-    );
+    job.lock.assertHeld();
+    const outcome = await publishServed(registry, plan, job.title);
 
     const sources: MirrorSummary['sources'] = {};
     for (const upstream of upstreams) {
@@ -124,7 +172,7 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
       skipped,
       failed: downloads.failures.length,
       bytes: downloads.bytes,
-      seconds: (performance.now() - started) / 1000,
+      seconds: (performance.now() - job.started) / 1000,
       failures: downloads.failures,
       warnings: selection.warnings,
       served: {
@@ -136,8 +184,7 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
       sources,
     };
   } finally {
-    await tmp?.remove();
-    await lock.release();
+    await tmp.remove();
   }
 }
 

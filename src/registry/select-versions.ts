@@ -24,6 +24,8 @@ export interface SelectOptions {
   full: boolean;
   /** Skip dependencies. */
   strict: boolean;
+  /** Exactly these modules (those the roots have), instead of patterns. */
+  modules?: ReadonlySet<string>;
 }
 
 /**
@@ -82,6 +84,7 @@ function matchModules(roots: SourceCatalog[], options: SelectOptions): Set<strin
   const names = new Set<string>();
   for (const catalog of roots) for (const module of catalog.modules.keys()) names.add(module);
   if (options.full) return names;
+  if (options.modules) return new Set([...options.modules].filter((m) => names.has(m)));
   const matched = new Set<string>();
   for (const pattern of options.patterns) {
     const isMatch = picomatch(pattern, { dot: true, nobrace: false });
