@@ -16,8 +16,10 @@ import { isolatedGitEnv } from './git.js';
  * http500: status 500. wrongBytes: a valid zip, but not the one the index describes.
  * truncate: Content-Length promises more than is sent, then the connection closes.
  * reset: the socket is reset before any answer. hang: no answer at all.
+ * stall: the right archive, but only the first half at once; the rest after `stallMs` (or at
+ * releaseStalls()), each stall logged in `stalls`. notFound: status 404 for a listed archive.
  */
-export type Fault = 'http500' | 'wrongBytes' | 'truncate' | 'reset' | 'hang';
+export type Fault = 'http500' | 'wrongBytes' | 'truncate' | 'reset' | 'hang' | 'stall' | 'notFound';
 export type GitFault = 'http500' | 'reset' | 'hang';
 
 export type UpstreamAuth =
@@ -30,6 +32,17 @@ export interface RecordedRequest {
   headers: http.IncomingHttpHeaders;
   /** Set when the response finished; undefined for requests that got no answer. */
   status?: number;
+}
+
+/** One archive answer held back by the `stall` fault; times are performance.now(). */
+export interface StallRecord {
+  key: string;
+  /** Bytes sent at once (the first half). */
+  sentFirst: number;
+  total: number;
+  firstHalfAt: number;
+  /** Set just before the rest is written; undefined while the stall lasts. */
+  resumedAt?: number;
 }
 
 export interface FakeUpstreamOptions {
@@ -52,6 +65,9 @@ export class FakeUpstream {
   readonly faults = new Map<string, Fault>();
   /** Applies to every request under /git/index while set. */
   gitFault: GitFault | undefined;
+  /** How long the `stall` fault holds the second half of an archive back. */
+  stallMs = 1500;
+  readonly stalls: StallRecord[] = [];
   readonly requests: RecordedRequest[] = [];
   archiveRequests = 0;
   /** `module@version` -> number of archive requests (faulted ones included). */
@@ -60,6 +76,7 @@ export class FakeUpstream {
   private readonly server: http.Server;
   private readonly sockets = new Set<Socket>();
   private readonly children = new Set<ChildProcessWithoutNullStreams>();
+  private readonly stallWaiters = new Set<() => void>();
   private isDown = false;
   private port = 0;
 
@@ -117,7 +134,13 @@ export class FakeUpstream {
     await this.close();
   }
 
+  /** Ends every stall in progress now: the held halves are sent. */
+  releaseStalls(): void {
+    for (const release of [...this.stallWaiters]) release();
+  }
+
   clearRecords(): void {
+    this.stalls.length = 0;
     this.requests.length = 0;
     this.archiveRequests = 0;
     this.archiveHits.clear();
@@ -140,6 +163,7 @@ export class FakeUpstream {
   }
 
   private dropConnections(): void {
+    this.releaseStalls();
     for (const child of this.children) child.kill('SIGKILL');
     for (const socket of this.sockets) socket.destroy();
     this.server.closeAllConnections();
@@ -295,7 +319,46 @@ export class FakeUpstream {
         return;
       case 'hang':
         return; // the socket stays open until the client gives up or close()
+      case 'stall':
+        if (body) void this.stall(`${module}@${version}`, body, req, res).catch(() => res.destroy());
+        else sendText(res, 404, 'not found\n');
+        return;
+      case 'notFound':
+        sendText(res, 404, 'not found\n');
+        return;
     }
+  }
+
+  private async stall(
+    key: string,
+    body: Buffer,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+  ): Promise<void> {
+    res.writeHead(200, { 'Content-Type': 'application/zip', 'Content-Length': body.length });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    const half = Math.floor(body.length / 2);
+    const record: StallRecord = { key, sentFirst: half, total: body.length, firstHalfAt: 0 };
+    this.stalls.push(record);
+    await new Promise<void>((resolve) => res.write(body.subarray(0, half), () => resolve()));
+    record.firstHalfAt = performance.now();
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.stallWaiters.delete(done);
+        res.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.stallMs);
+      this.stallWaiters.add(done);
+      res.once('close', done);
+    });
+    if (res.destroyed) return;
+    record.resumedAt = performance.now();
+    res.end(body.subarray(half));
   }
 
   private serveSymbols(req: http.IncomingMessage, res: http.ServerResponse): void {
