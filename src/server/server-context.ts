@@ -57,7 +57,11 @@ export async function createServerContext(
     : undefined;
   const warn = (message: string) => logger?.warn(message);
 
-  if (pool) await pool.reload(warn);
+  if (pool) {
+    // A credential variable that is not set is a configuration error: say so before serving.
+    for (const upstream of pool.upstreams) upstream.headers();
+    await pool.reload(warn);
+  }
   if (mode === 'proxy' && pool) {
     // Serve what the last fetched indexes say right away; the first sync then brings news.
     await served.initialize(registry.config.registry.name);
