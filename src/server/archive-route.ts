@@ -69,7 +69,8 @@ export async function handleArchive(
     }
     // The stream owns the handle from here and closes it when done or destroyed.
     streaming = true;
-    await pipeline(file.createReadStream(), res).catch(() => {
+    // `end` stops at the known size, sparing the read that would only find the end of the file.
+    await pipeline(file.createReadStream({ end: Math.max(0, info.size - 1) }), res).catch(() => {
       // The client went away, or the disk failed mid-body: the cut connection tells the client.
       res.destroy();
     });

@@ -20,11 +20,12 @@ export class IndexCache {
   private nextGeneration = 0;
   /** The load in progress, shared by every request that saw the same head. */
   private loading: { commit: string; promise: Promise<ServedSnapshot> } | undefined;
+  private headRead: Promise<string | undefined> | undefined;
 
   constructor(private readonly servedIndex: ServedIndex) {}
 
   async snapshot(): Promise<ServedSnapshot> {
-    const head = await this.servedIndex.headFast();
+    const head = await this.readHead();
     if (head === undefined) return EMPTY;
     if (this.current.commit === head) return this.current;
     if (this.loading?.commit === head) return this.loading.promise;
@@ -34,6 +35,19 @@ export class IndexCache {
     });
     this.loading = { commit: head, promise };
     return promise;
+  }
+
+  /**
+   * Requests arriving while the ref file is being read share that read: under load one read
+   * serves many requests, and none sees a head older than one read in flight when it came.
+   */
+  private readHead(): Promise<string | undefined> {
+    if (!this.headRead) {
+      this.headRead = this.servedIndex.headFast().finally(() => {
+        this.headRead = undefined;
+      });
+    }
+    return this.headRead;
   }
 
   private async load(commit: string, generation: number): Promise<ServedSnapshot> {
