@@ -92,7 +92,8 @@ export const ConfigSchema = z
         timeout_seconds: z.number().int().min(1).max(3600).default(30),
         /** `serve` refreshes every source's index in the background every sync_interval. */
         auto_sync: z.boolean().default(false),
-        sync_interval: duration('1s', '30d').default('1h'),
+        // Node's timers hold at most 2^31 - 1 ms (24.8 days); a longer delay would fire at once.
+        sync_interval: duration('1s', '24d').default('1h'),
       })
       .strict()
       .prefault({}),

@@ -36,6 +36,6 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   const given = createHash('sha256')
     .update(match?.[1]?.trim() ?? '')
     .digest();
-  const expected = createHash('sha256').update(token).digest();
+  const expected = createHash('sha256').update(token.trim()).digest();
   return match !== null && timingSafeEqual(given, expected);
 }

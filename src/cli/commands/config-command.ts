@@ -34,7 +34,7 @@ export function registerConfigCommand(program: Command): void {
         }
         const parsed = parseValue(value);
         await updateConfigFile(registry.configFile, (raw) => setPath(raw, path, parsed, key));
-        printLine(`${key} = ${JSON.stringify(parsed)}`);
+        printLine(`${key} = ${JSON.stringify(redactSecrets(parsed, path[path.length - 1]))}`);
       },
     );
 }
@@ -78,13 +78,16 @@ function setPath(raw: Record<string, unknown>, path: string[], value: unknown, k
   node[last] = value;
 }
 
+/** Keys whose values are secrets, wherever they are: [sources.auth] and [server] admin_token. */
+const SECRET_KEYS = new Set(['token', 'password', 'admin_token']);
+
 /** Literal secrets never leave the process; `${VAR}` references are not secrets and stay. */
 export function redactSecrets(value: unknown, key = ''): unknown {
   if (Array.isArray(value)) return value.map((item) => redactSecrets(item));
   if (typeof value === 'object' && value !== null) {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactSecrets(v, k)]));
   }
-  if ((key === 'token' || key === 'password') && typeof value === 'string' && !/^\$\{\w+\}$/.test(value)) {
+  if (SECRET_KEYS.has(key) && typeof value === 'string' && !/^\$\{\w+\}$/.test(value)) {
     return '***';
   }
   return value;
