@@ -2,7 +2,7 @@ import { describeError, isRegistryError } from '../core/errors.js';
 import type { ServedIndex } from '../index/served-index.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { acquireRegistryLock, type RegistryLock } from './lock.js';
-import { type MirrorReporter, mirrorServedModules } from './mirror.js';
+import { type MirrorReporter, remirror } from './mirror.js';
 import { publishProxyIndex } from './proxy-index.js';
 import type { Registry } from './registry.js';
 
@@ -56,7 +56,8 @@ export async function syncIndexes(
   log: SyncLog,
 ): Promise<SyncReport> {
   const startedAt = Date.now();
-  const lock = await tryLock(registry);
+  // A proxy-mode sync only fetches, so a mirror may wait for it; a mirror-mode one downloads.
+  const lock = await tryLock(registry, options.mode === 'proxy');
   try {
     const sources = await Promise.all(
       pool.upstreams.map(async (upstream): Promise<SourceSyncResult> => {
@@ -72,7 +73,10 @@ export async function syncIndexes(
           return { name: upstream.name, result: 'fetched', commit };
         } catch (error) {
           const message = describeError(error);
-          health?.failed(message);
+          const refused = isRegistryError(error) && error.code === 'AUTH';
+          health?.failed(
+            refused ? 'index fetch: credentials refused' : 'index fetch failed (see the server log)',
+          );
           log.warn(`sync: ${message}; keeping the last fetched index`);
           return {
             name: upstream.name,
@@ -90,16 +94,9 @@ export async function syncIndexes(
     if (options.mode === 'proxy') {
       index = await publishProxyIndex(options.proxyIndex, merged, title);
     } else if (lock) {
-      // Mirror mode: the served modules' new versions are downloaded before they are listed,
-      // so the index still never names an archive this registry does not have.
-      const summary = await mirrorServedModules(
-        registry,
-        pool.upstreams,
-        merged,
-        lock,
-        syncReporter(log),
-        title,
-      );
+      // Mirror mode: what `mirror` was asked for is asked again, and new versions are
+      // downloaded before they are listed: the index never names an archive not stored here.
+      const summary = await remirror(registry, pool.upstreams, merged, lock, syncReporter(log), title);
       mirrored = { downloaded: summary.downloaded, failed: summary.failed, bytes: summary.bytes };
       index = { ...summary.served };
     }
@@ -119,9 +116,9 @@ export async function syncIndexes(
 }
 
 /** The registry lock, or undefined while a mirror (or another writer) holds it. */
-async function tryLock(registry: Registry): Promise<RegistryLock | undefined> {
+async function tryLock(registry: Registry, brief: boolean): Promise<RegistryLock | undefined> {
   try {
-    return await acquireRegistryLock(registry.layout.lockTarget, 'serve index sync', { brief: true });
+    return await acquireRegistryLock(registry.layout.lockTarget, 'serve index sync', { brief });
   } catch (error) {
     if (isRegistryError(error) && error.code === 'LOCKED') return undefined;
     throw error;

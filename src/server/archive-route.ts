@@ -41,17 +41,19 @@ export async function handleArchive(
   }
   const path = ctx.store.pathFor(ref.module, ref.version, entry.checksum);
   const missing = () => notFound(`the archive of ${ref.module}@${ref.version} is missing from the store`);
-  const file = await open(path, 'r').catch(() => undefined);
-  if (!file) {
-    if (!ctx.pullThrough) throw missing();
+  let file = await open(path, 'r').catch(() => undefined);
+  if (!file && ctx.pullThrough) {
     const archive = { module: ref.module, version: ref.version, checksum: entry.checksum };
-    return ctx.pullThrough.serve(req, res, archive, (length) => ({
+    const answered = await ctx.pullThrough.serve(req, res, archive, (length) => ({
       'Content-Type': 'application/zip',
       ...(length === undefined ? {} : { 'Content-Length': String(length) }),
       ETag: etag,
       'Cache-Control': IMMUTABLE,
     }));
+    if (answered) return;
+    file = await open(path, 'r').catch(() => undefined); // stored meanwhile
   }
+  if (!file) throw missing();
   let streaming = false;
   try {
     // Size from the open handle, so it matches the bytes we send.

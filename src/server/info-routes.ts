@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
 import type { RegistryConfig, SourceConfig } from '../config/schema.js';
 import { decodePathSegments } from '../core/archive-url.js';
-import { describeError } from '../core/errors.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { compareVersions } from '../core/version.js';
 import type { ServeMode, SyncReport } from '../registry/index-sync.js';
@@ -22,6 +22,7 @@ export interface InfoContext {
   sources: SourceHealthReport[] | undefined;
   /** Pull-through downloads in progress. */
   fetching: number;
+  logger: Logger | undefined;
 }
 
 /**
@@ -34,10 +35,8 @@ export async function handleHealth(ctx: InfoContext, res: ServerResponse): Promi
     const snapshot = await ctx.index.snapshot();
     index = { commit: snapshot.commit ?? null, modules: snapshot.modules.size };
   } catch (error) {
-    sendJson(res, 503, {
-      status: 'error',
-      error: `the served index cannot be read: ${describeError(error)}`,
-    });
+    ctx.logger?.error({ err: error }, 'health: the served index cannot be read');
+    sendJson(res, 503, { status: 'error', error: 'the served index cannot be read (see the server log)' });
     return;
   }
   const sync = ctx.sync?.status();

@@ -46,27 +46,35 @@ export class PullThrough {
     return this.inflight.size;
   }
 
+  /**
+   * Answers from the download of this archive, joining the one in flight or starting one.
+   * Returns false, without answering, when the archive turned out to be stored already (its
+   * download finished just before): the caller serves the file.
+   */
   async serve(
     req: IncomingMessage,
     res: ServerResponse,
     archive: ArchiveRequest,
     headers: (length: number | undefined) => OutgoingHttpHeaders,
-  ): Promise<void> {
-    const destination = this.options.registry.store.pathFor(
-      archive.module,
-      archive.version,
-      archive.checksum,
-    );
+  ): Promise<boolean> {
+    const { store } = this.options.registry;
+    const destination = store.pathFor(archive.module, archive.version, archive.checksum);
     const remembered = this.notFound?.get(destination);
     if (remembered) throw remembered;
     let download = this.inflight.get(destination);
     if (!download) {
-      const started = new SharedDownload();
-      this.inflight.set(destination, started);
-      void this.download(started, archive, destination).finally(() => this.inflight.delete(destination));
-      download = started;
+      if (await store.has(archive.module, archive.version, archive.checksum)) return false;
+      download = this.inflight.get(destination) ?? this.start(archive, destination);
     }
     await download.sendTo(req, res, headers);
+    return true;
+  }
+
+  private start(archive: ArchiveRequest, destination: string): SharedDownload {
+    const download = new SharedDownload();
+    this.inflight.set(destination, download);
+    void this.download(download, archive, destination).finally(() => this.inflight.delete(destination));
+    return download;
   }
 
   private async download(
@@ -111,7 +119,10 @@ export class PullThrough {
       const answer = httpErrorFor(label, error);
       if (error instanceof ArchiveFetchError && error.kind === 'not-found')
         this.notFound?.set(destination, answer);
-      logger?.warn({ module, version, status: answer.status, reason: answer.message }, 'pull-through failed');
+      logger?.warn(
+        { module, version, status: answer.status, reason: describeError(error) },
+        'pull-through failed',
+      );
       shared.fail(answer);
     }
   }
@@ -120,11 +131,12 @@ export class PullThrough {
 /** 504 when the upstream was too slow, else 502; Retry-After while every source is skipped. */
 function httpErrorFor(label: string, error: unknown): HttpError {
   if (!(error instanceof ArchiveFetchError)) {
-    return new HttpError(502, `${label}: cannot fetch the archive: ${describeError(error)}`);
+    // Local trouble (a full disk, say): the details are for the log, not for clients.
+    return new HttpError(502, `${label}: the archive could not be fetched (see the server log)`);
   }
   const headers: Record<string, string> = {};
   if (error.retryAt !== undefined) {
     headers['Retry-After'] = String(Math.max(1, Math.ceil((error.retryAt - Date.now()) / 1000)));
   }
-  return new HttpError(error.kind === 'timeout' ? 504 : 502, error.message, headers);
+  return new HttpError(error.kind === 'timeout' ? 504 : 502, error.clientMessage, headers);
 }

@@ -65,7 +65,10 @@ export async function createServerContext(
   if (mode === 'proxy' && pool) {
     // Serve what the last fetched indexes say right away; the first sync then brings news.
     await served.initialize(registry.config.registry.name);
-    await publishProxyIndex(served, pool.merged, 'serve start');
+    await publishProxyIndex(served, pool.merged, 'serve start').catch((error: unknown) => {
+      // The index published before stays served; the first sync publishes again.
+      logger?.warn({ err: error }, 'could not publish the proxy index at start');
+    });
   }
   const sync = pool
     ? new SyncScheduler(
@@ -120,6 +123,7 @@ export async function createServerContext(
     get fetching() {
       return pullThrough?.inProgress ?? 0;
     },
+    logger,
   };
   return {
     registry,

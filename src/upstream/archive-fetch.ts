@@ -30,13 +30,25 @@ export type FetchFailureKind = 'timeout' | 'not-found' | 'unavailable' | 'failed
 
 export class ArchiveFetchError extends RegistryError {
   constructor(
+    /** Everything that went wrong, URLs included: for the log and the terminal. */
     message: string,
+    /** The same, naming sources but no URLs: for HTTP clients of a pull-through server. */
+    readonly clientMessage: string,
     readonly kind: FetchFailureKind,
     /** Earliest time a skipped source will be tried again, for Retry-After. */
     readonly retryAt?: number,
   ) {
     super('UPSTREAM', message);
   }
+}
+
+/** What an upstream did wrong, in a few words and without its URL. */
+function shortReason(error: DownloadError): string {
+  if (error.code === 'CHECKSUM') return 'sent bytes that do not match the checksum';
+  if (error.timeout) return 'timed out';
+  if (error.status !== undefined) return `answered HTTP ${error.status}`;
+  if (error.unreachable) return 'could not be reached';
+  return 'broke off the download';
 }
 
 /**
@@ -49,19 +61,30 @@ export async function fetchArchive(
 ): Promise<{ bytes: number; source: string }> {
   const { module, version, checksum } = target;
   const errors: string[] = [];
+  const reasons: string[] = [];
   const outcomes: Array<'timeout' | 'not-found' | 'skipped' | 'other'> = [];
   let retryAt: number | undefined;
   for (const upstream of options.sources) {
     const health = options.health?.(upstream.name);
     const label = `${module}@${version} from ${upstream.name}`;
+    let lastFailure:
+      | { message: string; reason: string; outcome: 'timeout' | 'not-found' | 'other' }
+      | undefined;
     for (let attempt = 0; ; attempt++) {
       if (health && !health.breaker.allow()) {
+        if (lastFailure) {
+          // Our own failed attempts opened the circuit: report what they met, not a skip.
+          errors.push(lastFailure.message);
+          reasons.push(lastFailure.reason);
+          outcomes.push(lastFailure.outcome);
+          break;
+        }
         const at = health.breaker.retryAt;
         retryAt = Math.min(retryAt ?? Number.POSITIVE_INFINITY, at ?? Date.now());
         const since = health.report().failing_since;
-        errors.push(
-          `source "${upstream.name}" is unavailable${since ? ` (failing since ${since})` : ''}; not asked`,
-        );
+        const unavailable = `source "${upstream.name}" is unavailable${since ? ` (failing since ${since})` : ''}; not asked`;
+        errors.push(unavailable);
+        reasons.push(unavailable);
         outcomes.push('skipped');
         break;
       }
@@ -84,22 +107,34 @@ export async function fetchArchive(
         if (!(error instanceof DownloadError)) throw error; // local trouble (disk): not the upstream's
         // The breaker hears at once when the host gives no answer at all; a bad answer (5xx,
         // short body) may be about this one archive, so it counts once, after the retries.
-        if (error.unreachable) health?.failed(message);
-        else if (!error.retryable) health?.succeeded(); // it answered: the archive is the problem
+        const reason = `source "${upstream.name}" ${shortReason(error)}`;
+        if (error.unreachable) health?.failed(`archive download: ${shortReason(error)}`);
+        else if (!error.retryable) health?.answered(); // it answered: the archive is the problem
+        lastFailure = {
+          message,
+          reason,
+          outcome: error.timeout ? 'timeout' : error.status === 404 ? 'not-found' : 'other',
+        };
         if (error.retryable && attempt < options.retries) {
           options.onRetry?.(label, attempt + 1, message);
           await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt)));
           continue;
         }
-        if (error.retryable && !error.unreachable) health?.failed(message);
+        if (error.retryable && !error.unreachable) health?.failed(`archive download: ${shortReason(error)}`);
         errors.push(message);
-        outcomes.push(error.timeout ? 'timeout' : error.status === 404 ? 'not-found' : 'other');
+        reasons.push(reason);
+        outcomes.push(lastFailure.outcome);
         break;
       }
     }
   }
-  const message = errors.join('; ') || `${module}@${version}: no source can deliver it`;
-  throw new ArchiveFetchError(message, failureKind(outcomes), retryAt);
+  const none = `${module}@${version}: no source can deliver it`;
+  throw new ArchiveFetchError(
+    errors.join('; ') || none,
+    reasons.length > 0 ? `${module}@${version}: ${reasons.join('; ')}` : none,
+    failureKind(outcomes),
+    retryAt,
+  );
 }
 
 function failureKind(outcomes: string[]): FetchFailureKind {

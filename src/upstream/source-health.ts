@@ -40,11 +40,19 @@ export class SourceHealth {
     this.lastError = undefined;
   }
 
-  /** A failure of the upstream itself (unreachable, timeout, 5xx), which counts for the breaker. */
-  failed(message: string): void {
+  /** The upstream answered, if not with what we wanted (a 404): it is up, whatever failed before. */
+  answered(): void {
+    this.breaker.success();
+  }
+
+  /**
+   * A failure of the upstream itself (unreachable, timeout, 5xx), which counts for the breaker.
+   * `reason` is shown by /health to anyone: a few words, no URLs or server output.
+   */
+  failed(reason: string): void {
     this.breaker.failure();
     this.failingSince ??= Date.now();
-    this.lastError = message;
+    this.lastError = reason;
   }
 
   synced(commit: string): void {
