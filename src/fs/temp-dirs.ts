@@ -1,24 +1,32 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 /**
- * Downloads in progress live in `data/tmp/<pid>/`, one folder per process, so a `mirror` and a
- * pull-through `serve` can work side by side and each can clear what dead processes left.
+ * Downloads in progress live in `data/tmp/<host>-<pid>/`, one folder per process, so a `mirror`
+ * and a pull-through `serve` can work side by side, even from two machines or containers that
+ * share `data/`, and each can clear what dead processes of its own machine left.
  */
 export async function processTempDir(tmpRoot: string): Promise<{ path: string; remove(): Promise<void> }> {
-  const path = join(tmpRoot, String(process.pid));
+  const path = join(tmpRoot, `${hostname()}-${process.pid}`);
   await mkdir(path, { recursive: true });
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }
 
-/** Removes every entry of `tmpRoot` that no living process owns (leftovers of killed runs). */
+/**
+ * Removes what killed processes of this machine left in `tmpRoot`. Folders of other machines
+ * are left alone: whether their process lives cannot be told from here.
+ */
 export async function clearDeadTemps(tmpRoot: string): Promise<void> {
   const names = await readdir(tmpRoot).catch(() => [] as string[]);
+  const here = hostname();
   await Promise.all(
     names
       .filter((name) => {
-        const pid = /^\d+$/.test(name) ? Number(name) : undefined;
-        return pid === undefined || (pid !== process.pid && !isProcessAlive(pid));
+        const owner = /^(.+)-(\d+)$/.exec(name);
+        if (!owner) return true; // not a process folder: a leftover of an older layout
+        const pid = Number(owner[2]);
+        return owner[1] === here && pid !== process.pid && !isProcessAlive(pid);
       })
       .map((name) => rm(join(tmpRoot, name), { recursive: true, force: true })),
   );

@@ -37,7 +37,7 @@ export interface DownloadObserver {
 }
 
 /** System calls of our temp file (a reset socket fails in `read`, never in these). */
-const LOCAL_FILE_CALLS = new Set(['open', 'write', 'fsync', 'close']);
+const LOCAL_FILE_CALLS = new Set(['mkdir', 'open', 'write', 'fsync', 'close']);
 
 export interface DownloadErrorDetails {
   /** The same URL may succeed if asked again (5xx, reset, timeout, short body). */
@@ -131,6 +131,8 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
   let kept = false;
   try {
     try {
+      // The folder may have been removed under a long-running server: make sure it is there.
+      await mkdir(job.tmpDir, { recursive: true });
       // flush: the file is fsynced before the stream reports done, so it is durable before
       // it gets its final name.
       await pipeline(
@@ -167,7 +169,8 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
     kept = true;
     return received;
   } finally {
-    if (!kept) await rm(temp, { force: true });
+    // Never let clean-up hide the real error (rm fails too when the folder itself is the problem).
+    if (!kept) await rm(temp, { force: true }).catch(() => undefined);
   }
 }
 

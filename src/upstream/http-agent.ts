@@ -24,7 +24,8 @@ export function createHttpAgent(options: {
 /** One pool per source, so each gets its own connect and read timeouts. */
 export interface SourceAgents {
   dispatcherFor(source: UpstreamSource): Dispatcher;
-  close(): Promise<void>;
+  /** Lets requests in flight finish; after `graceMs` they are aborted. */
+  close(graceMs?: number): Promise<void>;
 }
 
 export function createSourceAgents(connections: number): SourceAgents {
@@ -42,9 +43,24 @@ export function createSourceAgents(connections: number): SourceAgents {
       }
       return agent;
     },
-    async close() {
-      await Promise.all([...agents.values()].map((agent) => agent.close()));
+    async close(graceMs = Number.POSITIVE_INFINITY) {
+      const all = [...agents.values()];
       agents.clear();
+      const closing = Promise.all(all.map((agent) => agent.close()));
+      if (graceMs === Number.POSITIVE_INFINITY) {
+        await closing;
+        return;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        closing.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      // A trickling upstream never trips the read timeout: do not let it hold a shutdown.
+      if (late) await Promise.all(all.map((agent) => agent.destroy()));
     },
   };
 }

@@ -75,7 +75,8 @@ export class UpstreamPool {
     return this.current;
   }
 
-  async close(): Promise<void> {
-    await this.agents.close();
+  /** Closes the connections; downloads still running after `graceMs` are aborted. */
+  async close(graceMs = 2000): Promise<void> {
+    await this.agents.close(graceMs);
   }
 }

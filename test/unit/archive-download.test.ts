@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -118,7 +118,9 @@ test('an endless error body does not hold the download or the pool', async () =>
 });
 
 test('a local write failure is our error, not a retryable upstream one', async () => {
-  await assert.rejects(downloadArchive(job('/ok', 'local', join(dir, 'missing-tmp'))), (error: unknown) => {
+  // The temp folder cannot exist: a file stands where its parent should be.
+  await writeFile(join(dir, 'a-file'), 'x');
+  await assert.rejects(downloadArchive(job('/ok', 'local', join(dir, 'a-file', 'tmp'))), (error: unknown) => {
     assert.ok(error instanceof RegistryError && !(error instanceof DownloadError));
     assert.equal(error.code, 'IO');
     return true;

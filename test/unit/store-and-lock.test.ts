@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { RegistryError } from '../../src/core/errors.js';
+import { clearDeadTemps, processTempDir } from '../../src/fs/temp-dirs.js';
 import { acquireRegistryLock } from '../../src/registry/lock.js';
 import { createArchiveStore } from '../../src/store/archive-store.js';
 
@@ -62,4 +63,23 @@ test('one writer at a time; a lock whose process died is taken over', async () =
   takeover.assertHeld();
   await takeover.release();
   await stale.release(); // the old handle finds its lock gone and does not fail
+});
+
+test('temp folders: only dead processes of this machine lose theirs', async () => {
+  const root = join(dir, 'tmp');
+  const mine = await processTempDir(root);
+  await writeFile(join(mine.path, 'partial.part'), 'x');
+  const dead = spawnSync(process.execPath, ['-e', 'process.pid']).pid as number;
+  const folders = {
+    dead: `${hostname()}-${dead}`,
+    alive: `${hostname()}-${process.ppid}`,
+    otherHost: `another-machine-${dead}`,
+  };
+  for (const name of Object.values(folders)) await mkdir(join(root, name), { recursive: true });
+  await writeFile(join(root, 'legacy.part'), 'x'); // an older layout's flat temp file
+  await clearDeadTemps(root);
+  const left = (await readdir(root)).sort();
+  assert.deepEqual(left, [folders.otherHost, folders.alive, `${hostname()}-${process.pid}`].sort());
+  await mine.remove();
+  assert.ok(!(await readdir(root)).includes(`${hostname()}-${process.pid}`));
 });
