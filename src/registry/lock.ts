@@ -55,6 +55,7 @@ export async function acquireRegistryLock(
     });
   const waitUntil = Date.now() + (options.waitForBriefMs ?? 0);
   let release: () => Promise<void>;
+  let ownerlessSince: number | undefined;
   for (;;) {
     try {
       release = await take();
@@ -63,7 +64,11 @@ export async function acquireRegistryLock(
       if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
       const owner = await readOwner(ownerFile);
       const alive = owner && (owner.host !== hostname() || isProcessAlive(owner.pid));
-      if (alive && owner.brief && Date.now() < waitUntil) {
+      // No owner file yet (or any more): a holder between taking the lock and recording itself,
+      // or between the two steps of releasing it; worth a short wait when waiting is allowed.
+      ownerlessSince = owner ? undefined : (ownerlessSince ?? Date.now());
+      const briefly = alive ? owner.brief === true : !owner && Date.now() - (ownerlessSince ?? 0) < 2000;
+      if (briefly && Date.now() < waitUntil) {
         await new Promise((resolve) => setTimeout(resolve, 200));
         continue;
       }

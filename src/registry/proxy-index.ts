@@ -28,6 +28,15 @@ export async function publishProxyIndex(
     versions += entries.length;
     files.set(module, entries);
   }
-  const result = await index.publish(files, `${title}\n\n${files.size} modules, ${versions} versions.\n`);
-  return { ...result, modules: files.size, versions };
+  const message = `${title}\n\n${files.size} modules, ${versions} versions.\n`;
+  // Two servers on one registry may publish at once; fast-import then refuses the one whose
+  // parent is no longer the tip. Publishing again on top of the new tip settles it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const result = await index.publish(files, message);
+      return { ...result, modules: files.size, versions };
+    } catch (error) {
+      if (attempt >= 3) throw error;
+    }
+  }
 }
