@@ -25,6 +25,8 @@ export interface RegistryLayout {
   tmpDir: string;
   /** Which source each served version came from. */
   provenanceFile: string;
+  /** What `mirror` was asked for, so a sync can keep it current. */
+  mirrorRequestsFile: string;
   /** Held by `mirror` (and other writers) while they change the registry. */
   lockTarget: string;
 }
@@ -42,6 +44,7 @@ export function registryLayout(root: string): RegistryLayout {
     sourcesDir: join(dataDir, 'sources'),
     tmpDir: join(dataDir, 'tmp'),
     provenanceFile: join(dataDir, 'state', 'provenance.json'),
+    mirrorRequestsFile: join(dataDir, 'state', 'mirror-requests.json'),
     lockTarget: join(dataDir, 'registry'),
   };
 }

@@ -10,8 +10,14 @@ import { fetchArchive } from '../upstream/archive-fetch.js';
 import { createSourceAgents } from '../upstream/http-agent.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
 import { acquireRegistryLock, type RegistryLock } from './lock.js';
+import {
+  describeRequest,
+  type MirrorRequest,
+  readMirrorRequests,
+  recordMirrorRequest,
+} from './mirror-requests.js';
 import { findSource, type Registry } from './registry.js';
-import { type Selection, selectVersions } from './select-versions.js';
+import { mergeSelections, type Selection, selectVersions } from './select-versions.js';
 import { type PlannedVersion, planServedVersions, publishServed } from './served-plan.js';
 import { enabledUpstreams, refreshIndexes } from './source-indexes.js';
 
@@ -78,26 +84,34 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
     const merged = new MergedCatalog(catalogs);
     const roots =
       options.full && !options.source ? catalogs : catalogs.filter((c) => c.source === selected.name);
-    const what = options.full ? '--full' : options.patterns.join(' ');
-    return await mirrorSelection(registry, {
+    const request: MirrorRequest = {
+      patterns: options.patterns,
+      full: options.full,
+      strict: options.strict,
+      ...(options.full && !options.source ? {} : { source: selected.name }),
+    };
+    const summary = await mirrorSelection(registry, {
       upstreams,
       merged,
       selection: selectVersions(roots, merged, options),
       lock,
       reporter,
-      title: `mirror ${what}${options.source ? ` -s ${options.source}` : ''}`,
+      title: describeRequest(request),
       started,
     });
+    await recordMirrorRequest(layout.mirrorRequestsFile, request);
+    return summary;
   } finally {
     await lock.release();
   }
 }
 
 /**
- * Brings every module the served index lists up to date from already fetched catalogs: their
- * new versions and what those need. `serve`'s index sync in mirror mode; the caller holds the lock.
+ * Asks again what `mirror` was asked before (data/state/mirror-requests.json), against catalogs
+ * fetched by the caller, who holds the lock: new versions of the modules matched then, and the
+ * dependencies those need. `serve`'s index sync in mirror mode.
  */
-export async function mirrorServedModules(
+export async function remirror(
   registry: Registry,
   upstreams: UpstreamSource[],
   merged: MergedCatalog,
@@ -106,14 +120,20 @@ export async function mirrorServedModules(
   title: string,
 ): Promise<MirrorSummary> {
   const started = performance.now();
-  const served = await registry.servedIndex.snapshot();
-  const modules = new Set(served?.modules.keys() ?? []);
-  const selection = selectVersions(merged.catalogs, merged, {
-    patterns: [],
-    full: false,
-    strict: false,
-    modules,
-  });
+  const selections: Selection[] = [];
+  for (const request of await readMirrorRequests(registry.layout.mirrorRequestsFile)) {
+    const roots = merged.catalogs.filter((c) => request.source === undefined || c.source === request.source);
+    if (roots.length === 0) {
+      reporter.warn(`${describeRequest(request)}: source "${request.source}" is not enabled; skipped`);
+      continue;
+    }
+    try {
+      selections.push(selectVersions(roots, merged, request));
+    } catch (error) {
+      reporter.warn(`${describeRequest(request)}: ${describeError(error)}`);
+    }
+  }
+  const selection = mergeSelections(selections);
   return mirrorSelection(registry, { upstreams, merged, selection, lock, reporter, title, started });
 }
 

@@ -24,8 +24,6 @@ export interface SelectOptions {
   full: boolean;
   /** Skip dependencies. */
   strict: boolean;
-  /** Exactly these modules (those the roots have), instead of patterns. */
-  modules?: ReadonlySet<string>;
 }
 
 /**
@@ -84,7 +82,6 @@ function matchModules(roots: SourceCatalog[], options: SelectOptions): Set<strin
   const names = new Set<string>();
   for (const catalog of roots) for (const module of catalog.modules.keys()) names.add(module);
   if (options.full) return names;
-  if (options.modules) return new Set([...options.modules].filter((m) => names.has(m)));
   const matched = new Set<string>();
   for (const pattern of options.patterns) {
     const isMatch = picomatch(pattern, { dot: true, nobrace: false });
@@ -103,4 +100,22 @@ function matchModules(roots: SourceCatalog[], options: SelectOptions): Set<strin
     }
   }
   return matched;
+}
+
+/** Everything several selections ask for (the pattern matches of each come first). */
+export function mergeSelections(selections: Selection[]): Selection {
+  const matched = new Map<string, VersionRef>();
+  const dependencies = new Map<string, VersionRef>();
+  for (const selection of selections) {
+    [...selection.versions].forEach(([key, ref], i) => {
+      if (i < selection.matched) matched.set(key, ref);
+      else dependencies.set(key, ref);
+    });
+  }
+  for (const key of matched.keys()) dependencies.delete(key);
+  return {
+    versions: new Map([...matched, ...dependencies]),
+    matched: matched.size,
+    warnings: [...new Set(selections.flatMap((s) => s.warnings))],
+  };
 }

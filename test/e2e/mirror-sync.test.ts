@@ -11,12 +11,29 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { initRegistryWithSource, type RunningServer, runCliOk, startServe, tempDir } from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
 import { buildFixture, type Fixture } from '../support/fixture.js';
+import { git } from '../support/git.js';
 import { download, readIndex, update } from '../support/moon-client.js';
 
 const MIRRORED = 'moonbitlang/x';
 /** Not mirrored: a new version of it must not be fetched or listed. */
 const OTHER = 'moonbitlang/quickcheck';
 const ADMIN_TOKEN = 'sync-token-for-tests';
+/** Mirrored with its dependencies (moonbitlang/parser, Yoorkin/... at the versions it needs). */
+const WITH_DEPS = 'moonbitlang/formatter';
+
+/** module -> number of versions the served index (data/index) lists, read with git. */
+async function servedVersionCounts(root: string): Promise<Map<string, number>> {
+  const gitDir = path.join(root, 'data', 'index');
+  const files = (await git(['--git-dir', gitDir, 'ls-tree', '-r', '--name-only', 'main'])).split('\n');
+  const counts = new Map<string, number>();
+  for (const file of files.filter((f) => f.endsWith('.index'))) {
+    const text = await git(['--git-dir', gitDir, 'show', `main:${file}`]);
+    counts.set(file.slice('user/'.length, -'.index'.length), text.split('\n').filter(Boolean).length);
+  }
+  return counts;
+}
+
+let servedBefore: Map<string, number>;
 
 let fixture: Fixture;
 let upstream: FakeUpstream;
@@ -29,6 +46,9 @@ before(async () => {
   registry = await initRegistryWithSource('up', upstream.url);
   const { root } = registry;
   await runCliOk(['mirror', MIRRORED, '--strict', '-q'], { cwd: root });
+  // Its dependencies are mirrored at the versions it needs, not all their versions.
+  await runCliOk(['mirror', WITH_DEPS, '-q'], { cwd: root });
+  servedBefore = await servedVersionCounts(root);
   await runCliOk(['config', 'mirror.auto_sync', 'true'], { cwd: root });
   await runCliOk(['config', 'mirror.sync_interval', '1s'], { cwd: root });
   await runCliOk(['config', 'server.admin_token', '${TEST_ADMIN_TOKEN}'], { cwd: root });
@@ -52,6 +72,16 @@ async function updateUntil(home: string, accept: (versions: Map<string, unknown>
   }
   assert.fail(`the index did not change as expected:\n${server.output().slice(-2000)}`);
 }
+
+test('a sync with nothing new upstream changes nothing: dependencies stay at the versions needed', async () => {
+  assert.ok(servedBefore.size > 2, 'the mirror served some dependencies');
+  const res = await fetch(`${server.url}/admin/sync`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  assert.equal(res.status, 200);
+  assert.deepEqual(await servedVersionCounts(registry.root), servedBefore);
+});
 
 test('a new upstream version of a served module is mirrored, then listed; others stay out', async () => {
   const home = await tempDir('mr-sync-home-');

@@ -4,7 +4,7 @@ import { RegistryError } from '../../src/core/errors.js';
 import { type IndexEntry, parseIndexLine } from '../../src/index/index-file.js';
 import { MergedCatalog } from '../../src/index/merged-catalog.js';
 import type { SourceCatalog } from '../../src/index/source-catalog.js';
-import { selectVersions } from '../../src/registry/select-versions.js';
+import { mergeSelections, selectVersions } from '../../src/registry/select-versions.js';
 
 function catalog(
   source: string,
@@ -103,4 +103,24 @@ test('dependencies resolve across sources by priority; the higher source wins a 
   const s = selectVersions([internal], merged, { patterns: ['company/*'], full: false, strict: false });
   // partner's line wins for x 0.4.1, so its deps (core 0.2.0) are the ones followed
   assert.deepEqual(keys(s), ['company/app@1.0.0', 'moonbitlang/core@0.2.0', 'moonbitlang/x@0.4.1']);
+});
+
+test('merged selections: the union, pattern matches first, each version once', () => {
+  const merged = new MergedCatalog([upstream]);
+  const x = selectVersions([upstream], merged, { patterns: ['moonbitlang/x'], full: false, strict: false });
+  const core = selectVersions([upstream], merged, {
+    patterns: ['moonbitlang/core'],
+    full: false,
+    strict: true,
+  });
+  const both = mergeSelections([x, core]);
+  assert.deepEqual(keys(both), [
+    'moonbitlang/core@0.1.0',
+    'moonbitlang/core@0.2.0',
+    'moonbitlang/x@0.4.0',
+    'moonbitlang/x@0.4.1',
+  ]);
+  // core@0.1.0 and 0.2.0 are x's dependencies but core's own matches: counted as matched.
+  assert.equal(both.matched, 4);
+  assert.deepEqual(mergeSelections([]), { versions: new Map(), matched: 0, warnings: [] });
 });
