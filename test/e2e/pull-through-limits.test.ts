@@ -1,0 +1,100 @@
+/**
+ * Pull-through under a hanging or trickling upstream: a miss is answered with 504 once the
+ * source's read timeout passes (naming the source, without its URL), and shutting the server
+ * down does not wait for a download nobody will finish.
+ */
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { initRegistryWithSource, type RunningServer, startServe } from '../support/cli.js';
+import { FakeUpstream } from '../support/fake-upstream.js';
+import { buildFixture, checksumIn, type Fixture } from '../support/fixture.js';
+import { archiveUrl } from '../support/moon-client.js';
+import { setSourceKey } from '../support/multi-upstream.js';
+
+const MODULE = 'moonbitlang/regexp';
+
+let fixture: Fixture;
+let upstream: FakeUpstream;
+let registry: { root: string; remove: () => Promise<void> };
+let server: RunningServer | undefined;
+
+before(async () => {
+  fixture = await buildFixture();
+  upstream = await FakeUpstream.start({ fixture });
+  registry = await initRegistryWithSource('up', upstream.url);
+});
+
+/** Sets this source's read timeout (serve reads it at start). */
+async function setReadTimeout(value: string): Promise<void> {
+  const config = path.join(registry.root, 'registry.toml');
+  await writeFile(config, setSourceKey(await readFile(config, 'utf8'), 'up', 'read_timeout', value));
+}
+
+after(async () => {
+  await server?.stop();
+  await upstream?.stop();
+  await registry?.remove();
+  await fixture?.cleanup();
+});
+
+/** Waits until the startup sync has listed the upstream's modules. */
+async function synced(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const health = (await (await fetch(`${url}/health`)).json()) as { sync?: { last_run: unknown } };
+    if (health.sync?.last_run) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail('the startup sync did not finish');
+}
+
+function versionsOf(module: string): string[] {
+  return [...(fixture.modules.get(module)?.keys() ?? [])];
+}
+
+test('an upstream that never answers: 504 naming the source, no upstream URL', async () => {
+  await setReadTimeout('1s');
+  server = await startServe(registry.root, ['--proxy']);
+  await synced(server.url);
+  const version = versionsOf(MODULE)[0] as string;
+  upstream.faults.set(`${MODULE}@${version}`, 'hang');
+  const res = await fetch(archiveUrl(server.url, MODULE, version));
+  assert.equal(res.status, 504);
+  const body = (await res.json()) as { error: string };
+  assert.match(body.error, /source "up" timed out/);
+  assert.ok(!body.error.includes(upstream.url), `the upstream URL stays in the log: ${body.error}`);
+  upstream.faults.clear();
+});
+
+test('SIGTERM during a trickling download: the server exits without waiting for it', async () => {
+  await server?.stop();
+  // Longer than the test: only the shutdown may end this download.
+  await setReadTimeout('10m');
+  server = await startServe(registry.root, ['--proxy']);
+  await synced(server.url);
+  const version = versionsOf(MODULE)[1] as string;
+  // Half the archive, then nothing for a minute, within the read timeout.
+  upstream.stallMs = 60_000;
+  upstream.faults.set(`${MODULE}@${version}`, 'stall');
+  const client = fetch(archiveUrl(server.url, MODULE, version)).then((res) => res.arrayBuffer());
+  client.catch(() => undefined);
+  for (let i = 0; i < 100 && upstream.stalls.length === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.equal(upstream.stalls.length, 1, 'the download is under way');
+  const started = performance.now();
+  await server.stop();
+  const seconds = (performance.now() - started) / 1000;
+  // Clients get 2 s, a running sync 5 s, downloads 2 s more: well under the minute of the stall.
+  assert.ok(seconds < 15, `serve took ${seconds.toFixed(1)} s to exit`);
+  assert.equal(server.process.exitCode, 0);
+  await assert.rejects(client, 'the client saw the download cut');
+  const stored = path.join(registry.root, 'data', 'packages', ...MODULE.split('/'), version);
+  assert.ok(
+    !(await readFile(path.join(stored, `${checksumIn(fixture, MODULE, version)}.zip`)).catch(() => false)),
+  );
+  server = undefined;
+  upstream.faults.clear();
+  upstream.releaseStalls();
+});
