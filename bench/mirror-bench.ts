@@ -10,7 +10,6 @@
  * `mirror.concurrency`; the baseline uses the same number of parallel transfers).
  * Exits non-zero only on functional failures; missed targets print `target missed` lines.
  */
-import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -19,8 +18,8 @@ import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { FakeUpstream } from '../test/support/fake-upstream.js';
 import { buildFixture, type Fixture, repoRoot } from '../test/support/fixture.js';
+import { BenchFailure, CLI_BIN, envInteger, log, printTable, type RunResult, run } from './bench-support.js';
 
-const CLI_BIN = path.join(repoRoot, 'bin', 'moonbit-registry');
 const CLI_MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
 const GNU_TIME = '/usr/bin/time';
 /**
@@ -32,9 +31,6 @@ const CURL_BATCH = 20;
 const TARGET_RATIO = 1.5;
 const TARGET_SECOND_SECONDS = 2;
 const TARGET_SECOND_REQUESTS = 0;
-
-/** A functional failure: the benchmark's numbers cannot be trusted, so it exits non-zero. */
-class BenchFailure extends Error {}
 
 interface Settings {
   latencyMs: number;
@@ -48,44 +44,8 @@ function readSettings(): Settings {
   };
 }
 
-function envInteger(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) throw new BenchFailure(`${name} must be an integer >= ${min}`);
-  return value;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Child processes
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-}
-
-/** Asynchronous on purpose: the upstream lives in this process and must keep answering. */
-function run(command: string, args: string[], cwd: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      resolve({
-        code,
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8'),
-        seconds: (performance.now() - started) / 1000,
-      }),
-    );
-  });
-}
 
 function expectSuccess(what: string, result: RunResult): RunResult {
   if (result.code !== 0) {
@@ -305,11 +265,6 @@ function mib(kib: number | undefined): string {
   return kib === undefined ? 'n/a' : (kib / 1024).toFixed(1);
 }
 
-function printTable(rows: string[][]): void {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
-  for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  '));
-}
-
 function printHeader(r: Report): void {
   const { latencyMs, concurrency } = r.settings;
   const floor = (r.versions * latencyMs) / 1000 / concurrency;
@@ -385,10 +340,6 @@ function report(r: Report): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-function log(message: string): void {
-  process.stderr.write(`bench: ${message}\n`);
-}
 
 /** Baseline, then a first mirror into an empty registry, then a second one with nothing new. */
 async function bench(

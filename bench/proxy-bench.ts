@@ -65,8 +65,8 @@ import autocannon from 'autocannon';
 import { z } from 'zod';
 import { FakeUpstream } from '../test/support/fake-upstream.js';
 import { buildFixture, type Fixture, repoRoot } from '../test/support/fixture.js';
+import { BenchFailure, CLI_BIN, envInteger, log, printTable, type RunResult, run } from './bench-support.js';
 
-const CLI_BIN = path.join(repoRoot, 'bin', 'moonbit-registry');
 const STATIC_SERVER = path.join(repoRoot, 'bench', 'static-file-server.ts');
 const TARGET_OVERHEAD_MS = 10;
 const TARGET_THROUGHPUT_RATIO = 0.5;
@@ -74,9 +74,6 @@ const TARGET_THROUGHPUT_RATIO = 0.5;
 const COLD_WARMUP_PAIRS = 20;
 const REQUEST_TIMEOUT_MS = 30_000;
 const SYNC_TIMEOUT_MS = 180_000;
-
-/** A functional failure: the benchmark's numbers cannot be trusted, so it exits non-zero. */
-class BenchFailure extends Error {}
 
 interface Settings {
   coldArchives: number;
@@ -109,45 +106,8 @@ function readSettings(): Settings {
   };
 }
 
-function envInteger(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) throw new BenchFailure(`${name} must be an integer >= ${min}`);
-  return value;
-}
-
-function log(message: string): void {
-  process.stderr.write(`bench: ${message}\n`);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Child processes
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Asynchronous on purpose: the upstream lives in this process and must keep answering. */
-function run(command: string, args: string[], cwd: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      resolve({
-        code,
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8'),
-      }),
-    );
-  });
-}
 
 async function cliOk(cwd: string, args: string[]): Promise<RunResult> {
   const result = await run(process.execPath, [CLI_BIN, ...args], cwd);
@@ -767,11 +727,6 @@ function cores(value: number | undefined): string {
 
 function ms(value: number): string {
   return value.toFixed(2);
-}
-
-function printTable(rows: string[][]): void {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
-  for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  '));
 }
 
 function report(r: Report): void {

@@ -62,19 +62,16 @@ describe('durations', () => {
 });
 
 describe('circuit breaker', () => {
-  const clock = () => {
+  /** A breaker on a fake clock: 1 s cooldown, the given threshold and maximum. */
+  const breakerOn = (threshold: number, maxCooldownMs = 8000) => {
     let now = 1_000_000;
-    return { now: () => now, advance: (ms: number) => (now += ms) };
+    const time = { now: () => now, advance: (ms: number) => (now += ms) };
+    const breaker = new CircuitBreaker({ threshold, cooldownMs: 1000, maxCooldownMs, now: time.now });
+    return { time, breaker };
   };
 
   test('opens after the threshold, lets one probe through after the cooldown, closes on success', () => {
-    const time = clock();
-    const breaker = new CircuitBreaker({
-      threshold: 3,
-      cooldownMs: 1000,
-      maxCooldownMs: 8000,
-      now: time.now,
-    });
+    const { time, breaker } = breakerOn(3);
     breaker.failure();
     breaker.failure();
     assert.equal(breaker.allow(), true, 'two failures: still closed');
@@ -92,14 +89,8 @@ describe('circuit breaker', () => {
   });
 
   test('a failed probe doubles the cooldown, up to the maximum; success resets it', () => {
-    const time = clock();
+    const { time, breaker } = breakerOn(1, 3000);
     const openFor = () => (breaker.retryAt ?? Number.NaN) - time.now();
-    const breaker = new CircuitBreaker({
-      threshold: 1,
-      cooldownMs: 1000,
-      maxCooldownMs: 3000,
-      now: time.now,
-    });
     breaker.failure();
     for (const expected of [2000, 3000, 3000]) {
       time.advance(openFor());
@@ -115,13 +106,7 @@ describe('circuit breaker', () => {
   });
 
   test('failures of requests sent before the circuit opened do not extend it', () => {
-    const time = clock();
-    const breaker = new CircuitBreaker({
-      threshold: 1,
-      cooldownMs: 1000,
-      maxCooldownMs: 8000,
-      now: time.now,
-    });
+    const { time, breaker } = breakerOn(1);
     breaker.failure();
     const retryAt = breaker.retryAt;
     time.advance(500);
@@ -130,13 +115,7 @@ describe('circuit breaker', () => {
   });
 
   test('a probe nobody reports on expires, so the circuit cannot stay shut for good', () => {
-    const time = clock();
-    const breaker = new CircuitBreaker({
-      threshold: 1,
-      cooldownMs: 1000,
-      maxCooldownMs: 8000,
-      now: time.now,
-    });
+    const { time, breaker } = breakerOn(1);
     breaker.failure();
     time.advance(1000);
     assert.equal(breaker.allow(), true);
