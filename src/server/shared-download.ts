@@ -52,8 +52,9 @@ export class SharedDownload implements DownloadObserver {
   }
 
   /**
-   * Answers one client from this download. Throws the download's error when it failed before
-   * this client got any headers; after that, a failure cuts the connection.
+   * Answers one client from this download. Headers go out with the first byte, so a download
+   * that fails before this client got any byte still becomes a proper answer: its error is
+   * thrown. After that, a failure cuts the connection.
    */
   async sendTo(
     req: IncomingMessage,
@@ -75,19 +76,26 @@ export class SharedDownload implements DownloadObserver {
         await this.change(res);
         continue;
       }
-      if (attempt === undefined) {
-        attempt = this.attempt;
-        res.writeHead(200, headers(this.length));
-        if (req.method === 'HEAD') {
-          res.end();
+      if (attempt !== this.attempt) {
+        // A retry started the body over: a client that has none of the old one simply follows
+        // the new one; one that has some of it can only be cut.
+        if (res.headersSent) {
+          res.destroy();
           return;
         }
-      } else if (attempt !== this.attempt) {
-        res.destroy(); // the body started over; this client has bytes of the abandoned one
+        attempt = this.attempt;
+        sent = 0;
+        chunkIndex = 0;
+        offset = 0;
+      }
+      if (req.method === 'HEAD') {
+        res.writeHead(200, headers(this.length));
+        res.end();
         return;
       }
       const releasable = this.phase === 'verified' ? this.received : this.received - 1;
       if (sent < releasable) {
+        if (!res.headersSent) res.writeHead(200, headers(this.length));
         const chunk = this.chunks[chunkIndex] as Buffer;
         const end = Math.min(chunk.length, offset + (releasable - sent));
         const piece = chunk.subarray(offset, end);
@@ -101,6 +109,7 @@ export class SharedDownload implements DownloadObserver {
         continue;
       }
       if (this.phase === 'verified') {
+        if (!res.headersSent) res.writeHead(200, headers(this.length));
         res.end();
         return;
       }

@@ -241,6 +241,27 @@ describe('shared download', () => {
     assert.equal((await second.body).toString(), 'abcd');
   });
 
+  test('a client that has no byte yet follows a retry, and gets a proper answer if all fails', async () => {
+    current = new SharedDownload();
+    const follower = read();
+    current.started(4);
+    current.data(Buffer.from('a')); // the only byte so far is held back: nothing sent yet
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    current.started(4);
+    current.data(Buffer.from('abcd'));
+    current.verified();
+    assert.equal((await follower.body).toString(), 'abcd');
+
+    current = new SharedDownload();
+    const answered = read();
+    current.started(4);
+    current.data(Buffer.from('x'));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    current.fail(new HttpError(502, 'source "up" broke off the download'));
+    assert.equal((await answered.response).statusCode, 502);
+    assert.equal((await answered.body).toString(), 'source "up" broke off the download');
+  });
+
   test('a failure after verification changes nothing for clients (only storing failed)', async () => {
     current = new SharedDownload();
     const client = read();
