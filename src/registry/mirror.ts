@@ -121,7 +121,11 @@ export async function remirror(
 ): Promise<MirrorSummary> {
   const started = performance.now();
   const selections: Selection[] = [];
-  for (const request of await readMirrorRequests(registry.layout.mirrorRequestsFile)) {
+  const requests = await readMirrorRequests(registry.layout.mirrorRequestsFile);
+  if (requests.length === 0) {
+    reporter.warn('no mirror run is recorded yet, so there is nothing to keep current: run `mirror` once');
+  }
+  for (const request of requests) {
     const roots = merged.catalogs.filter((c) => request.source === undefined || c.source === request.source);
     if (roots.length === 0) {
       reporter.warn(`${describeRequest(request)}: source "${request.source}" is not enabled; skipped`);
