@@ -1,3 +1,5 @@
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { RegistryError } from '../core/errors.js';
 import { runGit } from './run-git.js';
 
@@ -39,10 +41,16 @@ export async function writeCommit(request: CommitRequest): Promise<string> {
     }
   }
   push('\nget-mark :1\n');
-  const { stdout } = await runGit(['--git-dir', request.gitDir, 'fast-import', '--quiet', '--done'], {
-    input: Buffer.concat([...parts, Buffer.from('done\n')]),
-    describe: `writing a commit to ${request.gitDir}`,
-  });
+  let stdout: Buffer;
+  try {
+    ({ stdout } = await runGit(['--git-dir', request.gitDir, 'fast-import', '--quiet', '--done'], {
+      input: Buffer.concat([...parts, Buffer.from('done\n')]),
+      describe: `writing a commit to ${request.gitDir}`,
+    }));
+  } catch (error) {
+    await removeCrashReports(request.gitDir); // the error says it all; leave nothing behind
+    throw error;
+  }
   const oid = stdout.toString('utf8').trim();
   if (!/^[0-9a-f]{40,64}$/.test(oid))
     throw new RegistryError('GIT', `fast-import returned no commit id (${oid})`);
@@ -52,4 +60,14 @@ export async function writeCommit(request: CommitRequest): Promise<string> {
 /** C-style quoting, which fast-import accepts for any path (UTF-8 bytes pass through). */
 function quotePath(path: string): string {
   return `"${path.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
+}
+
+/** fast-import leaves `fast_import_crash_<pid>` in the repository when it fails (a full disk). */
+async function removeCrashReports(gitDir: string): Promise<void> {
+  const names = await readdir(gitDir).catch(() => [] as string[]);
+  await Promise.all(
+    names
+      .filter((name) => name.startsWith('fast_import_crash_'))
+      .map((name) => rm(join(gitDir, name), { force: true }).catch(() => undefined)),
+  );
 }

@@ -2,7 +2,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { RegistryError } from '../core/errors.js';
+import { describeError, RegistryError } from '../core/errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { isProcessAlive } from '../fs/temp-dirs.js';
 
@@ -61,7 +61,7 @@ export async function acquireRegistryLock(
       release = await take();
       break;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw unwritable(error, what, lockDir);
       const owner = await readOwner(ownerFile);
       const alive = owner && (owner.host !== hostname() || isProcessAlive(owner.pid));
       // No owner file yet (or any more): a holder between taking the lock and recording itself,
@@ -105,6 +105,20 @@ export async function acquireRegistryLock(
       await release().catch(() => undefined); // already gone if it was compromised
     },
   };
+}
+
+/** The lock could not even be tried: say that the data folder must be writable, and where. */
+function unwritable(error: unknown, what: string, lockDir: string): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== 'EROFS' && code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOSPC') return error;
+  return new RegistryError(
+    'IO',
+    `cannot take the registry lock ${lockDir}: ${describeError(error)}; ${what} not started`,
+    {
+      hint: 'mirror, index rebuild and verify write to the data folder: it must be writable and have free space',
+      cause: error,
+    },
+  );
 }
 
 function lockedError(owner: LockOwner | undefined, what: string, lockDir: string): RegistryError {
