@@ -6,6 +6,7 @@ import { registerMirrorCommand } from './commands/mirror-command.js';
 import { registerServeCommand } from './commands/serve-command.js';
 import { registerSourceCommand } from './commands/source-command.js';
 import { registerUpdateCommand } from './commands/update-command.js';
+import { registerVerifyCommand } from './commands/verify-command.js';
 import { printError } from './output.js';
 import { packageVersion } from './package-info.js';
 
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerServeCommand(program);
   registerConfigCommand(program);
   registerUpdateCommand(program);
+  registerVerifyCommand(program);
   // Every subcommand fails like the root: an exception we turn into one line and an exit code.
   for (const command of program.commands) applyExitOverride(command);
   return program;

@@ -540,6 +540,7 @@ describe('mirror failures: clear errors, nothing lost', () => {
         ['config', 'server.port', '9000'],
         ['update'],
         ['index', 'rebuild'],
+        ['verify'],
       ];
       // Every command for the syntax error; the ones that read the file differently for the type error.
       const variants = [

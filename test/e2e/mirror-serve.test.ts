@@ -686,6 +686,7 @@ describe('moonbit-registry end to end', () => {
         ['update'],
         ['index'],
         ['index', 'rebuild'],
+        ['verify'],
       ];
       const results = await Promise.all(
         commands.map(async (command) => ({
@@ -699,7 +700,7 @@ describe('moonbit-registry end to end', () => {
       }
       const top = await runCli(['--help']);
       assert.equal(top.code, 0);
-      for (const name of ['init', 'source', 'mirror', 'serve', 'config', 'update', 'index']) {
+      for (const name of ['init', 'source', 'mirror', 'serve', 'config', 'update', 'index', 'verify']) {
         assert.match(top.stdout, new RegExp(`^\\s+${name}\\b`, 'm'), `--help lists ${name}`);
       }
 

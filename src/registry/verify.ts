@@ -1,0 +1,416 @@
+import { rm } from 'node:fs/promises';
+import { relative, sep } from 'node:path';
+import pLimit from 'p-limit';
+import { describeError, RegistryError } from '../core/errors.js';
+import { indexPathForModule, moduleFromIndexPath, moduleKey } from '../core/module-name.js';
+import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
+import { listTree, readBlobs } from '../git/objects.js';
+import { type IndexEntry, parseIndexFile } from '../index/index-file.js';
+import { MergedCatalog } from '../index/merged-catalog.js';
+import { hashFile, type StoredArchive, scanStore } from '../store/archive-scan.js';
+import { fetchArchive } from '../upstream/archive-fetch.js';
+import { createSourceAgents } from '../upstream/http-agent.js';
+import type { UpstreamSource } from '../upstream/upstream-source.js';
+import { acquireRegistryLock, type RegistryLock } from './lock.js';
+import { readProvenance, writeProvenance } from './provenance.js';
+import type { Registry } from './registry.js';
+import { cachedCatalogs, enabledUpstreams, type IndexLog } from './source-indexes.js';
+
+export type ProblemKind =
+  | 'unparsable-line'
+  | 'missing-archive'
+  | 'corrupt-archive'
+  | 'no-source'
+  | 'stray-file';
+
+export interface Problem {
+  kind: ProblemKind;
+  module?: string;
+  version?: string;
+  /** Relative to the registry folder (`data/packages/...`), or to the index (`user/...`). */
+  path?: string;
+  detail: string;
+}
+
+/**
+ * What --repair did about one problem. Repaired: downloaded again, deleted, line removed.
+ * Unrepaired: the version was dropped from the served index, or the problem is still there.
+ */
+export type RepairAction = 'downloaded' | 'deleted' | 'removed' | 'dropped' | 'left';
+
+export interface RepairOutcome extends Problem {
+  action: RepairAction;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  /** The served index commit that was checked. */
+  commit: string;
+  checked: { versions: number; archives: number; bytes: number };
+  /** Well-formed archives of versions the served index does not list (not a problem). */
+  unlisted: number;
+  problems: Problem[];
+  repaired?: RepairOutcome[];
+  unrepaired?: RepairOutcome[];
+  /** The served index after --repair (a new commit only when something was dropped or removed). */
+  index?: { commit: string; changed: boolean };
+}
+
+export interface VerifyOptions {
+  repair: boolean;
+  log: IndexLog;
+}
+
+/** A served version: its line, where its archive belongs, and whether a source still has it. */
+interface ServedVersion {
+  entry: IndexEntry;
+  path: string;
+  /** Its stored archive holds other bytes (or cannot be read). */
+  corrupt: boolean;
+}
+
+interface Check {
+  commit: string;
+  /** module -> version -> served line, as `moon` reads it (bad lines skipped). */
+  served: Map<string, Map<string, IndexEntry>>;
+  problems: Problem[];
+  /** Served versions with problems, by module@version. */
+  broken: Map<string, ServedVersion>;
+  /** Files to delete on repair (strays, and corrupt archives of unlisted versions), by problem. */
+  files: Map<Problem, { path: string; directory: boolean }>;
+  report: Omit<VerifyReport, 'ok' | 'problems'>;
+}
+
+const HASH_CONCURRENCY = 8;
+
+/**
+ * Checks the served index (`data/index`) against the archive store and the last fetched source
+ * indexes, without network; with repair, fixes what it can and publishes one index commit. Holds
+ * the registry lock throughout, so no mirror changes either while they are compared.
+ */
+export async function verifyRegistry(registry: Registry, options: VerifyOptions): Promise<VerifyReport> {
+  const what = options.repair ? 'verify --repair' : 'verify';
+  const lock = await acquireRegistryLock(registry.layout.lockTarget, what, { waitForBriefMs: 60_000 });
+  try {
+    const upstreams = enabledUpstreams(registry.config, registry.layout);
+    const merged = new MergedCatalog(await cachedCatalogs(upstreams, options.log));
+    const check = await checkRegistry(registry, merged);
+    if (check.problems.length === 0) {
+      const nothing = options.repair ? { repaired: [], unrepaired: [] } : {};
+      return { ok: true, ...check.report, problems: [], ...nothing };
+    }
+    if (!options.repair) return { ok: false, ...check.report, problems: check.problems };
+    const repair = await repairRegistry(registry, check, merged, upstreams, lock, options.log);
+    return {
+      ok: repair.unrepaired.length === 0,
+      ...check.report,
+      problems: check.problems,
+      ...repair,
+    };
+  } finally {
+    await lock.release();
+  }
+}
+
+async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise<Check> {
+  const { layout, store } = registry;
+  const commit = await registry.servedIndex.head();
+  if (!commit) {
+    throw new RegistryError('GIT', `the served index ${layout.indexDir} has no commit on main`, {
+      hint: 'run `moonbit-registry init --force` in the registry folder (data/ is kept)',
+    });
+  }
+  const problems: Problem[] = [];
+  const served = await readServedIndex(registry.servedIndex.gitDir, commit, problems);
+  const scan = await scanStore(store.root);
+  const rel = (path: string) => relative(layout.root, path).split(sep).join('/');
+
+  // Every stored archive is hashed once, listed or not: that is what verify is for.
+  const hashes = new Map<string, { checksum: string } | { error: string }>();
+  let bytes = 0;
+  const limit = pLimit(HASH_CONCURRENCY);
+  await Promise.all(
+    scan.archives.map((archive) =>
+      limit(async () => {
+        try {
+          const hashed = await hashFile(archive.path);
+          bytes += hashed.bytes;
+          hashes.set(archive.path, hashed);
+        } catch (error) {
+          // Gone since the scan: counts as not stored.
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+          hashes.set(archive.path, { error: describeError(error) });
+        }
+      }),
+    ),
+  );
+  const badBytes = (archive: StoredArchive): string | undefined => {
+    const result = hashes.get(archive.path);
+    if (!result) return undefined;
+    if ('error' in result) return `cannot be read: ${result.error}`;
+    return result.checksum === archive.checksum
+      ? undefined
+      : `stored bytes hash to ${short(result.checksum)}, not ${short(archive.checksum)}`;
+  };
+  const stored = new Map(scan.archives.filter((a) => hashes.has(a.path)).map((a) => [a.path, a]));
+
+  const broken = new Map<string, ServedVersion>();
+  const files = new Map<Problem, { path: string; directory: boolean }>();
+  const servedPaths = new Set<string>();
+  let versions = 0;
+  for (const [module, entries] of served) {
+    for (const [version, entry] of entries) {
+      versions++;
+      const path = store.pathFor(module, version, entry.checksum);
+      servedPaths.add(path);
+      const found: Problem[] = [];
+      const archive = stored.get(path);
+      const at = { module, version, path: rel(path) };
+      const bad = archive && badBytes(archive);
+      if (!archive) {
+        found.push({ kind: 'missing-archive', ...at, detail: `no archive ${short(entry.checksum)} on disk` });
+      } else if (bad) {
+        found.push({ kind: 'corrupt-archive', ...at, detail: bad });
+      }
+      if (merged.sourcesWithChecksum(module, version, entry.checksum).length === 0) {
+        found.push({ kind: 'no-source', ...at, detail: noSourceDetail(merged, entry) });
+      }
+      if (found.length > 0) {
+        broken.set(moduleKey(module, version), { entry, path, corrupt: bad !== undefined });
+        problems.push(...found);
+      }
+    }
+  }
+  let unlisted = 0;
+  for (const archive of stored.values()) {
+    if (servedPaths.has(archive.path)) continue;
+    unlisted++;
+    const bad = badBytes(archive);
+    if (bad) {
+      const problem: Problem = {
+        kind: 'corrupt-archive',
+        module: archive.module,
+        version: archive.version,
+        path: rel(archive.path),
+        detail: `not served; ${bad}`,
+      };
+      files.set(problem, { path: archive.path, directory: false });
+      problems.push(problem);
+    }
+  }
+  for (const stray of scan.strays) {
+    const problem: Problem = { kind: 'stray-file', path: rel(stray.path), detail: stray.reason };
+    files.set(problem, stray);
+    problems.push(problem);
+  }
+  problems.sort(byPlace);
+  return {
+    commit,
+    served,
+    problems,
+    broken,
+    files,
+    report: { commit, checked: { versions, archives: hashes.size, bytes }, unlisted },
+  };
+}
+
+/** Reads every `user/**.index` file at `commit` leniently, as `moon` does, noting each skipped line. */
+async function readServedIndex(
+  gitDir: string,
+  commit: string,
+  problems: Problem[],
+): Promise<Map<string, Map<string, IndexEntry>>> {
+  const files = new Map<string, string>();
+  for (const [path, oid] of await listTree(gitDir, commit)) {
+    const module = moduleFromIndexPath(path);
+    if (module) files.set(module, oid);
+  }
+  const blobs = await readBlobs(gitDir, files.values());
+  const served = new Map<string, Map<string, IndexEntry>>();
+  for (const [module, oid] of files) {
+    const path = indexPathForModule(module);
+    const text = blobs.get(oid)?.toString('utf8') ?? '';
+    const entries = parseIndexFile(module, text, (message) => {
+      const detail = message.startsWith(`${module}: `) ? message.slice(module.length + 2) : message;
+      problems.push({ kind: 'unparsable-line', module, path, detail });
+    });
+    served.set(module, entries);
+  }
+  return served;
+}
+
+function noSourceDetail(merged: MergedCatalog, entry: IndexEntry): string {
+  const others = merged.candidates(entry.module, entry.version).map((c) => `"${c.source}"`);
+  return others.length > 0
+    ? `no enabled source lists it with checksum ${short(entry.checksum)} (${others.join(', ')} list other bytes)`
+    : 'no enabled source lists it';
+}
+
+const KIND_ORDER: ProblemKind[] = [
+  'unparsable-line',
+  'missing-archive',
+  'corrupt-archive',
+  'no-source',
+  'stray-file',
+];
+
+/** Stable report order: index lines, then versions, then stray files, each sorted by place. */
+function byPlace(a: Problem, b: Problem): number {
+  const place = (p: Problem) => (p.version ? moduleKey(p.module ?? '', p.version) : (p.path ?? ''));
+  const group = (p: Problem) => (p.kind === 'unparsable-line' ? 0 : p.kind === 'stray-file' ? 2 : 1);
+  return (
+    group(a) - group(b) ||
+    (place(a) < place(b) ? -1 : place(a) > place(b) ? 1 : 0) ||
+    KIND_ORDER.indexOf(a.kind) - KIND_ORDER.indexOf(b.kind)
+  );
+}
+
+function short(checksum: string): string {
+  return `${checksum.slice(0, 12)}…`;
+}
+
+interface RepairResult {
+  repaired: RepairOutcome[];
+  unrepaired: RepairOutcome[];
+  index: { commit: string; changed: boolean };
+}
+
+/**
+ * Deletes stray and corrupt files, downloads missing and corrupt archives again (same checksum,
+ * from the sources that list it), drops from the served index what cannot be downloaded or has
+ * no source any more, and publishes the index once. The index is otherwise left as it is: no
+ * version is added and no winner changes (that is `index rebuild`'s or `mirror`'s business).
+ */
+async function repairRegistry(
+  registry: Registry,
+  check: Check,
+  merged: MergedCatalog,
+  upstreams: UpstreamSource[],
+  lock: RegistryLock,
+  log: IndexLog,
+): Promise<RepairResult> {
+  const byName = new Map(upstreams.map((u) => [u.name, u]));
+  const sourcesFor = ({ entry }: ServedVersion) =>
+    merged
+      .sourcesWithChecksum(entry.module, entry.version, entry.checksum)
+      .flatMap((c) => byName.get(c.source) ?? []);
+  // A missing credential is a configuration error: say so before anything is changed.
+  for (const served of check.broken.values()) for (const upstream of sourcesFor(served)) upstream.headers();
+
+  const deleteErrors = new Map<string, string>();
+  const remove = async (path: string, directory: boolean) => {
+    try {
+      await rm(path, { force: true, recursive: directory });
+    } catch (error) {
+      deleteErrors.set(path, describeError(error));
+    }
+  };
+  await Promise.all([...check.files.values()].map((f) => remove(f.path, f.directory)));
+  // Corrupt bytes are never served again, even when no good copy can be had.
+  const corrupt = [...check.broken.values()].filter((v) => v.corrupt);
+  await Promise.all(corrupt.map((v) => remove(v.path, false)));
+
+  const failed = new Map<string, string>(); // module@version -> why it is dropped
+  for (const [key, served] of check.broken) {
+    const error = deleteErrors.get(served.path);
+    if (error) failed.set(key, `its corrupt archive could not be deleted: ${error}`);
+    else if (sourcesFor(served).length === 0) failed.set(key, noSourceDetail(merged, served.entry));
+  }
+  const retry = [...check.broken].filter(([key]) => !failed.has(key));
+  const downloaded = await downloadAgain(registry, retry, sourcesFor, log, failed);
+
+  // What could not be repaired leaves the served index; skipped lines go with the re-render.
+  const desired = new Map<string, IndexEntry[]>();
+  for (const [module, entries] of check.served) {
+    desired.set(
+      module,
+      [...entries.values()].filter((e) => !failed.has(moduleKey(e.module, e.version))),
+    );
+  }
+  const lines = check.problems.filter((p) => p.kind === 'unparsable-line').length;
+  lock.assertHeld();
+  const index = await registry.servedIndex.publish(
+    desired,
+    `verify --repair\n\n${failed.size} versions dropped, ${downloaded.size} downloaded again, ${lines} unparsable lines removed.\n`,
+  );
+  await pruneProvenance(registry, desired);
+
+  const repaired: RepairOutcome[] = [];
+  const unrepaired: RepairOutcome[] = [];
+  for (const problem of check.problems) {
+    const key = problem.version && moduleKey(problem.module ?? '', problem.version);
+    const file = check.files.get(problem);
+    const why = key && failed.get(key);
+    const source = key && downloaded.get(key);
+    if (problem.kind === 'unparsable-line') {
+      repaired.push({ ...problem, action: 'removed', detail: 'line removed from the served index' });
+    } else if (file) {
+      const error = deleteErrors.get(file.path);
+      if (error) unrepaired.push({ ...problem, action: 'left', detail: `could not be deleted: ${error}` });
+      else repaired.push({ ...problem, action: 'deleted', detail: 'deleted' });
+    } else if (why) {
+      unrepaired.push({ ...problem, action: 'dropped', detail: `dropped from the served index: ${why}` });
+    } else if (source) {
+      repaired.push({ ...problem, action: 'downloaded', detail: `downloaded again from "${source}"` });
+    } else {
+      unrepaired.push({ ...problem, action: 'left', detail: 'not repaired' });
+    }
+  }
+  return { repaired, unrepaired, index };
+}
+
+/** Downloads each version's archive again, with `mirror`'s settings; returns module@version -> source. */
+async function downloadAgain(
+  registry: Registry,
+  versions: Array<[string, ServedVersion]>,
+  sourcesFor: (served: ServedVersion) => UpstreamSource[],
+  log: IndexLog,
+  failed: Map<string, string>,
+): Promise<Map<string, string>> {
+  const downloaded = new Map<string, string>();
+  if (versions.length === 0) return downloaded;
+  const { layout, config } = registry;
+  log.info(`downloading ${versions.length} archives again`);
+  await clearDeadTemps(layout.tmpDir);
+  const tmp = await processTempDir(layout.tmpDir);
+  const agents = createSourceAgents(config.mirror.concurrency);
+  const limit = pLimit(config.mirror.concurrency);
+  try {
+    await Promise.all(
+      versions.map(([key, served]) =>
+        limit(async () => {
+          const { module, version, checksum } = served.entry;
+          try {
+            const { source } = await fetchArchive(
+              { module, version, checksum, destination: served.path },
+              {
+                sources: sourcesFor(served),
+                tmpDir: tmp.path,
+                dispatcherFor: agents.dispatcherFor,
+                retries: config.mirror.retries,
+                onRetry: (label, attempt, reason) => log.warn(`${label}: retry ${attempt}: ${reason}`),
+              },
+            );
+            downloaded.set(key, source);
+          } catch (error) {
+            failed.set(key, describeError(error));
+          }
+        }),
+      ),
+    );
+  } finally {
+    await agents.close();
+    await tmp.remove();
+  }
+  return downloaded;
+}
+
+/** provenance.json describes served versions only: records of dropped ones go. */
+async function pruneProvenance(registry: Registry, desired: Map<string, IndexEntry[]>): Promise<void> {
+  const file = registry.layout.provenanceFile;
+  const provenance = await readProvenance(file);
+  const served = new Set<string>();
+  for (const entries of desired.values()) for (const e of entries) served.add(moduleKey(e.module, e.version));
+  const kept = new Map([...provenance].filter(([key]) => served.has(key)));
+  if (kept.size !== provenance.size) await writeProvenance(file, kept);
+}
