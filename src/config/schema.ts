@@ -79,6 +79,35 @@ export const ConfigSchema = z
         negative_cache_ttl: duration('0s', '1d').default('30s'),
         /** Bearer token for POST /admin/sync (may use ${VAR}); the endpoint is off without it. */
         admin_token: z.string().min(1).optional(),
+        // What one client may cost the server (server/limits.ts keeps the same defaults).
+        /** `git upload-pack` processes at once; further git requests wait in line. */
+        max_git_processes: z.number().int().min(1).max(256).default(8),
+        /** Git requests that may wait; one more gets 503 with Retry-After. */
+        max_git_queue: z.number().int().min(0).max(10_000).default(64),
+        /** A git request that waited this long gets 503 with Retry-After. */
+        git_queue_timeout: duration('0s', '10m').default('30s'),
+        /** Bytes of an upload-pack request body, as sent and after gunzip (413 beyond). */
+        max_request_body: z
+          .number()
+          .int()
+          .min(1024)
+          .max(1024 ** 3)
+          .default(10 * 1024 * 1024),
+        /** Bytes of the request line and headers (431 beyond). */
+        max_header_size: z
+          .number()
+          .int()
+          .min(1024)
+          .max(1024 * 1024)
+          .default(16 * 1024),
+        /** The request line and headers must arrive within this (408 beyond; slowloris). */
+        headers_timeout: duration('100ms', '10m').default('10s'),
+        /** The whole request, body included, must arrive within this. */
+        request_timeout: duration('100ms', '1h').default('1m'),
+        /** An idle keep-alive connection is closed after this. */
+        keep_alive_timeout: duration('100ms', '10m').default('5s'),
+        /** A connection that neither sends nor reads for this long is cut. */
+        idle_timeout: duration('1s', '24d').default('5m'),
       })
       .strict()
       .prefault({}),

@@ -22,6 +22,8 @@ export interface InfoContext {
   sources: SourceHealthReport[] | undefined;
   /** Pull-through downloads in progress. */
   fetching: number;
+  /** `git upload-pack` processes running and requests waiting for one. */
+  git: { running: number; queued: number; max: number };
   logger: Logger | undefined;
 }
 
@@ -47,6 +49,7 @@ export async function handleHealth(ctx: InfoContext, res: ServerResponse): Promi
     ...(sync ? { sync: { ...sync, last_run: summarizeRun(sync.last_run) } } : {}),
     ...(ctx.sources ? { sources: ctx.sources } : {}),
     ...(ctx.mode === 'proxy' ? { fetching: ctx.fetching } : {}),
+    git: ctx.git,
   });
 }
 

@@ -10,6 +10,8 @@ import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
 import { IndexCache } from './index-cache.js';
 import type { InfoContext } from './info-routes.js';
+import type { ServerLimits } from './limits.js';
+import { ProcessLimiter } from './process-limiter.js';
 import { ProvenanceCache } from './provenance-cache.js';
 import { PullThrough } from './pull-through.js';
 import { SyncScheduler } from './sync-scheduler.js';
@@ -24,6 +26,8 @@ export interface ServeBehaviour {
   /** Remember an upstream's 404 for an archive this long. */
   negativeTtlMs: number;
   breaker?: CircuitBreakerOptions;
+  /** What one client may cost: git processes, body and header sizes, timeouts. */
+  limits: ServerLimits;
 }
 
 /** Everything a request handler may need, built once when the server starts. */
@@ -39,6 +43,9 @@ export interface ServerContext {
   adminToken: string | undefined;
   logger: Logger | undefined;
   info: InfoContext;
+  limits: ServerLimits;
+  /** Slots for `git upload-pack`, shared by every git request. */
+  gitLimiter: ProcessLimiter;
   close(): Promise<void>;
 }
 
@@ -103,6 +110,12 @@ export async function createServerContext(
     });
   }
 
+  const { limits } = behaviour;
+  const gitLimiter = new ProcessLimiter({
+    concurrency: limits.maxGitProcesses,
+    maxQueue: limits.maxGitQueue,
+    maxWaitMs: limits.gitQueueTimeoutMs,
+  });
   const index = new IndexCache(served);
   const provenance = new ProvenanceCache(layout.provenanceFile);
   const info: InfoContext = {
@@ -123,6 +136,9 @@ export async function createServerContext(
     get fetching() {
       return pullThrough?.inProgress ?? 0;
     },
+    get git() {
+      return { ...gitLimiter.counts, max: limits.maxGitProcesses };
+    },
     logger,
   };
   return {
@@ -136,6 +152,8 @@ export async function createServerContext(
     adminToken: behaviour.adminToken,
     logger,
     info,
+    limits,
+    gitLimiter,
     close: async () => {
       await sync?.stop();
       await pool?.close();

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import type { ServeMode } from '../registry/index-sync.js';
 import type { Registry } from '../registry/registry.js';
@@ -8,13 +8,16 @@ import { handleArchive } from './archive-route.js';
 import { handleInfoRefs, handleUploadPack, refusePush } from './git-smart-http.js';
 import { errorResponse, HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
 import { handleHealth, handleModule, handleRoot } from './info-routes.js';
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './limits.js';
 import { createServerContext, type ServeBehaviour, type ServerContext } from './server-context.js';
 
-export interface ServeOptions extends Partial<ServeBehaviour> {
+export interface ServeOptions extends Partial<Omit<ServeBehaviour, 'limits'>> {
   host: string;
   port: number;
   /** Access and error log; defaults to a pino logger on stdout, `false` for none. */
   logger?: Logger | false;
+  /** Each limit not given keeps its default (limits.ts). */
+  limits?: Partial<ServerLimits>;
 }
 
 export interface RunningServer {
@@ -30,6 +33,7 @@ const READ_METHODS = ['GET', 'HEAD'] as const;
 export async function startServer(registry: Registry, options: ServeOptions): Promise<RunningServer> {
   const logger =
     options.logger === false ? undefined : (options.logger ?? pino({ name: 'moonbit-registry' }));
+  const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
   const ctx = await createServerContext(
     registry,
     {
@@ -38,10 +42,11 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
       adminToken: options.adminToken,
       negativeTtlMs: options.negativeTtlMs ?? 30_000,
       ...(options.breaker ? { breaker: options.breaker } : {}),
+      limits,
     },
     logger,
   );
-  const server = createServer((req, res) => {
+  const server = createServer(httpOptions(limits), (req, res) => {
     const started = performance.now();
     res.on('close', () => {
       logger?.info(
@@ -57,6 +62,14 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
     });
     route(ctx, req, res).catch((error: unknown) => sendError(ctx, res, error));
   });
+  // Without this, Node destroys the socket of a CONNECT request and the client gets no answer.
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    socket.on('error', () => {});
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST\r\nConnection: close\r\n\r\n');
+  });
+  // A socket that neither sends nor reads this long is destroyed (no 'timeout' handler), which
+  // also ends a git held by a client that stopped reading.
+  server.setTimeout(limits.idleTimeoutMs);
   try {
     await listen(server, options.host, options.port);
   } catch (error) {
@@ -127,12 +140,33 @@ function isAbsentResource(path: string): boolean {
 }
 
 function gitContext(ctx: ServerContext) {
-  return { gitDir: ctx.gitDir, logger: ctx.logger };
+  return {
+    gitDir: ctx.gitDir,
+    logger: ctx.logger,
+    limiter: ctx.gitLimiter,
+    maxRequestBody: ctx.limits.maxRequestBody,
+  };
+}
+
+/** Node's own limits against slow and oversized requests (it answers 408, 431 or 400 itself). */
+function httpOptions(limits: ServerLimits) {
+  // Node refuses a headers timeout longer than the request timeout.
+  const headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
+  return {
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Node checks both timeouts only this often (default 30 s): check often enough to hold them.
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 2))),
+  };
 }
 
 function sendError(ctx: ServerContext, res: ServerResponse, error: unknown): void {
   const response = errorResponse(error);
   if (response.internal) ctx.logger?.error({ err: error }, 'request failed');
+  // The client is gone (it left while waiting, or a timeout cut it): nobody to answer.
+  if (res.destroyed) return;
   if (res.headersSent) {
     // Part of a body is out: only a cut connection tells the client it is incomplete.
     res.destroy();

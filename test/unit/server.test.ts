@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -13,134 +11,28 @@ import { archiveUrl } from '../../src/core/archive-url.js';
 import { sha256Hex } from '../../src/core/checksum.js';
 import { type IndexEntry, parseIndexLine } from '../../src/index/index-file.js';
 import { type IndexSnapshot, ServedIndex } from '../../src/index/served-index.js';
-import { writeProvenance } from '../../src/registry/provenance.js';
 import { openRegistry, type Registry } from '../../src/registry/registry.js';
 import { IndexCache } from '../../src/server/index-cache.js';
 import { type RunningServer, startServer } from '../../src/server/server.js';
 import { GitError, git } from '../support/git.js';
-
-const CORE = 'moonbitlang/core';
-const CORE_BUILD = '0.1.20260213+3382e0600';
-const NESTED = 'tonyfettes/js/test';
-const CAMEL = 'illusory0x0/🐫';
-const PKG = 'test/pkg';
-const MARKER = 'TOP-SECRET-MARKER-7f3a';
-
-const CONFIG = `# ${MARKER}
-default_source = "up"
-
-[registry]
-name = "t"
-
-[[sources]]
-name = "up"
-type = "mooncakes"
-url = "https://upstream.example"
-index_url = "https://upstream.example/git/index"
-priority = 10
-auth = { type = "bearer", token = "${MARKER}-token" }
-
-[[sources]]
-name = "off"
-url = "https://other.example"
-index_url = "https://other.example/git/index"
-enabled = false
-`;
-
-interface Published {
-  module: string;
-  version: string;
-  bytes: Buffer;
-  extra?: Record<string, unknown>;
-}
-
-/** Writes the archive into the store and returns its index entry, checksum from the bytes. */
-async function makeEntry(registry: Registry, item: Published): Promise<IndexEntry> {
-  const checksum = sha256Hex(item.bytes);
-  const path = registry.store.pathFor(item.module, item.version, checksum);
-  await mkdir(dirname(path), { recursive: true });
-  await writeFile(path, item.bytes);
-  const raw = JSON.stringify({ name: item.module, version: item.version, checksum, deps: {}, ...item.extra });
-  const entry = parseIndexLine(item.module, raw);
-  assert.ok(typeof entry !== 'string', `bad test entry: ${String(entry)}`);
-  return entry;
-}
-
-function archiveBytes(module: string, version: string): Buffer {
-  return Buffer.from(`PK fake archive of ${module}@${version}\n`, 'utf8');
-}
-
-interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
-
-/** A request with the path sent exactly as given (fetch would normalize `..` away). */
-function raw(
-  baseUrl: string,
-  path: string,
-  init: { method?: string; headers?: Record<string, string>; body?: Buffer } = {},
-): Promise<RawResponse> {
-  const url = new URL(baseUrl);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path,
-        method: init.method ?? 'GET',
-        headers: init.headers,
-        agent: false,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(init.body);
-  });
-}
-
-/** git upload-pack processes serving this repository (Linux/macOS `ps`). */
-function countUploadPacks(gitDir: string): number {
-  return execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
-    .split('\n')
-    .filter((line) => line.includes('upload-pack') && line.includes(gitDir)).length;
-}
-
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
-function pkt(text: string): string {
-  return `${(Buffer.byteLength(text) + 4).toString(16).padStart(4, '0')}${text}`;
-}
-
-/** A protocol v2 `ls-refs` request, as a client would POST it. */
-const LS_REFS = Buffer.from(
-  `${pkt('command=ls-refs\n')}0001${pkt('peel\n')}${pkt('ref-prefix refs/heads/\n')}0000`,
-);
-
-/** A raw v2 upload-pack POST whose body the test writes (or abandons) itself. */
-function uploadPackRequest(url: URL) {
-  return request({
-    host: url.hostname,
-    port: url.port,
-    path: '/git/index/git-upload-pack',
-    method: 'POST',
-    headers: { 'Content-Type': 'application/x-git-upload-pack-request', 'Git-Protocol': 'version=2' },
-  });
-}
+import {
+  archiveBytes,
+  CAMEL,
+  CORE,
+  CORE_BUILD,
+  countUploadPacks,
+  createTestRegistry,
+  LS_REFS,
+  MARKER,
+  makeEntry,
+  NESTED,
+  PKG,
+  type Published,
+  pkt,
+  raw,
+  uploadPackRequest,
+  waitFor,
+} from '../support/test-registry.js';
 
 describe('server', () => {
   let root: string;
@@ -148,37 +40,12 @@ describe('server', () => {
   let server: RunningServer;
   let base: string;
   const logLines: string[] = [];
-  const published = new Map<string, IndexEntry[]>();
-
-  async function publish(items: Published[], message: string): Promise<string> {
-    for (const item of items) {
-      const list = published.get(item.module) ?? [];
-      list.push(await makeEntry(registry, item));
-      published.set(item.module, list);
-    }
-    const result = await registry.servedIndex.publish(published, message);
-    assert.equal(result.changed, true);
-    return result.commit;
-  }
+  let published: Map<string, IndexEntry[]>;
+  let publish: (items: Published[], message: string) => Promise<string>;
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'mbr-server-'));
-    await writeFile(join(root, 'registry.toml'), CONFIG);
-    registry = await openRegistry(root);
-    await new ServedIndex(registry.layout.indexDir).initialize('t');
-    const items: Published[] = [
-      { module: CORE, version: CORE_BUILD, extra: { created_at: '2026-02-13T00:00:00Z' } },
-      { module: CORE, version: '0.1.0' },
-      { module: NESTED, version: '0.1.0' },
-      { module: CAMEL, version: '0.2.0' },
-      { module: PKG, version: '1.2.3', extra: { yanked: true, created_at: '2025-01-01T00:00:00Z' } },
-    ].map((item) => ({ ...item, bytes: archiveBytes(item.module, item.version) }));
-    await publish(items, 'first modules');
-    const coreChecksum = sha256Hex(archiveBytes(CORE, CORE_BUILD));
-    await writeProvenance(
-      registry.layout.provenanceFile,
-      new Map([[`${CORE}@${CORE_BUILD}`, { source: 'up', checksum: coreChecksum }]]),
-    );
+    ({ registry, published, publish } = await createTestRegistry(root));
     const sink = new Writable({
       write(chunk: Buffer, _encoding, callback) {
         logLines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
@@ -205,6 +72,7 @@ describe('server', () => {
       // No upstream is in use in mirror mode without sync: nothing about sources or syncs.
       assert.equal(body.sources, undefined);
       assert.equal(body.sync, undefined);
+      assert.deepEqual(body.git, { running: 0, queued: 0, max: 8 });
     });
 
     test('GET / names the registry, its sources without credentials, and what it serves', async () => {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { parseDuration } from '../../core/duration.js';
 import { openRegistry } from '../../registry/registry.js';
+import { serverLimits } from '../../server/limits.js';
 import { startServer } from '../../server/server.js';
 import { resolveAdminToken } from '../../upstream/credentials.js';
 import { notice } from '../output.js';
@@ -33,6 +34,7 @@ export function registerServeCommand(program: Command): void {
         syncIntervalMs: mirrorConfig.auto_sync ? parseDuration(mirrorConfig.sync_interval) : undefined,
         adminToken: serverConfig.admin_token ? resolveAdminToken(serverConfig.admin_token) : undefined,
         negativeTtlMs: parseDuration(serverConfig.negative_cache_ttl) ?? 0,
+        limits: serverLimits(serverConfig),
       });
       notice(`Serving "${registry.config.registry.name}" at ${server.url}`);
       notice(
