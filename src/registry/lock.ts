@@ -3,8 +3,11 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { describeError, RegistryError } from '../core/errors.js';
-import { writeFileAtomic } from '../fs/atomic-write.js';
+import { removeStaleTemps, writeFileAtomic } from '../fs/atomic-write.js';
 import { isProcessAlive } from '../fs/temp-dirs.js';
+
+/** How long a lock may stay without an owner file before it counts as abandoned. */
+const OWNERLESS_GRACE_MS = 5000;
 
 interface LockOwner {
   pid: number;
@@ -64,15 +67,17 @@ export async function acquireRegistryLock(
       if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw unwritable(error, what, lockDir);
       const owner = await readOwner(ownerFile);
       const alive = owner && (owner.host !== hostname() || isProcessAlive(owner.pid));
-      // No owner file yet (or any more): a holder between taking the lock and recording itself,
-      // or between the two steps of releasing it; worth a short wait when waiting is allowed.
+      // No owner file: a holder between taking the lock and recording itself (or between the
+      // two steps of releasing it), which takes milliseconds; or one killed right there. Wait a
+      // little when waiting is allowed; a lock still unclaimed after that was abandoned.
       ownerlessSince = owner ? undefined : (ownerlessSince ?? Date.now());
-      const briefly = alive ? owner.brief === true : !owner && Date.now() - (ownerlessSince ?? 0) < 2000;
+      const abandoned = !owner && Date.now() - (ownerlessSince ?? Date.now()) >= OWNERLESS_GRACE_MS;
+      const briefly = alive ? owner.brief === true : !owner && !abandoned;
       if (briefly && Date.now() < waitUntil) {
         await new Promise((resolve) => setTimeout(resolve, 200));
         continue;
       }
-      if (!owner || alive) throw lockedError(owner, what, lockDir);
+      if (alive || (!owner && !abandoned)) throw lockedError(owner, what, lockDir);
       await rm(ownerFile, { force: true }); // its owner died without releasing it
       await rm(lockDir, { recursive: true, force: true });
       try {
@@ -83,6 +88,8 @@ export async function acquireRegistryLock(
       }
     }
   }
+  // A holder killed while writing its owner file left the temp file of that write.
+  await removeStaleTemps(dirname(ownerFile));
   const owner: LockOwner = {
     pid: process.pid,
     host: hostname(),
