@@ -9,12 +9,22 @@ export function progressMode(options: { quiet?: boolean }): ProgressMode {
   return process.stderr.isTTY ? 'bar' : 'lines';
 }
 
+/** What the mirror command needs beyond the reporting itself, to answer a signal. */
+export interface CliReporter extends MirrorReporter {
+  /** Downloads launched and not yet finished, failed or stopped. */
+  inFlight(): number;
+  /** A line shown whatever the mode (also with -q), above the bar if there is one. */
+  notice(message: string): void;
+}
+
 /** Progress on stderr, so `--json` keeps stdout machine-readable. */
-export function createReporter(mode: ProgressMode): MirrorReporter {
+export function createReporter(mode: ProgressMode): CliReporter {
   const log = (text: string) => process.stderr.write(`${text}\n`);
   let total = 0;
+  let started = 0;
   let done = 0;
   let failed = 0;
+  let stopped = 0;
   let bytes = 0;
   let startedAt = 0;
   let nextLine = 0;
@@ -30,15 +40,18 @@ export function createReporter(mode: ProgressMode): MirrorReporter {
       nextLine = done + failed + Math.max(1, Math.ceil(total / 20));
     }
   };
+  const above = (text: string) => {
+    if (bar) bar.stop();
+    log(text);
+    if (bar) bar.start(total, done + failed, payload());
+  };
   return {
+    inFlight: () => started - done - failed - stopped,
+    notice: above,
     info: (message) => {
       if (mode !== 'quiet') log(message);
     },
-    warn: (message) => {
-      if (bar) bar.stop();
-      log(`warning: ${message}`);
-      if (bar) bar.start(total, done + failed, payload());
-    },
+    warn: (message) => above(`warning: ${message}`),
     downloadsStarted: (count) => {
       total = count;
       startedAt = performance.now();
@@ -62,6 +75,9 @@ export function createReporter(mode: ProgressMode): MirrorReporter {
         log(`downloading ${count} archives`);
       }
     },
+    downloadStarted: () => {
+      started++;
+    },
     downloadFinished: (_label, size) => {
       done++;
       bytes += size;
@@ -74,6 +90,10 @@ export function createReporter(mode: ProgressMode): MirrorReporter {
       failed++;
       if (mode !== 'bar') log(`failed: ${reason}`);
       step();
+    },
+    downloadStopped: (label, reason) => {
+      stopped++;
+      if (mode === 'lines') log(`stopped ${label} (interrupted; not retried): ${reason}`);
     },
     downloadsFinished: () => {
       bar?.stop();

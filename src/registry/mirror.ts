@@ -28,6 +28,11 @@ export interface MirrorOptions {
   /** Source whose index the patterns match; the default source when absent. */
   source?: string;
   reporter: MirrorReporter;
+  /**
+   * Once aborted (SIGINT/SIGTERM), no further download is launched and no failed attempt is
+   * retried; downloads in flight finish, and whatever completed is published as usual.
+   */
+  signal?: AbortSignal;
 }
 
 /** How the CLI shows progress: a bar, log lines, or nothing. */
@@ -35,9 +40,13 @@ export interface MirrorReporter {
   info(message: string): void;
   warn(message: string): void;
   downloadsStarted(total: number): void;
+  /** A download is launched (it is in flight until finished, failed or stopped). */
+  downloadStarted?(label: string): void;
   downloadFinished(label: string, bytes: number): void;
   downloadRetrying(label: string, attempt: number, reason: string): void;
   downloadFailed(label: string, reason: string): void;
+  /** An attempt failed after the run was interrupted: not retried, and not counted as failed. */
+  downloadStopped?(label: string, reason: string): void;
   downloadsFinished(): void;
 }
 
@@ -55,6 +64,10 @@ export interface MirrorSummary {
   /** Selected versions already present and verified: not downloaded again. */
   skipped: number;
   failed: number;
+  /** Selected versions neither downloaded nor failed because the run was interrupted. */
+  remaining: number;
+  /** The run was asked to stop (SIGINT/SIGTERM) before it was done. */
+  interrupted: boolean;
   bytes: number;
   seconds: number;
   failures: MirrorFailure[];
@@ -98,8 +111,11 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
       reporter,
       title: describeRequest(request),
       started,
+      ...(options.signal ? { signal: options.signal } : {}),
     });
-    await recordMirrorRequest(layout.mirrorRequestsFile, request);
+    // An interrupted run may have been a mistake (a pattern too wide): serve's sync must not
+    // carry it on. Running the same mirror again records it.
+    if (!summary.interrupted) await recordMirrorRequest(layout.mirrorRequestsFile, request);
     return summary;
   } finally {
     await lock.release();
@@ -151,6 +167,7 @@ interface MirrorJob {
   /** First line of the index commit. */
   title: string;
   started: number;
+  signal?: AbortSignal;
 }
 
 /** Downloads what the selection lacks, then publishes the served index in one commit. */
@@ -177,6 +194,7 @@ async function mirrorSelection(registry: Registry, job: MirrorJob): Promise<Mirr
       new Map(upstreams.map((u) => [u.name, u])),
       plan.filter((p) => !p.present),
       reporter,
+      job.signal,
     );
     job.lock.assertHeld();
     const outcome = await publishServed(registry, plan, job.title);
@@ -195,6 +213,8 @@ async function mirrorSelection(registry: Registry, job: MirrorJob): Promise<Mirr
       downloaded: downloads.count,
       skipped,
       failed: downloads.failures.length,
+      remaining: downloads.remaining,
+      interrupted: job.signal?.aborted ?? false,
       bytes: downloads.bytes,
       seconds: (performance.now() - job.started) / 1000,
       failures: downloads.failures,
@@ -230,12 +250,22 @@ function selectedSource(registry: Registry, name: string | undefined): SourceCon
 
 interface DownloadTotals {
   count: number;
+  /** Not launched, or stopped after a failed attempt, because the run was interrupted. */
+  remaining: number;
   bytes: number;
   bySource: Map<string, number>;
   failures: MirrorFailure[];
 }
 
-/** Downloads every missing archive with bounded concurrency; marks each success present. */
+/** Thrown into fetchArchive to keep it from trying again once the run is interrupted. */
+class Interrupted extends Error {}
+
+/**
+ * Downloads every missing archive with bounded concurrency; marks each success present. Once
+ * `signal` is aborted, nothing new starts: queued downloads are skipped, a failed attempt is
+ * neither retried nor tried at another source, and downloads in flight run to their end (each
+ * bounded by the source's timeouts) so that their bytes are kept.
+ */
 async function downloadMissing(
   registry: Registry,
   tmpDir: string,
@@ -243,19 +273,29 @@ async function downloadMissing(
   upstreams: Map<string, UpstreamSource>,
   missing: PlannedVersion[],
   reporter: MirrorReporter,
+  signal: AbortSignal | undefined,
 ): Promise<DownloadTotals> {
   const { concurrency } = registry.config.mirror;
   const agents = createSourceAgents(concurrency);
-  const totals: DownloadTotals = { count: 0, bytes: 0, bySource: new Map(), failures: [] };
+  const totals: DownloadTotals = { count: 0, remaining: 0, bytes: 0, bySource: new Map(), failures: [] };
   // The agent allows `concurrency` connections; twice as many jobs keep every connection busy
   // while finished downloads are fsynced and renamed (extra requests wait in undici's queue).
   const limit = pLimit(concurrency * 2);
+  const stopIfInterrupted = () => {
+    if (signal?.aborted) throw new Interrupted();
+  };
   reporter.downloadsStarted(missing.length);
   try {
     await Promise.all(
       missing.map((item) =>
         limit(async () => {
+          if (signal?.aborted) {
+            totals.remaining++;
+            return;
+          }
           const label = moduleKey(item.module, item.version);
+          reporter.downloadStarted?.(label);
+          let lastReason = 'interrupted';
           try {
             const { module, version } = item;
             const checksum = item.winner.entry.checksum;
@@ -267,9 +307,17 @@ async function downloadMissing(
               {
                 sources,
                 tmpDir,
-                dispatcherFor: agents.dispatcherFor,
+                // Asked for each attempt (a retry, the next source): none once interrupted.
+                dispatcherFor: (upstream) => {
+                  stopIfInterrupted();
+                  return agents.dispatcherFor(upstream);
+                },
                 retries: registry.config.mirror.retries,
-                onRetry: (what, attempt, reason) => reporter.downloadRetrying(what, attempt, reason),
+                onRetry: (what, attempt, reason) => {
+                  lastReason = reason;
+                  stopIfInterrupted(); // no backoff wait either
+                  reporter.downloadRetrying(what, attempt, reason);
+                },
               },
             );
             item.present = true;
@@ -278,6 +326,11 @@ async function downloadMissing(
             totals.bySource.set(source, (totals.bySource.get(source) ?? 0) + 1);
             reporter.downloadFinished(label, bytes);
           } catch (error) {
+            if (error instanceof Interrupted) {
+              totals.remaining++;
+              reporter.downloadStopped?.(label, lastReason);
+              return;
+            }
             const message = describeError(error);
             totals.failures.push({ module: item.module, version: item.version, error: message });
             reporter.downloadFailed(label, message);

@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { describeError, RegistryError } from '../../core/errors.js';
 import { type MirrorSummary, mirror } from '../../registry/mirror.js';
 import { openRegistry } from '../../registry/registry.js';
-import { formatBytes, printLine } from '../output.js';
-import { createReporter, progressMode } from '../progress.js';
+import { formatBytes, notice, printLine } from '../output.js';
+import { type CliReporter, createReporter, progressMode } from '../progress.js';
 import { registryDir } from './registry-dir.js';
 
 interface MirrorFlags {
@@ -39,6 +39,8 @@ export function registerMirrorCommand(program: Command): void {
         throw new RegistryError('USAGE', '--full mirrors everything: drop the patterns or drop --full');
       }
       let summary: MirrorSummary;
+      const reporter = createReporter(progressMode(flags));
+      const stop = stopOnSignals(reporter, flags.json);
       try {
         const registry = await openRegistry(registryDir(command));
         summary = await mirror(registry, {
@@ -46,15 +48,32 @@ export function registerMirrorCommand(program: Command): void {
           full: flags.full,
           strict: flags.strict,
           source: flags.source,
-          reporter: createReporter(progressMode(flags)),
+          reporter,
+          signal: stop.signal,
         });
       } catch (error) {
         // A script reading --json gets an answer on stdout even when the run never started.
         if (flags.json) printLine(JSON.stringify({ error: describeError(error) }));
-        throw error;
+        if (!stop.received) throw error;
+        // Ctrl-C also reaches git children of this terminal: say why they failed.
+        notice(`error: ${describeError(error)} (interrupted by ${stop.received})`);
+        process.exitCode = exitCodeFor(stop.received);
+        return;
+      } finally {
+        stop.dispose();
       }
       if (flags.json) printLine(JSON.stringify(jsonSummary(summary), null, 2));
-      else printSummary(summary);
+      else printSummary(summary, stop.received);
+      if (stop.received) {
+        // Not thrown: the exit status tells which signal stopped the run (128 + its number).
+        notice(
+          `error: interrupted by ${stop.received}: ${summary.remaining} of ${summary.versions} selected versions not mirrored` +
+            `${summary.failed > 0 ? `, ${summary.failed} failed` : ''}; what completed is kept and served`,
+        );
+        notice('hint: run the same mirror again to fetch the rest');
+        process.exitCode = exitCodeFor(stop.received);
+        return;
+      }
       if (summary.failed > 0) {
         throw new RegistryError(
           'UPSTREAM',
@@ -64,12 +83,69 @@ export function registerMirrorCommand(program: Command): void {
     });
 }
 
+type StopSignal = 'SIGINT' | 'SIGTERM';
+
+const SIGNAL_NUMBERS: Record<StopSignal, number> = { SIGINT: 2, SIGTERM: 15 };
+
+/** The shell's convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM). */
+function exitCodeFor(signal: StopSignal): number {
+  return 128 + SIGNAL_NUMBERS[signal];
+}
+
+interface SignalStop {
+  signal: AbortSignal;
+  /** The first signal received, if any. */
+  readonly received: StopSignal | undefined;
+  dispose(): void;
+}
+
+/**
+ * SIGINT/SIGTERM while a mirror runs: the first stops new downloads (those in flight finish and
+ * everything completed is published, then the summary), a second exits at once. Either way the
+ * store stays consistent: a killed run leaves at most temp files, cleared by the next one.
+ */
+function stopOnSignals(reporter: CliReporter, json: boolean): SignalStop {
+  const controller = new AbortController();
+  let received: StopSignal | undefined;
+  const onSignal = (signal: StopSignal) => {
+    if (received) {
+      notice(`${signal} again: exiting now; downloads in flight are dropped (the next mirror clears them)`);
+      if (json) printLine(JSON.stringify({ error: `interrupted by ${signal}`, interrupted: true }));
+      process.exit(exitCodeFor(signal));
+    }
+    received = signal;
+    reporter.notice(
+      `stopping (${signal}): no new downloads; ${reporter.inFlight()} in flight (${signal === 'SIGINT' ? 'Ctrl-C' : signal} again to exit at once)`,
+    );
+    controller.abort(new Error(`interrupted by ${signal}`));
+  };
+  const handlers = (['SIGINT', 'SIGTERM'] as const).map((signal) => {
+    const handler = () => onSignal(signal);
+    process.on(signal, handler);
+    return [signal, handler] as const;
+  });
+  return {
+    signal: controller.signal,
+    get received() {
+      return received;
+    },
+    dispose: () => {
+      for (const [signal, handler] of handlers) process.off(signal, handler);
+    },
+  };
+}
+
 function jsonSummary(summary: MirrorSummary) {
   const { seconds, ...rest } = summary;
   return { ...rest, seconds: Math.round(seconds * 1000) / 1000 };
 }
 
-function printSummary(summary: MirrorSummary): void {
+function printSummary(summary: MirrorSummary, interruptedBy: StopSignal | undefined): void {
+  if (interruptedBy) {
+    printLine(
+      `Interrupted by ${interruptedBy}: ${summary.remaining} versions not mirrored (not started, or stopped instead of retried); what completed is kept`,
+    );
+  }
   printLine(
     `Mirrored ${summary.modules} modules, ${summary.versions} versions: ${summary.downloaded} downloaded (${formatBytes(summary.bytes)}), ${summary.skipped} already present, ${summary.failed} failed, in ${summary.seconds.toFixed(1)}s`,
   );
