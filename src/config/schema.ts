@@ -119,6 +119,14 @@ export const ConfigSchema = z
         retries: z.number().int().min(0).max(10).default(3),
         /** Connect/response/idle timeout for one request, and idle timeout for git. */
         timeout_seconds: z.number().int().min(1).max(3600).default(30),
+        /** Largest archive accepted from an upstream, in bytes; bigger ones are refused. */
+        max_archive_size: z
+          .number()
+          .int()
+          .min(1024)
+          .default(512 * 1024 * 1024),
+        /** Longest one archive download may take, body included. */
+        archive_timeout: duration('1s', '1d').default('10m'),
         /** `serve` refreshes every source's index in the background every sync_interval. */
         auto_sync: z.boolean().default(false),
         // Node's timers hold at most 2^31 - 1 ms (24.8 days); a longer delay would fire at once.

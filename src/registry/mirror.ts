@@ -19,7 +19,7 @@ import {
 import { findSource, type Registry } from './registry.js';
 import { mergeSelections, type Selection, selectVersions } from './select-versions.js';
 import { type PlannedVersion, planServedVersions, publishServed } from './served-plan.js';
-import { enabledUpstreams, refreshIndexes } from './source-indexes.js';
+import { downloadLimits, enabledUpstreams, refreshIndexes } from './source-indexes.js';
 
 export interface MirrorOptions {
   patterns: string[];
@@ -313,6 +313,7 @@ async function downloadMissing(
                   return agents.dispatcherFor(upstream);
                 },
                 retries: registry.config.mirror.retries,
+                limits: downloadLimits(registry.config),
                 onRetry: (what, attempt, reason) => {
                   lastReason = reason;
                   stopIfInterrupted(); // no backoff wait either

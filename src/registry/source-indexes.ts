@@ -2,6 +2,7 @@ import type { RegistryConfig, SourceConfig } from '../config/schema.js';
 import { parseDuration } from '../core/duration.js';
 import { describeError, isRegistryError } from '../core/errors.js';
 import type { SourceCatalog } from '../index/source-catalog.js';
+import type { DownloadLimits } from '../upstream/archive-download.js';
 import { type SourceTimeouts, UpstreamSource } from '../upstream/upstream-source.js';
 import { type RegistryLayout, sourceIndexDir } from './layout.js';
 import { enabledSources } from './registry.js';
@@ -85,4 +86,12 @@ export async function cachedCatalogs(upstreams: UpstreamSource[], log: IndexLog)
     else log.warn(`source "${upstream.name}" was never fetched; run \`moonbit-registry mirror\` first`);
   }
   return catalogs;
+}
+
+/** [mirror] max_archive_size and archive_timeout, for every archive download. */
+export function downloadLimits(config: RegistryConfig): DownloadLimits {
+  return {
+    maxBytes: config.mirror.max_archive_size,
+    deadlineMs: parseDuration(config.mirror.archive_timeout) ?? 600_000,
+  };
 }

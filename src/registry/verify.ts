@@ -14,7 +14,7 @@ import type { UpstreamSource } from '../upstream/upstream-source.js';
 import { acquireRegistryLock, type RegistryLock } from './lock.js';
 import { readProvenance, writeProvenance } from './provenance.js';
 import type { Registry } from './registry.js';
-import { cachedCatalogs, enabledUpstreams, type IndexLog } from './source-indexes.js';
+import { cachedCatalogs, downloadLimits, enabledUpstreams, type IndexLog } from './source-indexes.js';
 
 export type ProblemKind =
   | 'unparsable-line'
@@ -388,6 +388,7 @@ async function downloadAgain(
                 tmpDir: tmp.path,
                 dispatcherFor: agents.dispatcherFor,
                 retries: config.mirror.retries,
+                limits: downloadLimits(config),
                 onRetry: (label, attempt, reason) => log.warn(`${label}: retry ${attempt}: ${reason}`),
               },
             );

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../core/errors.js';
 import { moduleKey } from '../core/module-name.js';
 import type { Registry } from '../registry/registry.js';
+import { downloadLimits } from '../registry/source-indexes.js';
 import { ArchiveFetchError, fetchArchive } from '../upstream/archive-fetch.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { HttpError } from './http-error.js';
@@ -101,6 +102,7 @@ export class PullThrough {
           tmpDir: this.options.tmpDir,
           dispatcherFor: pool.dispatcherFor,
           retries: registry.config.mirror.retries,
+          limits: downloadLimits(registry.config),
           health: (name) => pool.health(name),
           observer: shared,
           onRetry: (what, attempt, reason) => logger?.warn({ attempt, reason }, `retrying ${what}`),

@@ -23,6 +23,15 @@ export interface ArchiveDownload {
   label: string;
   /** Sees the body as it arrives, for a client waiting on a pull-through download. */
   observer?: DownloadObserver;
+  limits?: DownloadLimits;
+}
+
+/** Bounds on one download, whatever the upstream says or does. */
+export interface DownloadLimits {
+  /** Larger bodies (announced or sent) are refused: a lying upstream cannot fill the disk. */
+  maxBytes: number;
+  /** The whole download, body included: a trickle of a byte a second never trips the idle timeout. */
+  deadlineMs: number;
 }
 
 /**
@@ -74,8 +83,8 @@ export class DownloadError extends RegistryError {
 
 /** undici's timeout errors: connect, headers and body (idle between chunks). */
 function isTimeout(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' && /TIMEOUT/.test(code);
+  const { code, name } = error as { code?: unknown; name?: unknown };
+  return (typeof code === 'string' && /TIMEOUT/.test(code)) || name === 'TimeoutError';
 }
 
 /**
@@ -90,6 +99,7 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
       method: 'GET',
       dispatcher: job.dispatcher,
       headers: { 'user-agent': USER_AGENT, ...job.headers },
+      ...(job.limits ? { signal: AbortSignal.timeout(job.limits.deadlineMs) } : {}),
     });
   } catch (error) {
     throw new DownloadError(`${job.label}: request to ${job.url} failed: ${describeError(error)}`, {
@@ -104,6 +114,16 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
     throw statusError(job, response.statusCode);
   }
   const expectedLength = Number(response.headers['content-length'] ?? Number.NaN);
+  const maxBytes = job.limits?.maxBytes ?? Number.POSITIVE_INFINITY;
+  const tooLarge = (bytes: number) =>
+    new DownloadError(
+      `${job.label}: ${job.url} sends ${bytes} bytes or more, over the limit of ${maxBytes} ([mirror] max_archive_size); not kept`,
+      { retryable: false },
+    );
+  if (expectedLength > maxBytes) {
+    response.body.destroy();
+    throw tooLarge(expectedLength);
+  }
   const { observer } = job;
   observer?.started(Number.isFinite(expectedLength) ? expectedLength : undefined);
   const temp = join(
@@ -115,6 +135,10 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
   let actual: string | undefined;
   const meter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
+      if (received + chunk.length > maxBytes) {
+        callback(tooLarge(received + chunk.length));
+        return;
+      }
       hash.update(chunk);
       received += chunk.length;
       observer?.data(chunk);
@@ -141,6 +165,7 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
         createWriteStream(temp, { flags: 'wx', mode: 0o644, flush: true }),
       );
     } catch (error) {
+      if (error instanceof DownloadError) throw error; // judged on the way (too large)
       // A failing local write (disk full, permissions) is ours, not the upstream's: no retry.
       if (LOCAL_FILE_CALLS.has((error as NodeJS.ErrnoException).syscall ?? '')) {
         throw new RegistryError('IO', `${job.label}: cannot write ${temp}: ${describeError(error)}`);

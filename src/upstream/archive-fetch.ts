@@ -1,6 +1,12 @@
 import type { Dispatcher } from 'undici';
 import { describeError, RegistryError } from '../core/errors.js';
-import { backoffDelay, DownloadError, type DownloadObserver, downloadArchive } from './archive-download.js';
+import {
+  backoffDelay,
+  DownloadError,
+  type DownloadLimits,
+  type DownloadObserver,
+  downloadArchive,
+} from './archive-download.js';
 import type { SourceHealth } from './source-health.js';
 import type { UpstreamSource } from './upstream-source.js';
 
@@ -22,6 +28,7 @@ export interface ArchiveFetchOptions {
   /** With health, each source's circuit breaker is asked first and told how it went. */
   health?: (source: string) => SourceHealth | undefined;
   observer?: DownloadObserver;
+  limits?: DownloadLimits;
   onRetry?(label: string, attempt: number, reason: string): void;
 }
 
@@ -99,6 +106,7 @@ export async function fetchArchive(
           dispatcher: options.dispatcherFor(upstream),
           label,
           ...(options.observer ? { observer: options.observer } : {}),
+          ...(options.limits ? { limits: options.limits } : {}),
         });
         health?.succeeded();
         return { bytes, source: upstream.name };

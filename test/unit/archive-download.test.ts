@@ -31,6 +31,24 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
     res.on('close', () => clearInterval(timer));
   },
   '/503': (res) => res.writeHead(503).end('busy'),
+  // Announces 2 GB, then sends slowly: refused on the header, before any byte is stored.
+  '/huge-announced': (res) => {
+    res.writeHead(200, { 'content-length': String(2 * 1024 ** 3) });
+    const timer = setInterval(() => res.write(Buffer.alloc(1024)), 10);
+    res.on('close', () => clearInterval(timer));
+  },
+  // No length, and more bytes than allowed: cut once the limit is passed.
+  '/endless': (res) => {
+    res.writeHead(200);
+    const timer = setInterval(() => res.write(Buffer.alloc(16 * 1024)), 1);
+    res.on('close', () => clearInterval(timer));
+  },
+  // One byte every 50 ms, forever: never idle long enough for the read timeout.
+  '/trickle': (res) => {
+    res.writeHead(200);
+    const timer = setInterval(() => res.write('x'), 50);
+    res.on('close', () => clearInterval(timer));
+  },
   '/401': (res) => res.writeHead(401).end(),
 };
 
@@ -125,4 +143,22 @@ test('a local write failure is our error, not a retryable upstream one', async (
     assert.equal(error.code, 'IO');
     return true;
   });
+});
+
+test('limits: an announced or sent size over max_archive_size, and a trickle past the deadline, are refused', async () => {
+  const limits = { maxBytes: 64 * 1024, deadlineMs: 800 };
+  const announced = await downloadArchive({ ...job('/huge-announced', 'huge'), limits }).catch(
+    (e: unknown) => e,
+  );
+  assert.ok(announced instanceof DownloadError && !announced.retryable, String(announced));
+  assert.match(announced.message, /over the limit of 65536 .*max_archive_size/);
+  const endless = await downloadArchive({ ...job('/endless', 'endless-ok'), limits }).catch(
+    (e: unknown) => e,
+  );
+  assert.ok(endless instanceof DownloadError && !endless.retryable, String(endless));
+  assert.match(endless.message, /max_archive_size/);
+  const trickle = await downloadArchive({ ...job('/trickle', 'trickle'), limits }).catch((e: unknown) => e);
+  assert.ok(trickle instanceof DownloadError && trickle.retryable && trickle.timeout, String(trickle));
+  assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no partial file left');
+  assert.ok(!existsSync(join(dir, 'store', 'trickle')), 'nothing stored');
 });
