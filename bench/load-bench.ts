@@ -37,6 +37,7 @@ import {
   resolve,
   update,
 } from '../test/support/moon-client.js';
+import { seededRandom } from '../test/support/random.js';
 import { BenchFailure, CLI_BIN, envInteger, log, run } from './bench-support.js';
 
 const TARGET_RSS_MIB = 300;
@@ -51,18 +52,6 @@ function percentile(values: number[], q: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
-}
-
-/** mulberry32: a small seeded generator, so runs pick the same modules. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 async function startServe(
@@ -163,7 +152,7 @@ async function main(): Promise<void> {
       const deadline = performance.now() + settings.seconds * 1000;
       log(`${settings.clients} clients for ${settings.seconds} s ...`);
       const worker = async (id: number) => {
-        const pick = random(settings.seed + id);
+        const pick = seededRandom(settings.seed + id);
         for (let n = 0; performance.now() < deadline; n++) {
           const home = path.join(scratch, `home-${id}-${n}`);
           try {

@@ -65,6 +65,7 @@ import autocannon from 'autocannon';
 import { z } from 'zod';
 import { FakeUpstream } from '../test/support/fake-upstream.js';
 import { buildFixture, type Fixture, repoRoot } from '../test/support/fixture.js';
+import { seededRandom } from '../test/support/random.js';
 import { BenchFailure, CLI_BIN, envInteger, log, printTable, type RunResult, run } from './bench-support.js';
 
 const STATIC_SERVER = path.join(repoRoot, 'bench', 'static-file-server.ts');
@@ -308,14 +309,7 @@ function spread(values: number[]): Spread {
 
 /** Deterministic shuffle (mulberry32), so runs with the same seed use the same archives. */
 function shuffled<T>(items: T[], seed: number): T[] {
-  let state = seed >>> 0;
-  const random = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = seededRandom(seed);
   const out = [...items];
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));

@@ -20,6 +20,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   cliPath,
+  copyRegistry,
   initRegistryWithSource,
   isRecord,
   type JsonSummary,
@@ -34,6 +35,7 @@ import { FakeUpstream } from '../support/fake-upstream.js';
 import { buildFixture, checksumIn, type Fixture } from '../support/fixture.js';
 import { git } from '../support/git.js';
 import { download, type RegistryIndex, readIndexDir } from '../support/moon-client.js';
+import { seededRandom } from '../support/random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -63,18 +65,6 @@ const children = new Set<ChildProcess>();
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** mulberry32: a small, fast, seedable generator in [0, 1). */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
@@ -87,11 +77,8 @@ function hits(key: string): number {
   return upstream.archiveHits.get(key) ?? 0;
 }
 
-async function freshRegistry(settings: Record<string, string> = {}): Promise<string> {
-  const root = path.join(scratch.path, `registry-${registries++}`);
-  await cp(pristine, root, { recursive: true });
-  for (const [key, value] of Object.entries(settings)) await runCliOk(['config', key, value], { cwd: root });
-  return root;
+function freshRegistry(settings: Record<string, string> = {}): Promise<string> {
+  return copyRegistry(pristine, path.join(scratch.path, `registry-${registries++}`), settings);
 }
 
 function versionsOf(module: string): string[] {

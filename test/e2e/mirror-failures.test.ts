@@ -13,6 +13,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import {
   type CliResult,
   cliPath,
+  copyRegistry,
   initRegistryWithSource,
   parseJsonSummary,
   runCli,
@@ -144,11 +145,8 @@ let scratch: { path: string; remove: () => Promise<void> };
 let pristine: string;
 let registries = 0;
 
-async function freshRegistry(settings: Record<string, string> = {}): Promise<string> {
-  const root = path.join(scratch.path, `registry-${registries++}`);
-  await cp(pristine, root, { recursive: true });
-  for (const [key, value] of Object.entries(settings)) await runCliOk(['config', key, value], { cwd: root });
-  return root;
+function freshRegistry(settings: Record<string, string> = {}): Promise<string> {
+  return copyRegistry(pristine, path.join(scratch.path, `registry-${registries++}`), settings);
 }
 
 function versionsOf(module: string): string[] {

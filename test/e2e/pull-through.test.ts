@@ -13,6 +13,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import semver from 'semver';
 import {
+  copyRegistry,
   initRegistryWithSource,
   isRecord,
   type RunningServer,
@@ -126,11 +127,8 @@ function hits(module: string, version: string): number {
 }
 
 /** A copy of the pristine registry, with `config KEY VALUE` applied for each setting. */
-async function newRegistry(settings: Record<string, string> = {}): Promise<string> {
-  const root = path.join(scratch.path, `registry-${registries++}`);
-  await cp(pristine, root, { recursive: true });
-  for (const [key, value] of Object.entries(settings)) await runCliOk(['config', key, value], { cwd: root });
-  return root;
+function newRegistry(settings: Record<string, string> = {}): Promise<string> {
+  return copyRegistry(pristine, path.join(scratch.path, `registry-${registries++}`), settings);
 }
 
 function newMoonHome(): string {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from './fixture.js';
@@ -216,4 +216,18 @@ export function parseJsonSummary(result: CliResult): JsonSummary {
     served: value.served as JsonSummary['served'],
     sources: value.sources as JsonSummary['sources'],
   };
+}
+
+/**
+ * A copy of a registry folder made once and left untouched (`pristine`) at `to`, with
+ * `config KEY VALUE` applied for each setting: every test starts from the same state quickly.
+ */
+export async function copyRegistry(
+  pristine: string,
+  to: string,
+  settings: Record<string, string> = {},
+): Promise<string> {
+  await cp(pristine, to, { recursive: true });
+  for (const [key, value] of Object.entries(settings)) await runCliOk(['config', key, value], { cwd: to });
+  return to;
 }
