@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -325,14 +325,6 @@ function phaseOf(stderr: string): string {
   return 'publish';
 }
 
-/**
- * A kill between taking the lock folder and writing registry.owner.json, or between removing
- * that file and the folder, leaves a lock without an owner. lock.ts takes such a lock over once
- * it has stayed ownerless for a few seconds; the test below checks it. Kept as a switch so the
- * kill test could tolerate the old behaviour again if the grace period ever had to go.
- */
-const OWNERLESS_LOCK_BUG = false;
-
 function describePlan(plan: KillPlan): string {
   return `mirror ${plan.pattern}, kill ${plan.delayMs} ms after ${plan.anchor}, latency ${plan.latencyMs} ms`;
 }
@@ -385,8 +377,8 @@ describe('crash safety', () => {
     let kills = 0;
     let publishedWhileKilled = 0;
     let locksLeft = 0;
+    let ownerlessLeft = 0;
     const phases = new Map<string, number>();
-    const knownIssues: string[] = [];
     const allKilled = new Set<number>();
     /** Temp files of the lock's owner record left by kills (known, never cleared). */
     const litter = new Set<string>();
@@ -429,9 +421,9 @@ describe('crash safety', () => {
         const lockDir = path.join(root, 'data', 'registry.lock');
         const ownerFile = path.join(root, 'data', 'registry.owner.json');
         if (killed && existsSync(lockDir) && !existsSync(ownerFile)) {
-          assert.ok(OWNERLESS_LOCK_BUG, `${where}: the kill left a lock without an owner file`);
-          knownIssues.push(`${where}: ownerless lock left (lock.ts); removed by the test`);
-          await rm(lockDir, { recursive: true, force: true });
+          // Killed between taking the lock folder and recording its owner (or while releasing):
+          // the next run must take it over once it has stayed ownerless for a few seconds.
+          ownerlessLeft++;
         } else if (killed && existsSync(lockDir)) {
           const owner: unknown = JSON.parse(await readFile(ownerFile, 'utf8'));
           assert.ok(
@@ -494,11 +486,10 @@ describe('crash safety', () => {
       );
       t.diagnostic(
         `${kills} kills in ${log.length} runs (${[...phases].map(([p, n]) => `${n} in ${p}`).join(', ')}), ` +
-          `${publishedWhileKilled} after an index commit, ${locksLeft} leaving the lock to the next run; ` +
+          `${publishedWhileKilled} after an index commit, ${locksLeft} leaving the lock to the next run (${ownerlessLeft} without its owner file); ` +
           `the last run downloaded ${summary.downloaded}`,
       );
       for (const line of log) t.diagnostic(line);
-      for (const issue of knownIssues) t.diagnostic(`known issue: ${issue}`);
       for (const name of litter) t.diagnostic(`known issue: data/${name} left by a kill, never cleared`);
 
       // What is served downloads with the right bytes.
