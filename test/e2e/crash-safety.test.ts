@@ -11,7 +11,6 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -21,6 +20,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import {
   cliPath,
   copyRegistry,
+  errorLines,
   initRegistryWithSource,
   isRecord,
   type JsonSummary,
@@ -32,9 +32,9 @@ import {
   tempDir,
 } from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
-import { buildFixture, checksumIn, type Fixture } from '../support/fixture.js';
+import { buildFixture, checksumIn, type Fixture, sha256Hex } from '../support/fixture.js';
 import { git } from '../support/git.js';
-import { download, type RegistryIndex, readIndexDir } from '../support/moon-client.js';
+import { download, type RegistryIndex, readServedIndex } from '../support/moon-client.js';
 import { seededRandom } from '../support/random.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -65,10 +65,6 @@ const children = new Set<ChildProcess>();
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
 function keyOf(module: string, version: string): string {
   return `${module}@${version}`;
 }
@@ -86,11 +82,8 @@ function versionsOf(module: string): string[] {
 }
 
 /** The served index as moon reads it, straight from data/index (or data/proxy-index). */
-async function servedIndex(root: string, repo = 'index'): Promise<RegistryIndex> {
-  const dir = path.join(scratch.path, `clone-${clones++}`);
-  await git(['clone', '-q', path.join(root, 'data', repo), dir]);
-  if (!existsSync(path.join(dir, 'user'))) return { modules: new Map(), skippedLines: 0 };
-  return readIndexDir(dir);
+function servedIndex(root: string, repo = 'index'): Promise<RegistryIndex> {
+  return readServedIndex(root, path.join(scratch.path, `clone-${clones++}`), repo);
 }
 
 function listedKeys(index: RegistryIndex): string[] {
@@ -114,7 +107,7 @@ async function storedArchives(root: string): Promise<Map<string, string>> {
     assert.ok(entry.isFile(), `not a file: ${file}`);
     const match = /^([0-9a-f]{64})\.zip$/.exec(entry.name);
     assert.ok(match?.[1], `stray file in data/packages: ${path.relative(packages, file)}`);
-    assert.equal(sha256(await readFile(file)), match[1], `${file} holds other bytes than its name says`);
+    assert.equal(sha256Hex(await readFile(file)), match[1], `${file} holds other bytes than its name says`);
     const parts = path.relative(packages, entry.parentPath).split(path.sep);
     const version = parts.pop() as string;
     stored.set(keyOf(parts.join('/'), version), match[1]);
@@ -239,10 +232,6 @@ function spawnCli(root: string, args: string[]): Spawned {
 
 function isRunning(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;
-}
-
-function errorLines(text: string): string[] {
-  return text.split('\n').filter((line) => line.startsWith('error:'));
 }
 
 function parseSummary(

@@ -4,7 +4,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { access, cp, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -14,6 +13,7 @@ import {
   type CliResult,
   cliPath,
   copyRegistry,
+  errorLines,
   initRegistryWithSource,
   parseJsonSummary,
   runCli,
@@ -22,16 +22,12 @@ import {
   tempDir,
 } from '../support/cli.js';
 import { FakeUpstream, type Fault } from '../support/fake-upstream.js';
-import { buildFixture, type Fixture } from '../support/fixture.js';
+import { buildFixture, type Fixture, sha256Hex } from '../support/fixture.js';
 import { git } from '../support/git.js';
-import { download, type RegistryIndex, readIndexDir } from '../support/moon-client.js';
+import { download, type RegistryIndex, readServedIndex } from '../support/moon-client.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-function errorLines(stderr: string): string[] {
-  return stderr.split('\n').filter((line) => line.startsWith('error:'));
-}
 
 /** Exactly one `error:` line (a `hint:` line may follow), and no stack trace. */
 function theErrorLine(result: CliResult): string {
@@ -58,19 +54,12 @@ async function servedHead(root: string): Promise<string> {
 let cloneCount = 0;
 
 /** The served index as moon reads it, straight from data/index. */
-async function servedIndex(root: string): Promise<RegistryIndex> {
-  const dir = path.join(scratch.path, `clone-${cloneCount++}`);
-  await git(['clone', '-q', path.join(root, 'data', 'index'), dir]);
-  if (!existsSync(path.join(dir, 'user'))) return { modules: new Map(), skippedLines: 0 };
-  return readIndexDir(dir);
+function servedIndex(root: string): Promise<RegistryIndex> {
+  return readServedIndex(root, path.join(scratch.path, `clone-${cloneCount++}`));
 }
 
 function servedVersions(index: RegistryIndex, module: string): string[] {
   return [...(index.modules.get(module)?.keys() ?? [])].sort();
-}
-
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 /**
@@ -90,7 +79,7 @@ async function assertConsistent(root: string): Promise<void> {
     assert.ok(entry.isFile(), `not a file: ${file}`);
     const match = /^([0-9a-f]{64})\.zip$/.exec(entry.name);
     assert.ok(match, `stray file in data/packages: ${path.relative(packages, file)}`);
-    assert.equal(sha256(await readFile(file)), match[1], `${file} holds other bytes than its name says`);
+    assert.equal(sha256Hex(await readFile(file)), match[1], `${file} holds other bytes than its name says`);
   }
   const index = await servedIndex(root);
   for (const [module, versions] of index.modules) {
@@ -433,7 +422,7 @@ describe('mirror failures: clear errors, nothing lost', () => {
         if (!entry.isFile()) continue;
         const match = /^([0-9a-f]{64})\.zip$/.exec(entry.name);
         assert.ok(match, `stray file in data/packages: ${entry.name}`);
-        assert.equal(sha256(await readFile(path.join(entry.parentPath, entry.name))), match[1]);
+        assert.equal(sha256Hex(await readFile(path.join(entry.parentPath, entry.name))), match[1]);
         kept++;
       }
       assert.ok(kept < versions.length, 'the stuck archive is not there');

@@ -13,6 +13,7 @@ import semver from 'semver';
 import { formatBytes } from '../../src/cli/output.js';
 import {
   type CliResult,
+  errorLines,
   initRegistryWithSource,
   isRecord,
   parseJsonSummary,
@@ -128,10 +129,6 @@ async function downloadAll(url: string, items: Listed[]): Promise<void> {
   await forEachLimit(items, 16, async (item) => {
     await download(url, item.module, item.version, item.checksum);
   });
-}
-
-function errorLines(stderr: string): string[] {
-  return stderr.split('\n').filter((line) => line.startsWith('error:'));
 }
 
 function assertNoStack(result: CliResult): void {

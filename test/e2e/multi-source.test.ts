@@ -15,7 +15,7 @@
  * bytes and checksums differ from mooncakes'.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,7 +27,7 @@ import {
   tempDir,
 } from '../support/cli.js';
 import { FakeUpstream, type UpstreamAuth } from '../support/fake-upstream.js';
-import { buildFixture, bytesIn, checksumIn, type Fixture } from '../support/fixture.js';
+import { buildFixture, bytesIn, checksumIn, type Fixture, sha256Hex } from '../support/fixture.js';
 import { download, install, latest, readIndex, resolve, update } from '../support/moon-client.js';
 import {
   archiveKeys,
@@ -72,10 +72,6 @@ interface VersionInfo {
 interface ModuleInfo {
   module: string;
   versions: VersionInfo[];
-}
-
-function sha256(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /**
@@ -152,7 +148,7 @@ describe('multiple sources merged by priority (mooncakes 100, partner 50, intern
   async function assertStoreVerified(): Promise<void> {
     for (const file of await listFiles(path.join(root, 'data', 'packages'))) {
       const name = path.basename(file, '.zip');
-      assert.equal(sha256(await fs.readFile(file)), name, `${file} does not hold the bytes its name says`);
+      assert.equal(sha256Hex(await fs.readFile(file)), name, `${file} does not hold the bytes its name says`);
     }
   }
 
@@ -606,7 +602,7 @@ describe('multiple sources merged by priority (mooncakes 100, partner 50, intern
     const snapshot = async () => ({
       head: await gitHead(indexGit),
       packages: (await listFiles(packagesDir)).map((f) => path.relative(packagesDir, f)),
-      provenance: sha256(await fs.readFile(path.join(dataDir, 'state', 'provenance.json'))),
+      provenance: sha256Hex(await fs.readFile(path.join(dataDir, 'state', 'provenance.json'))),
       partnerIndex: await gitHead(partnerIndex),
     });
     type Snapshot = Awaited<ReturnType<typeof snapshot>>;

@@ -5,7 +5,6 @@
  * on first request, and failures of the upstream give bounded, clear answers.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { cp, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
@@ -22,7 +21,7 @@ import {
   tempDir,
 } from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
-import { buildFixture, checksumIn, type Fixture } from '../support/fixture.js';
+import { buildFixture, checksumIn, type Fixture, sha256Hex } from '../support/fixture.js';
 import {
   archiveUrl,
   download,
@@ -113,10 +112,6 @@ const running = new Set<RunningServer>();
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 function keyOf(module: string, version: string): string {
   return `${module}@${version}`;
@@ -300,7 +295,7 @@ async function storedVersions(root: string): Promise<string[]> {
     const version = rel.pop() as string;
     const match = /^([0-9a-f]{64})\.zip$/.exec(name);
     assert.ok(match, `stray file in data/packages: ${file}`);
-    assert.equal(sha256(await readFile(file)), match[1], `${file} holds other bytes than its name says`);
+    assert.equal(sha256Hex(await readFile(file)), match[1], `${file} holds other bytes than its name says`);
     keys.push(keyOf(rel.join('/'), version));
   }
   return keys.sort();
@@ -474,7 +469,7 @@ describe('serve --proxy: pull-through from the upstream', () => {
       const response = await rawGet(archiveUrl(server.url, REGEXP, version));
       assert.equal(response.status, 200, response.body.toString('utf8'));
       assert.ok(response.complete, `complete body (${response.error ?? 'no error'})`);
-      assert.equal(sha256(response.body), checksum);
+      assert.equal(sha256Hex(response.body), checksum);
       assert.equal(upstream.stalls.length, 1, 'one upstream download');
       const stall = upstream.stalls[0];
       assert.ok(stall?.resumedAt !== undefined, 'the upstream sent the second half');
@@ -532,7 +527,7 @@ describe('serve --proxy: pull-through from the upstream', () => {
       for (const [i, result] of results.entries()) {
         assert.equal(result.status, 200, `client ${i}`);
         assert.ok(result.complete, `client ${i}: complete body (${result.error ?? 'no error'})`);
-        assert.equal(sha256(result.body), checksum, `client ${i}: bytes match the checksum`);
+        assert.equal(sha256Hex(result.body), checksum, `client ${i}: bytes match the checksum`);
       }
       await settled(server.url);
       assert.equal((await storedFiles(root, REGEXP, version)).length, 1);
@@ -790,7 +785,7 @@ describe('serve --proxy: pull-through from the upstream', () => {
         assert.equal(response.status, 502, response.body.toString('utf8'));
         assert.match(jsonError(response), new RegExp(SOURCE));
       }
-      assert.notEqual(sha256(response.body), checksumIn(fixture, REGEXP, version));
+      assert.notEqual(sha256Hex(response.body), checksumIn(fixture, REGEXP, version));
       assert.deepEqual(await storedFiles(root, REGEXP, version), [], `${fault}: nothing stored`);
       await assertNoTempFiles(root);
       assert.equal((await moduleInfo(server.url, REGEXP)).get(version)?.stored, false);
@@ -808,7 +803,7 @@ describe('serve --proxy: pull-through from the upstream', () => {
 
       upstream.faults.delete(keyOf(REGEXP, version));
       const bytes = await download(server.url, REGEXP, version, checksum);
-      assert.equal(sha256(bytes), checksum);
+      assert.equal(sha256Hex(bytes), checksum);
       await settled(server.url);
       assert.deepEqual(
         (await storedFiles(root, REGEXP, version)).map((f) => path.basename(f)),
@@ -826,7 +821,7 @@ describe('serve --proxy: pull-through from the upstream', () => {
       // One broken archive does not close the source: fixed, the same request works at once.
       upstream.faults.delete(keyOf(REGEXP, version));
       const bytes = await download(server.url, REGEXP, version, checksum);
-      assert.equal(sha256(bytes), checksum);
+      assert.equal(sha256Hex(bytes), checksum);
       await settled(server.url);
       assert.equal((await storedFiles(root, REGEXP, version)).length, 1);
       await assertNoTempFiles(root);

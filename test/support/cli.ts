@@ -231,3 +231,8 @@ export async function copyRegistry(
   for (const [key, value] of Object.entries(settings)) await runCliOk(['config', key, value], { cwd: to });
   return to;
 }
+
+/** The `error:` lines of a command's output (the CLI prints one per failure, then maybe a hint). */
+export function errorLines(text: string): string[] {
+  return text.split('\n').filter((line) => line.startsWith('error:'));
+}

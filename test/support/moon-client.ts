@@ -120,6 +120,20 @@ export interface RegistryIndex {
   skippedLines: number;
 }
 
+/**
+ * A registry's served index as moon reads it: a clone of `data/<repo>` (`index`, or
+ * `proxy-index`) into `cloneDir`, then read like a client's work tree.
+ */
+export async function readServedIndex(
+  root: string,
+  cloneDir: string,
+  repo = 'index',
+): Promise<RegistryIndex> {
+  await git(['clone', '-q', path.join(root, 'data', repo), cloneDir]);
+  if (!(await exists(path.join(cloneDir, 'user')))) return { modules: new Map(), skippedLines: 0 };
+  return readIndexDir(cloneDir);
+}
+
 export function readIndex(moonHome: string): Promise<RegistryIndex> {
   return readIndexDir(indexDirOf(moonHome));
 }
