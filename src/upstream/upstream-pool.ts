@@ -13,6 +13,7 @@ import type { UpstreamSource } from './upstream-source.js';
  */
 export class UpstreamPool {
   readonly upstreams: UpstreamSource[];
+  private readonly byName: Map<string, UpstreamSource>;
   private readonly healthByName = new Map<string, SourceHealth>();
   private readonly agents: SourceAgents;
   private readonly catalogCache = new Map<string, SourceCatalog>();
@@ -21,6 +22,7 @@ export class UpstreamPool {
   /** `upstreams`: the enabled sources, highest priority first. */
   constructor(upstreams: UpstreamSource[], breaker?: CircuitBreakerOptions) {
     this.upstreams = upstreams;
+    this.byName = new Map(upstreams.map((u) => [u.name, u]));
     for (const upstream of this.upstreams) {
       this.healthByName.set(upstream.name, new SourceHealth(upstream.name, breaker));
     }
@@ -44,10 +46,9 @@ export class UpstreamPool {
 
   /** Sources that publish module@version with exactly this checksum, highest priority first. */
   sourcesFor(module: string, version: string, checksum: string): UpstreamSource[] {
-    const byName = new Map(this.upstreams.map((u) => [u.name, u]));
     return this.current
       .sourcesWithChecksum(module, version, checksum)
-      .flatMap((candidate) => byName.get(candidate.source) ?? []);
+      .flatMap((candidate) => this.byName.get(candidate.source) ?? []);
   }
 
   /**
