@@ -172,7 +172,8 @@ function syntaxErrorPosition(text: string, error: unknown): { line?: number; col
  */
 export function locateKey(text: string, path: ReadonlyArray<PropertyKey>): number | undefined {
   const names = path.filter((p) => typeof p !== 'number').map(String);
-  const item = path.find((p) => typeof p === 'number');
+  // An item of a top-level array of tables ([[sources]]); a later index is inside a value.
+  const item = typeof path[1] === 'number' ? path[1] : undefined;
   const lines = text.split('\n');
   let table: string[] = [];
   let arrayItem = -1;

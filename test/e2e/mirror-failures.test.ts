@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { access, cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { access, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -504,6 +504,15 @@ describe('mirror failures: clear errors, nothing lost', () => {
       assert.equal(forced.code, 0, forced.stderr);
       assert.doesNotMatch(await readFile(config, 'utf8'), /keep-me/, 'registry.toml was rewritten');
       assert.equal(await servedHead(dir), head, 'the served index is kept');
+    });
+
+    test('init honours -d/--dir like every other command, never the current folder', async () => {
+      const dir = path.join(scratch.path, 'init-dash-d');
+      const cwd = path.join(scratch.path, 'init-cwd');
+      await mkdir(cwd, { recursive: true });
+      await runCliOk(['-d', dir, 'init', '--name', 'dashd'], { cwd });
+      assert.match(await readFile(path.join(dir, 'registry.toml'), 'utf8'), /name = "dashd"/);
+      assert.deepEqual(await readdir(cwd), [], 'nothing was created in the current folder');
     });
 
     test('a broken registry.toml: every command fails naming the file and the line', async () => {
