@@ -5,6 +5,7 @@ import { registerInitCommand } from './commands/init-command.js';
 import { registerMirrorCommand } from './commands/mirror-command.js';
 import { registerServeCommand } from './commands/serve-command.js';
 import { registerSourceCommand } from './commands/source-command.js';
+import { registerTokenCommand } from './commands/token-command.js';
 import { registerUpdateCommand } from './commands/update-command.js';
 import { registerVerifyCommand } from './commands/verify-command.js';
 import { printError } from './output.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerConfigCommand(program);
   registerUpdateCommand(program);
   registerVerifyCommand(program);
+  registerTokenCommand(program);
   // Every subcommand fails like the root: an exception we turn into one line and an exit code.
   for (const command of program.commands) applyExitOverride(command);
   return program;

@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { SHA256_HEX } from '../core/access-token.js';
 import { parseDuration } from '../core/duration.js';
+import { parseAddressBlock } from '../core/ip-address.js';
 
 /**
  * `registry.toml`, as one schema that gives both the TypeScript types and the validation.
@@ -28,6 +30,65 @@ const duration = (min: string, max: string) => {
     return ms !== undefined && ms >= low && ms <= high;
   }, `must be a duration from ${min} to ${max}, such as "30s", "5m" or "1h"`);
 };
+
+/** An address ("10.1.2.3", "::1") or CIDR block ("10.0.0.0/8"). */
+const addressBlock = z
+  .string()
+  .refine(
+    (value) => parseAddressBlock(value) !== undefined,
+    'must be an IP address or CIDR block such as "10.0.0.0/8"',
+  );
+
+const sha256Hex = z.string().regex(SHA256_HEX, 'must be 64 lowercase hex digits (a SHA-256)');
+
+/** `[server.access]`: who may read the registry (server/access-control.ts). */
+const AccessSchema = z
+  .object({
+    /** open: anyone; allowlist: addresses in `allow`; credentials: a token from `tokens`. */
+    mode: z.enum(['open', 'allowlist', 'credentials']).default('open'),
+    /** Addresses and CIDR blocks let in (allowlist), or the only ones that may log in (credentials). */
+    allow: z.array(addressBlock).default([]),
+    /** Read tokens, stored as SHA-256 only: `moonbit-registry token add NAME` makes them. */
+    tokens: z
+      .array(
+        z
+          .object({
+            name: z.string().regex(SOURCE_NAME_PATTERN, 'letters, digits, "-" and "_"'),
+            sha256: sha256Hex,
+            created: z.string().optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict()
+  .superRefine((access, ctx) => {
+    if (access.mode === 'allowlist' && access.allow.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['allow'],
+        message: 'mode "allowlist" needs at least one address',
+      });
+    }
+    if (access.mode === 'open' && access.allow.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['mode'],
+        message: '"allow" is set but mode is "open"; use mode = "allowlist" or "credentials"',
+      });
+    }
+    const names = new Set<string>();
+    access.tokens.forEach((token, i) => {
+      if (names.has(token.name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tokens', i, 'name'],
+          message: `duplicate token name "${token.name}"`,
+        });
+      }
+      names.add(token.name);
+    });
+  });
 
 const AuthSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('bearer'), token: z.string().min(1) }).strict(),
@@ -79,6 +140,20 @@ export const ConfigSchema = z
         negative_cache_ttl: duration('0s', '1d').default('30s'),
         /** Bearer token for POST /admin/sync (may use ${VAR}); the endpoint is off without it. */
         admin_token: z.string().min(1).optional(),
+        /** The same, stored as its SHA-256 (`moonbit-registry token add --admin`). */
+        admin_token_sha256: sha256Hex.optional(),
+        /** The address clients use (behind a reverse proxy, its https URL): shown in links. */
+        base_url: httpUrl
+          .refine((value) => !/[?#]/.test(value), 'must not have a query or fragment')
+          .optional(),
+        /** PEM certificate chain and key: serve HTTPS (paths relative to the registry folder). */
+        tls_cert: z.string().min(1).optional(),
+        tls_key: z.string().min(1).optional(),
+        /** Proxies whose X-Forwarded-For names the client (for `[server.access] allow`). */
+        trusted_proxies: z.array(addressBlock).default([]),
+        /** On SIGTERM/SIGINT, responses in flight get this long to finish. */
+        shutdown_timeout: duration('0s', '10m').default('10s'),
+        access: AccessSchema.prefault({}),
         // What one client may cost the server (server/limits.ts keeps the same defaults).
         /** `git upload-pack` processes at once; further git requests wait in line. */
         max_git_processes: z.number().int().min(1).max(256).default(8),
@@ -138,6 +213,21 @@ export const ConfigSchema = z
   })
   .strict()
   .superRefine((config, ctx) => {
+    const { server } = config;
+    if ((server.tls_cert === undefined) !== (server.tls_key === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['server', server.tls_cert === undefined ? 'tls_cert' : 'tls_key'],
+        message: 'tls_cert and tls_key go together',
+      });
+    }
+    if (server.admin_token !== undefined && server.admin_token_sha256 !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['server', 'admin_token_sha256'],
+        message: 'set admin_token or admin_token_sha256, not both',
+      });
+    }
     const seen = new Set<string>();
     config.sources.forEach((source, i) => {
       if (seen.has(source.name)) {
@@ -160,5 +250,6 @@ export const ConfigSchema = z
 
 export type RegistryConfig = z.infer<typeof ConfigSchema>;
 export type SourceConfig = z.infer<typeof SourceSchema>;
+export type AccessConfig = z.infer<typeof AccessSchema>;
 export type SourceAuth = z.infer<typeof AuthSchema>;
 export type SourceType = (typeof SOURCE_TYPES)[number];

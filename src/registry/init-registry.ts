@@ -46,6 +46,14 @@ port = 8080
 upstream_fallback = false   # true: pull-through, fetch what is not stored on request (serve --proxy)
 negative_cache_ttl = "30s"  # how long an upstream 404 for an archive is remembered
 # admin_token = "\${REGISTRY_ADMIN_TOKEN}"  # enables POST /admin/sync
+# base_url = "https://registry.example.com"  # the URL clients use, e.g. behind a reverse proxy
+# tls_cert = "tls/cert.pem"  # serve HTTPS (with tls_key), or serve --tls-cert/--tls-key
+# tls_key = "tls/key.pem"
+shutdown_timeout = "10s"  # on SIGTERM, responses in flight get this long to finish
+
+[server.access]
+mode = "open"  # "allowlist": only the addresses in allow; "credentials": a token (token add NAME)
+# allow = ["10.0.0.0/8", "192.168.0.0/16"]
 
 [mirror]
 concurrency = 16      # archive downloads in flight

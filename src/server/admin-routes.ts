@@ -1,11 +1,11 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { matchToken } from '../core/access-token.js';
 import { HttpError, notFound, sendJson } from './http-error.js';
 import type { SyncScheduler } from './sync-scheduler.js';
 
 export interface AdminContext {
-  /** Undefined: no token configured, so the admin endpoints do not exist. */
-  token: string | undefined;
+  /** SHA-256 hex of the admin token; undefined: none configured, so the endpoints do not exist. */
+  tokenSha256: string | undefined;
   sync: SyncScheduler | undefined;
 }
 
@@ -18,8 +18,8 @@ export async function handleAdminSync(
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
-  if (ctx.token === undefined || !ctx.sync) throw notFound();
-  if (!tokenMatches(req.headers.authorization, ctx.token)) {
+  if (ctx.tokenSha256 === undefined || !ctx.sync) throw notFound();
+  if (!adminTokenMatches(req.headers.authorization, ctx.tokenSha256)) {
     throw new HttpError(401, 'admin token required', {
       'WWW-Authenticate': 'Bearer realm="moonbit-registry admin"',
     });
@@ -30,12 +30,8 @@ export async function handleAdminSync(
   sendJson(res, 200, report);
 }
 
-/** Compares hashes of both values in constant time, so timing tells nothing about the token. */
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const match = /^Bearer\s+(.+)$/i.exec(header ?? '');
-  const given = createHash('sha256')
-    .update(match?.[1]?.trim() ?? '')
-    .digest();
-  const expected = createHash('sha256').update(token.trim()).digest();
-  return match !== null && timingSafeEqual(given, expected);
+/** Only a bearer token: read tokens (Basic or Bearer) are a different secret. */
+function adminTokenMatches(header: string | undefined, sha256: string): boolean {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  return match?.[1] !== undefined && matchToken(match[1], [{ name: 'admin', sha256 }]) !== undefined;
 }

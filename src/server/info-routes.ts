@@ -19,6 +19,8 @@ export interface InfoContext {
   /** Whether the archive of a line is stored here (pull-through fetches the others on request). */
   isStored(module: string, version: string, checksum: string): Promise<boolean>;
   sync: SyncScheduler | undefined;
+  /** The URL clients use: `[server] base_url`, or this server's own (set once listening). */
+  publicUrl: string;
   sources: SourceHealthReport[] | undefined;
   /** Pull-through downloads in progress. */
   fetching: number;
@@ -31,7 +33,7 @@ export interface InfoContext {
  * `GET /health`: 200 while this server can serve (its index reads), whatever the upstreams do;
  * 503 when it cannot. Each source's state and the sync schedule come along for operators.
  */
-export async function handleHealth(ctx: InfoContext, res: ServerResponse): Promise<void> {
+export async function handleHealth(ctx: InfoContext, res: ServerResponse, detailed = true): Promise<void> {
   let index: { commit: string | null; modules: number };
   try {
     const snapshot = await ctx.index.snapshot();
@@ -41,6 +43,8 @@ export async function handleHealth(ctx: InfoContext, res: ServerResponse): Promi
     sendJson(res, 503, { status: 'error', error: 'the served index cannot be read (see the server log)' });
     return;
   }
+  // A client that may not read the registry learns only that it is up (load balancers need that).
+  if (!detailed) return sendJson(res, 200, { status: 'ok' });
   const sync = ctx.sync?.status();
   sendJson(res, 200, {
     status: 'ok',
@@ -67,6 +71,8 @@ export async function handleRoot(ctx: InfoContext, res: ServerResponse): Promise
   for (const entries of snapshot.modules.values()) versions += entries.size;
   sendJson(res, 200, {
     name: ctx.config.registry.name,
+    url: ctx.publicUrl,
+    usage: `MOONCAKES_REGISTRY=${ctx.publicUrl} moon update`,
     mode: ctx.mode,
     index: { commit: snapshot.commit ?? null, modules: snapshot.modules.size, versions },
     sources: ctx.config.sources.map((source) => publicSource(source, ctx.config.default_source)),

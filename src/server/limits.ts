@@ -21,6 +21,8 @@ export interface ServerLimits {
   keepAliveTimeoutMs: number;
   /** A connection that neither sends nor reads for this long is cut (frees git held by it). */
   idleTimeoutMs: number;
+  /** On shutdown, responses in flight get this long before their connections are cut. */
+  shutdownTimeoutMs: number;
 }
 
 /** The same values as the `[server]` defaults in config/schema.ts (a unit test keeps them equal). */
@@ -34,6 +36,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   requestTimeoutMs: 60_000,
   keepAliveTimeoutMs: 5_000,
   idleTimeoutMs: 300_000,
+  shutdownTimeoutMs: 10_000,
 };
 
 /** The limits a validated `[server]` table asks for (its durations parse). */
@@ -49,5 +52,6 @@ export function serverLimits(server: RegistryConfig['server']): ServerLimits {
     requestTimeoutMs: ms(server.request_timeout),
     keepAliveTimeoutMs: ms(server.keep_alive_timeout),
     idleTimeoutMs: ms(server.idle_timeout),
+    shutdownTimeoutMs: ms(server.shutdown_timeout),
   };
 }

@@ -8,6 +8,7 @@ import type { Registry } from '../registry/registry.js';
 import { enabledUpstreams } from '../registry/source-indexes.js';
 import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
+import type { AccessControl } from './access-control.js';
 import { IndexCache } from './index-cache.js';
 import type { InfoContext } from './info-routes.js';
 import type { ServerLimits } from './limits.js';
@@ -21,8 +22,10 @@ export interface ServeBehaviour {
   proxy: boolean;
   /** Refresh every source's index this often; undefined: only at start (proxy) or on request. */
   syncIntervalMs: number | undefined;
-  /** Resolved admin token; undefined turns the admin endpoints off. */
-  adminToken: string | undefined;
+  /** SHA-256 hex of the admin token; undefined turns the admin endpoints off. */
+  adminTokenSha256: string | undefined;
+  /** Who may read (`[server.access]`). */
+  access: AccessControl;
   /** Remember an upstream's 404 for an archive this long. */
   negativeTtlMs: number;
   breaker?: CircuitBreakerOptions;
@@ -40,7 +43,8 @@ export interface ServerContext {
   pool: UpstreamPool | undefined;
   sync: SyncScheduler | undefined;
   pullThrough: PullThrough | undefined;
-  adminToken: string | undefined;
+  adminTokenSha256: string | undefined;
+  access: AccessControl;
   logger: Logger | undefined;
   info: InfoContext;
   limits: ServerLimits;
@@ -58,7 +62,7 @@ export async function createServerContext(
   const mode: ServeMode = behaviour.proxy ? 'proxy' : 'mirror';
   const served = mode === 'proxy' ? new ServedIndex(layout.proxyIndexDir) : registry.servedIndex;
   const wantsUpstreams =
-    mode === 'proxy' || behaviour.syncIntervalMs !== undefined || behaviour.adminToken !== undefined;
+    mode === 'proxy' || behaviour.syncIntervalMs !== undefined || behaviour.adminTokenSha256 !== undefined;
   const pool = wantsUpstreams
     ? new UpstreamPool(enabledUpstreams(registry.config, layout), behaviour.breaker)
     : undefined;
@@ -130,6 +134,7 @@ export async function createServerContext(
     },
     isStored: (module, version, checksum) => registry.store.has(module, version, checksum),
     sync,
+    publicUrl: '',
     get sources() {
       return pool?.healthReports();
     },
@@ -149,7 +154,8 @@ export async function createServerContext(
     pool,
     sync,
     pullThrough,
-    adminToken: behaviour.adminToken,
+    adminTokenSha256: behaviour.adminTokenSha256,
+    access: behaviour.access,
     logger,
     info,
     limits,

@@ -1,8 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import type { ServeMode } from '../registry/index-sync.js';
 import type { Registry } from '../registry/registry.js';
+import { AccessControl, type AccessDecision } from './access-control.js';
 import { handleAdminSync } from './admin-routes.js';
 import { handleArchive } from './archive-route.js';
 import { handleInfoRefs, handleUploadPack, refusePush } from './git-smart-http.js';
@@ -18,12 +20,28 @@ export interface ServeOptions extends Partial<Omit<ServeBehaviour, 'limits'>> {
   logger?: Logger | false;
   /** Each limit not given keeps its default (limits.ts). */
   limits?: Partial<ServerLimits>;
+  /** Who may read; default: anyone. */
+  access?: AccessControl;
+  /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
+  tls?: TlsFiles;
+  /** The URL clients use when it is not this server's own (behind a reverse proxy). */
+  baseUrl?: string;
+}
+
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
 }
 
 export interface RunningServer {
+  /** This server's own address. */
   url: string;
+  /** What clients should use: the base URL if one is configured, else `url`. */
+  publicUrl: string;
   port: number;
   mode: ServeMode;
+  /** Swaps in a renewed certificate; connections already open keep theirs. */
+  reloadTls(tls: TlsFiles): void;
   close(): Promise<void>;
 }
 
@@ -39,15 +57,17 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
     {
       proxy: options.proxy ?? false,
       syncIntervalMs: options.syncIntervalMs,
-      adminToken: options.adminToken,
+      adminTokenSha256: options.adminTokenSha256,
+      access: options.access ?? new AccessControl({ mode: 'open', allow: [], tokens: [] }, []),
       negativeTtlMs: options.negativeTtlMs ?? 30_000,
       ...(options.breaker ? { breaker: options.breaker } : {}),
       limits,
     },
     logger,
   );
-  const server = createServer(httpOptions(limits), (req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
+    const access = ctx.access.check(req);
     res.on('close', () => {
       logger?.info(
         {
@@ -55,13 +75,18 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
           url: req.url,
           status: res.statusCode,
           ms: Math.round(performance.now() - started),
+          client: access.client,
+          ...(access.user ? { user: access.user } : {}),
           ...(res.writableFinished ? {} : { aborted: true }),
         },
         'request',
       );
     });
-    route(ctx, req, res).catch((error: unknown) => sendError(ctx, res, error));
-  });
+    route(ctx, req, res, access).catch((error: unknown) => sendError(ctx, res, error));
+  };
+  const server: Server | TlsServer = options.tls
+    ? createTlsServer({ ...httpOptions(limits), cert: options.tls.cert, key: options.tls.key }, handler)
+    : createServer(httpOptions(limits), handler);
   // Without this, Node destroys the socket of a CONNECT request and the client gets no answer.
   server.on('connect', (_req: IncomingMessage, socket: Socket) => {
     socket.on('error', () => {});
@@ -78,18 +103,31 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
   }
   const { port } = server.address() as AddressInfo;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const url = `${options.tls ? 'https' : 'http'}://${host}:${port}`;
+  const publicUrl = options.baseUrl ?? url;
+  ctx.info.publicUrl = publicUrl;
   return {
-    url: `http://${host}:${port}`,
+    url,
+    publicUrl,
     port,
     mode: ctx.mode,
+    reloadTls: (tls) => {
+      if (!('setSecureContext' in server)) throw new Error('this server does not serve HTTPS');
+      server.setSecureContext({ cert: tls.cert, key: tls.key });
+    },
     close: async () => {
-      await closeServer(server);
+      await closeServer(server, limits.shutdownTimeoutMs);
       await ctx.close();
     },
   };
 }
 
-async function route(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function route(
+  ctx: ServerContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  access: AccessDecision,
+): Promise<void> {
   const method = req.method ?? 'GET';
   const target = req.url ?? '/';
   // Route on the raw, still-encoded path: WHATWG URL parsing would resolve `..` and `%2e%2e`
@@ -98,6 +136,19 @@ async function route(ctx: ServerContext, req: IncomingMessage, res: ServerRespon
   const queryAt = target.indexOf('?');
   const path = queryAt < 0 ? target : target.slice(0, queryAt);
   const query = new URLSearchParams(queryAt < 0 ? '' : target.slice(queryAt + 1));
+
+  // Load balancers may always ask whether the server is up; only readers see the details.
+  if (path === '/health') {
+    if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
+    return handleHealth(ctx.info, res, access.addressAllowed && access.authenticated);
+  }
+  if (!access.addressAllowed) throw new HttpError(403, 'this registry does not serve your address');
+  // The admin endpoints check their own token.
+  if (!access.authenticated && path !== '/admin/sync') {
+    throw new HttpError(401, 'credentials required', {
+      'WWW-Authenticate': `Basic realm="${ctx.registry.config.registry.name.replace(/["\\]/g, '')}", charset="UTF-8"`,
+    });
+  }
 
   if (path === '/git/index/git-receive-pack') refusePush();
   if (path === '/git/index/git-upload-pack') {
@@ -112,14 +163,13 @@ async function route(ctx: ServerContext, req: IncomingMessage, res: ServerRespon
   if (path === '/git' || path.startsWith('/git/')) throw notFound();
   if (path === '/admin/sync') {
     if (method !== 'POST') throw methodNotAllowed(['POST']);
-    return handleAdminSync({ token: ctx.adminToken, sync: ctx.sync }, req, res);
+    return handleAdminSync({ tokenSha256: ctx.adminTokenSha256, sync: ctx.sync }, req, res);
   }
 
-  const readRoute = path === '/' || path === '/health' || path.startsWith('/user/') || isAbsentResource(path);
+  const readRoute = path === '/' || path.startsWith('/user/') || isAbsentResource(path);
   if (!readRoute) throw notFound();
   if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
 
-  if (path === '/health') return handleHealth(ctx.info, res);
   if (path === '/') return handleRoot(ctx.info, res);
   if (isAbsentResource(path)) throw notFound('not provided by this registry');
   const rest = path.slice('/user/'.length);
@@ -175,7 +225,7 @@ function sendError(ctx: ServerContext, res: ServerResponse, error: unknown): voi
   sendJson(res, response.status, { error: response.message }, response.headers);
 }
 
-function listen(server: Server, host: string, port: number): Promise<void> {
+function listen(server: Server | TlsServer, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -185,13 +235,18 @@ function listen(server: Server, host: string, port: number): Promise<void> {
   });
 }
 
-/** Stops accepting, lets requests in flight finish briefly, then cuts what is left. */
-function closeServer(server: Server): Promise<void> {
+/** Stops accepting, lets requests in flight finish for `graceMs`, then cuts what is left. */
+function closeServer(server: Server | TlsServer, graceMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const force = setTimeout(() => server.closeAllConnections(), 2000);
+    const force = setTimeout(() => server.closeAllConnections(), graceMs);
     force.unref();
+    // A keep-alive connection whose response finishes after close() would otherwise stay open
+    // until its keep-alive timeout: close each one as soon as it is idle.
+    const sweep = setInterval(() => server.closeIdleConnections(), 100);
+    sweep.unref();
     server.close((error) => {
       clearTimeout(force);
+      clearInterval(sweep);
       if (error) reject(error);
       else resolve();
     });

@@ -684,6 +684,10 @@ describe('moonbit-registry end to end', () => {
         ['index'],
         ['index', 'rebuild'],
         ['verify'],
+        ['token'],
+        ['token', 'add'],
+        ['token', 'list'],
+        ['token', 'remove'],
       ];
       const results = await Promise.all(
         commands.map(async (command) => ({
@@ -697,7 +701,17 @@ describe('moonbit-registry end to end', () => {
       }
       const top = await runCli(['--help']);
       assert.equal(top.code, 0);
-      for (const name of ['init', 'source', 'mirror', 'serve', 'config', 'update', 'index', 'verify']) {
+      for (const name of [
+        'init',
+        'source',
+        'mirror',
+        'serve',
+        'config',
+        'update',
+        'index',
+        'verify',
+        'token',
+      ]) {
         assert.match(top.stdout, new RegExp(`^\\s+${name}\\b`, 'm'), `--help lists ${name}`);
       }
 

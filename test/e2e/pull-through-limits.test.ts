@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { initRegistryWithSource, type RunningServer, startServe } from '../support/cli.js';
+import { initRegistryWithSource, type RunningServer, runCliOk, startServe } from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
-import { buildFixture, checksumIn, type Fixture } from '../support/fixture.js';
+import { buildFixture, checksumIn, type Fixture, sha256Hex } from '../support/fixture.js';
 import { archiveUrl } from '../support/moon-client.js';
 import { setSourceKey } from '../support/multi-upstream.js';
 
@@ -25,6 +25,11 @@ before(async () => {
   upstream = await FakeUpstream.start({ fixture });
   registry = await initRegistryWithSource('up', upstream.url);
 });
+
+/** `config KEY VALUE` in the registry (serve reads it at start). */
+async function setConfig(key: string, value: string): Promise<void> {
+  await runCliOk(['config', key, value], { cwd: registry.root });
+}
 
 /** Sets this source's read timeout (serve reads it at start). */
 async function setReadTimeout(value: string): Promise<void> {
@@ -71,6 +76,7 @@ test('SIGTERM during a trickling download: the server exits without waiting for 
   await server?.stop();
   // Longer than the test: only the shutdown may end this download.
   await setReadTimeout('10m');
+  await setConfig('server.shutdown_timeout', '2s');
   server = await startServe(registry.root, ['--proxy']);
   await synced(server.url);
   const version = versionsOf(MODULE)[1] as string;
@@ -86,7 +92,8 @@ test('SIGTERM during a trickling download: the server exits without waiting for 
   const started = performance.now();
   await server.stop();
   const seconds = (performance.now() - started) / 1000;
-  // Clients get 2 s, a running sync 5 s, downloads 2 s more: well under the minute of the stall.
+  // Clients get 2 s (shutdown_timeout), a running sync 5 s, downloads 2 s more: well under the
+  // minute of the stall.
   assert.ok(seconds < 15, `serve took ${seconds.toFixed(1)} s to exit`);
   assert.equal(server.process.exitCode, 0);
   await assert.rejects(client, 'the client saw the download cut');
@@ -97,4 +104,52 @@ test('SIGTERM during a trickling download: the server exits without waiting for 
   server = undefined;
   upstream.faults.clear();
   upstream.releaseStalls();
+});
+
+test('SIGTERM: no new connections at once, the response in flight still completes, exit 0', async () => {
+  await server?.stop();
+  await setConfig('server.shutdown_timeout', '20s');
+  server = await startServe(registry.root, ['--proxy']);
+  await synced(server.url);
+  const version = versionsOf(MODULE)[2] as string;
+  upstream.stallMs = 60_000;
+  upstream.faults.set(`${MODULE}@${version}`, 'stall');
+  const client = fetch(archiveUrl(server.url, MODULE, version)).then(async (res) => ({
+    status: res.status,
+    body: Buffer.from(await res.arrayBuffer()),
+  }));
+  for (let i = 0; i < 100 && upstream.stalls.length === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.equal(upstream.stalls.length, 1, 'the download is under way');
+  const exited = new Promise<number | null>((resolve) =>
+    server?.process.once('exit', (code) => resolve(code)),
+  );
+  const stopped = performance.now();
+  server.process.kill('SIGTERM');
+  // The listening socket closes right away: a new client is refused, not queued.
+  let refused = false;
+  for (let i = 0; i < 40 && !refused; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    refused = await fetch(`${server.url}/health`).then(
+      async (res) => {
+        await res.body?.cancel();
+        return false;
+      },
+      () => true,
+    );
+  }
+  assert.ok(refused, 'new connections are refused during shutdown');
+  // Longer than the fixed 2 s grace serve used to give: only shutdown_timeout may cut it.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  assert.equal(server.process.exitCode, null, 'still running for the response in flight');
+  upstream.releaseStalls();
+  const { status, body } = await client;
+  assert.equal(status, 200);
+  assert.equal(sha256Hex(body), checksumIn(fixture, MODULE, version), 'the whole, verified archive');
+  assert.equal(await exited, 0);
+  const seconds = (performance.now() - stopped) / 1000;
+  assert.ok(seconds < 15, `exited ${seconds.toFixed(1)} s after SIGTERM, not at the 20 s limit`);
+  server = undefined;
+  upstream.faults.clear();
 });

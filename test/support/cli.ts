@@ -88,7 +88,7 @@ export function startServe(
     }, options.timeoutMs ?? 20_000);
     const onData = (chunk: Buffer) => {
       output += chunk.toString('utf8');
-      const match = /at (http:\/\/\S+)/.exec(output);
+      const match = /at (https?:\/\/\S+)/.exec(output);
       if (match?.[1]) {
         clearTimeout(timer);
         resolve({

@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import semver from 'semver';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { git } from './git.js';
 
 export type DepSpec = string | { version?: unknown; path?: unknown; alias?: unknown };
@@ -16,6 +17,8 @@ export interface ClientOptions {
   /** Sent with every git and archive request, e.g. `{ Authorization: 'Bearer t' }`. */
   headers?: Record<string, string>;
   timeoutMs?: number;
+  /** Extra environment for git, e.g. GIT_SSL_CAINFO for a test certificate. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export type UpdateAction = 'clone' | 'pull' | 'reclone';
@@ -97,8 +100,8 @@ function configArgs(opts: ClientOptions): string[] {
   return args;
 }
 
-function gitOptions(opts: ClientOptions): { timeoutMs: number } {
-  return { timeoutMs: opts.timeoutMs ?? 60_000 };
+function gitOptions(opts: ClientOptions): { timeoutMs: number; env?: NodeJS.ProcessEnv } {
+  return { timeoutMs: opts.timeoutMs ?? 60_000, ...(opts.env ? { env: opts.env } : {}) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,6 +272,24 @@ export interface DownloadOptions {
   headers?: Record<string, string>;
   literalSlashes?: boolean;
   timeoutMs?: number;
+  /** A CA certificate to trust (a test server's self-signed one). */
+  ca?: string | Buffer;
+}
+
+/**
+ * What reqwest (moon's HTTP client) does with `user:password@` in a URL: its RequestBuilder
+ * takes the percent-decoded user info out of the URL and sends it at once as
+ * `Authorization: Basic`, without waiting for a 401 (reqwest `extract_authority`).
+ */
+export function credentialsFromUrl(url: string): { url: string; headers: Record<string, string> } {
+  const parsed = new URL(url);
+  if (parsed.username === '' && parsed.password === '') return { url, headers: {} };
+  const user = decodeURIComponent(parsed.username);
+  const password = decodeURIComponent(parsed.password);
+  parsed.username = '';
+  parsed.password = '';
+  const basic = Buffer.from(`${user}:${password}`).toString('base64');
+  return { url: parsed.toString(), headers: { Authorization: `Basic ${basic}` } };
 }
 
 /** GET the archive; any non-2xx fails, and the bytes must hash to the index checksum. */
@@ -279,11 +300,14 @@ export async function download(
   expectedChecksum: string,
   opts: DownloadOptions = {},
 ): Promise<Buffer> {
-  const url = archiveUrl(registryUrl, module, version, opts.literalSlashes);
-  const res = await fetch(url, {
-    headers: { 'User-Agent': USER_AGENT, ...opts.headers },
+  const { url, headers } = credentialsFromUrl(archiveUrl(registryUrl, module, version, opts.literalSlashes));
+  const init = {
+    headers: { 'User-Agent': USER_AGENT, ...headers, ...opts.headers },
     signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
-  });
+  };
+  const res = opts.ca
+    ? await undiciFetch(url, { ...init, dispatcher: new Agent({ connect: { ca: opts.ca } }) })
+    : await fetch(url, init);
   if (!res.ok) {
     await res.body?.cancel();
     throw new Error(`Failed to download ${module}@${version}: HTTP ${res.status}`);

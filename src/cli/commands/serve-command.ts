@@ -1,11 +1,27 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import type { RegistryConfig } from '../../config/schema.js';
+import { loadConfigFile } from '../../config/toml-file.js';
+import { tokenSha256 } from '../../core/access-token.js';
+import { trimTrailingSlash } from '../../core/archive-url.js';
 import { parseDuration } from '../../core/duration.js';
+import { describeError, RegistryError } from '../../core/errors.js';
 import { openRegistry } from '../../registry/registry.js';
+import { AccessControl } from '../../server/access-control.js';
 import { serverLimits } from '../../server/limits.js';
-import { startServer } from '../../server/server.js';
+import { startServer, type TlsFiles } from '../../server/server.js';
 import { resolveAdminToken } from '../../upstream/credentials.js';
 import { notice } from '../output.js';
 import { parseInteger, registryDir } from './registry-dir.js';
+
+interface ServeFlags {
+  host?: string;
+  port?: number;
+  proxy?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+}
 
 export function registerServeCommand(program: Command): void {
   program
@@ -22,19 +38,32 @@ export function registerServeCommand(program: Command): void {
       'pull-through: offer every module of the enabled sources and fetch archives on a miss (default: [server] upstream_fallback)',
     )
     .option('--no-proxy', 'serve only what is stored, even if [server] upstream_fallback is on')
-    .action(async (options: { host?: string; port?: number; proxy?: boolean }, command: Command) => {
+    .option('--tls-cert <file>', 'PEM certificate chain: serve HTTPS (default: [server] tls_cert)')
+    .option('--tls-key <file>', 'PEM private key for --tls-cert (default: [server] tls_key)')
+    .addHelpText(
+      'after',
+      '\nSIGHUP re-reads [server.access] (tokens, allow list) and the TLS certificate and key.\n' +
+        'SIGTERM/SIGINT stop accepting, let responses in flight finish ([server] shutdown_timeout), exit 0.',
+    )
+    .action(async (options: ServeFlags, command: Command) => {
       const registry = await openRegistry(registryDir(command));
       const { server: serverConfig, mirror: mirrorConfig } = registry.config;
       const proxy = options.proxy ?? serverConfig.upstream_fallback;
+      const tlsPaths = tlsFiles(options, serverConfig, registry.layout.root);
+      const tls = tlsPaths ? await readTls(tlsPaths) : undefined;
+      const access = new AccessControl(checkedAccess(serverConfig), serverConfig.trusted_proxies);
       const server = await startServer(registry, {
         host: options.host ?? serverConfig.host,
         port: options.port ?? serverConfig.port,
         proxy,
         // Validated by the config schema, so the durations parse.
         syncIntervalMs: mirrorConfig.auto_sync ? parseDuration(mirrorConfig.sync_interval) : undefined,
-        adminToken: serverConfig.admin_token ? resolveAdminToken(serverConfig.admin_token) : undefined,
+        adminTokenSha256: adminTokenSha256(serverConfig),
         negativeTtlMs: parseDuration(serverConfig.negative_cache_ttl) ?? 0,
         limits: serverLimits(serverConfig),
+        access,
+        ...(tls ? { tls } : {}),
+        ...(serverConfig.base_url ? { baseUrl: trimTrailingSlash(serverConfig.base_url) } : {}),
       });
       notice(`Serving "${registry.config.registry.name}" at ${server.url}`);
       notice(
@@ -43,11 +72,15 @@ export function registerServeCommand(program: Command): void {
           : '  mode: mirror (only what is stored)',
       );
       if (mirrorConfig.auto_sync) notice(`  index sync: every ${mirrorConfig.sync_interval}`);
-      notice(`  clients: MOONCAKES_REGISTRY=${server.url} moon update`);
-      await new Promise<void>((resolve) => {
+      notice(`  access: ${describeAccess(serverConfig.access)}`);
+      notice(`  clients: MOONCAKES_REGISTRY=${clientUrl(server.publicUrl, access)} moon update`);
+      process.on('SIGHUP', () => {
+        void reload(registry.layout.configFile, access, tlsPaths, server.reloadTls);
+      });
+      await new Promise<void>((resolveStop) => {
         const stop = () => {
-          notice('shutting down');
-          void server.close().then(resolve, resolve);
+          notice('shutting down: no new connections; waiting for responses in flight');
+          void server.close().then(resolveStop, resolveStop);
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
@@ -55,4 +88,84 @@ export function registerServeCommand(program: Command): void {
       // A sync cut short may still have git running; it must not keep the process alive.
       process.exit(process.exitCode ?? 0);
     });
+}
+
+/**
+ * SIGHUP: re-read `[server.access]` (so `token add/remove` take effect) and the TLS files (after
+ * a renewal). Anything that fails to load leaves the rules in force as they were.
+ */
+async function reload(
+  configPath: string,
+  access: AccessControl,
+  tlsPaths: { cert: string; key: string } | undefined,
+  reloadTls: (files: TlsFiles) => void,
+): Promise<void> {
+  try {
+    const { server } = (await loadConfigFile(configPath)).config;
+    access.update(checkedAccess(server), server.trusted_proxies);
+    notice(`SIGHUP: access rules reloaded (${describeAccess(server.access)})`);
+  } catch (error) {
+    notice(`SIGHUP: access rules not reloaded, the old ones stay: ${describeError(error)}`);
+  }
+  if (!tlsPaths) return;
+  try {
+    reloadTls(await readTls(tlsPaths));
+    notice('SIGHUP: TLS certificate reloaded');
+  } catch (error) {
+    notice(`SIGHUP: TLS certificate not reloaded, the old one stays: ${describeError(error)}`);
+  }
+}
+
+/** Flags win over registry.toml; relative paths in registry.toml are relative to the registry. */
+function tlsFiles(
+  flags: ServeFlags,
+  server: RegistryConfig['server'],
+  root: string,
+): { cert: string; key: string } | undefined {
+  if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) {
+    throw new RegistryError('USAGE', '--tls-cert and --tls-key go together');
+  }
+  if (flags.tlsCert && flags.tlsKey) return { cert: resolve(flags.tlsCert), key: resolve(flags.tlsKey) };
+  if (server.tls_cert && server.tls_key) {
+    return { cert: resolve(root, server.tls_cert), key: resolve(root, server.tls_key) };
+  }
+  return undefined;
+}
+
+async function readTls(paths: { cert: string; key: string }): Promise<TlsFiles> {
+  const read = async (path: string, what: string) => {
+    try {
+      return await readFile(path);
+    } catch (error) {
+      throw new RegistryError('CONFIG', `cannot read the TLS ${what} ${path}: ${(error as Error).message}`);
+    }
+  };
+  return { cert: await read(paths.cert, 'certificate'), key: await read(paths.key, 'key') };
+}
+
+function checkedAccess(server: RegistryConfig['server']): RegistryConfig['server']['access'] {
+  if (server.access.mode === 'credentials' && server.access.tokens.length === 0) {
+    throw new RegistryError('CONFIG', '[server.access] mode is "credentials" but no token exists', {
+      hint: 'create one: moonbit-registry token add ci',
+    });
+  }
+  return server.access;
+}
+
+function adminTokenSha256(server: RegistryConfig['server']): string | undefined {
+  if (server.admin_token_sha256) return server.admin_token_sha256;
+  return server.admin_token ? tokenSha256(resolveAdminToken(server.admin_token)) : undefined;
+}
+
+function describeAccess(access: RegistryConfig['server']['access']): string {
+  const from = access.allow.length > 0 ? ` from ${access.allow.join(', ')}` : '';
+  if (access.mode === 'open') return 'open (anyone who can reach this address)';
+  if (access.mode === 'allowlist') return `clients${from}`;
+  return `token holders${from} (${access.tokens.length} token${access.tokens.length === 1 ? '' : 's'})`;
+}
+
+/** In credentials mode the client URL carries a token; show where it goes, never a real one. */
+function clientUrl(publicUrl: string, access: AccessControl): string {
+  if (access.mode !== 'credentials') return publicUrl;
+  return publicUrl.replace(/^(https?:\/\/)/, '$1<name>:<token>@');
 }

@@ -1,0 +1,67 @@
+import type { Command } from 'commander';
+import { addReadToken, removeReadToken, setAdminToken } from '../../config/token-edits.js';
+import { updateConfigFile } from '../../config/toml-file.js';
+import { generateToken, tokenSha256 } from '../../core/access-token.js';
+import { openRegistry } from '../../registry/registry.js';
+import { notice, printLine } from '../output.js';
+import { registryDir } from './registry-dir.js';
+
+export function registerTokenCommand(program: Command): void {
+  const token = program
+    .command('token')
+    .description('manage the tokens that read a private registry ([server.access]) and the admin token');
+
+  token
+    .command('add')
+    .description('create a token: printed once on stdout, only its SHA-256 is stored in registry.toml')
+    .argument('[name]', 'who or what uses it, e.g. ci or alice (letters, digits, - and _)')
+    .option('--admin', 'create the admin token for POST /admin/sync instead (replaces the old one)')
+    .action(async (name: string | undefined, options: { admin?: boolean }, command: Command) => {
+      const registry = await openRegistry(registryDir(command));
+      if (!options.admin && name === undefined) {
+        command.error('error: missing argument: name (or --admin)', { exitCode: 2 });
+      }
+      const secret = generateToken();
+      const sha256 = tokenSha256(secret);
+      await updateConfigFile(registry.configFile, (raw) =>
+        options.admin
+          ? setAdminToken(raw, sha256)
+          : addReadToken(raw, name as string, sha256, new Date().toISOString()),
+      );
+      printLine(secret);
+      if (options.admin) {
+        notice('Admin token created (shown once). Use it as: Authorization: Bearer <token>');
+        return;
+      }
+      notice(`Token "${name}" created (shown once; registry.toml keeps only its SHA-256).`);
+      notice(`Clients: MOONCAKES_REGISTRY=https://${name}:<token>@<host> moon update`);
+      if (registry.config.server.access.mode !== 'credentials') {
+        notice(
+          `note: [server.access] mode is "${registry.config.server.access.mode}"; tokens are checked only with: moonbit-registry config server.access.mode credentials`,
+        );
+      }
+      notice('A running serve takes it on SIGHUP (kill -HUP <pid>) or a restart.');
+    });
+
+  token
+    .command('list')
+    .description('show the read tokens (names and dates; the tokens themselves are not stored)')
+    .action(async (_options: unknown, command: Command) => {
+      const registry = await openRegistry(registryDir(command));
+      const { access, admin_token, admin_token_sha256 } = registry.config.server;
+      printLine(`access mode: ${access.mode}`);
+      if (access.tokens.length === 0) printLine('no read tokens');
+      for (const t of access.tokens) printLine(`${t.name}  created ${t.created ?? 'unknown'}`);
+      printLine(`admin token: ${admin_token_sha256 || admin_token ? 'set' : 'none'}`);
+    });
+
+  token
+    .command('remove')
+    .description('revoke a read token (a running serve drops it on SIGHUP or restart)')
+    .argument('<name>', 'the token name')
+    .action(async (name: string, _options: unknown, command: Command) => {
+      const registry = await openRegistry(registryDir(command));
+      await updateConfigFile(registry.configFile, (raw) => removeReadToken(raw, name));
+      notice(`Token "${name}" removed. A running serve drops it on SIGHUP (kill -HUP <pid>) or a restart.`);
+    });
+}
