@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerCompletionCommand } from './commands/completion-command.js';
 import { registerConfigCommand } from './commands/config-command.js';
 import { registerIndexCommand } from './commands/index-command.js';
 import { registerInitCommand } from './commands/init-command.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerUpdateCommand(program);
   registerVerifyCommand(program);
   registerTokenCommand(program);
+  registerCompletionCommand(program);
   // Every subcommand fails like the root: an exception we turn into one line and an exit code.
   for (const command of program.commands) applyExitOverride(command);
   return program;
