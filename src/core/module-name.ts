@@ -10,10 +10,21 @@ const INDEX_SUFFIX = '.index';
 // No separators, no control characters, no leading dot (rules out `.`, `..`, `.git`).
 const FORBIDDEN_IN_SEGMENT = /[/\\"%\p{Cc}]/u;
 
+/**
+ * Every segment becomes a file or folder name, in data/packages and in each client's checkout of
+ * the index (`<last segment>.index`), and the whole name part of a path there. File systems
+ * count bytes (255 per name, PATH_MAX 4096 per path on Linux), not UTF-16 units: an upstream
+ * line naming `owner/` + 100 camels (400 bytes) passed a 200-unit limit, could never be stored,
+ * and in pull-through mode broke `git clone` of the served index for every client ("File name
+ * too long"). Real names are far shorter (the longest in mooncakes.io is 43 bytes).
+ */
+const MAX_SEGMENT_BYTES = 200;
+const MAX_NAME_BYTES = 512;
+
 export function isValidSegment(segment: string): boolean {
   return (
     segment.length > 0 &&
-    segment.length <= 200 &&
+    Buffer.byteLength(segment, 'utf8') <= MAX_SEGMENT_BYTES &&
     !segment.startsWith('.') &&
     !FORBIDDEN_IN_SEGMENT.test(segment)
   );
@@ -23,6 +34,7 @@ export function isValidModuleName(name: string): boolean {
   const segments = name.split('/');
   return (
     segments.length >= 2 &&
+    Buffer.byteLength(name, 'utf8') <= MAX_NAME_BYTES &&
     segments.every(isValidSegment) &&
     // `a/b.index/c` would need `user/a/b.index` as a folder while `a/b` needs it as a file.
     segments.slice(0, -1).every((segment) => !segment.endsWith(INDEX_SUFFIX))

@@ -6,8 +6,15 @@ import semver from 'semver';
  * version >= x.y.z in its set.
  */
 
+/**
+ * A version is a folder name in data/packages, so it must fit in one (255 bytes), which semver's
+ * own limit (256 characters) does not ensure. Real versions are a few dozen characters at most.
+ */
+const MAX_VERSION_LENGTH = 200;
+
 /** Strict semver, build metadata included (`semver.valid` would drop it and lose `+3382e0600`). */
 export function isValidVersion(version: string): boolean {
+  if (version.length > MAX_VERSION_LENGTH) return false;
   const parsed = semver.parse(version);
   if (parsed === null) return false;
   const canonical = parsed.build.length > 0 ? `${parsed.version}+${parsed.build.join('.')}` : parsed.version;

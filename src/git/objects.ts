@@ -20,16 +20,28 @@ export async function resolveCommit(gitDir: string, ref: string): Promise<string
   }
 }
 
-/** Every file in the commit's tree: path -> blob id. */
-export async function listTree(gitDir: string, commit: string): Promise<Map<string, string>> {
+/** Modes of regular files in a tree; 120000 (a symlink) is a blob too, 160000 a submodule. */
+const FILE_MODES = new Set(['100644', '100755']);
+
+/**
+ * Every regular file in the commit's tree: path -> blob id. Any other entry (a symlink, whose
+ * blob is only its target, or a submodule) is no file and is passed to `onOther` instead.
+ */
+export async function listTree(
+  gitDir: string,
+  commit: string,
+  onOther?: (path: string, mode: string) => void,
+): Promise<Map<string, string>> {
   const { stdout } = await runGit(['--git-dir', gitDir, 'ls-tree', '-r', '-z', '--full-tree', commit]);
   const files = new Map<string, string>();
   for (const record of stdout.toString('utf8').split('\0')) {
     if (!record) continue;
     // "<mode> SP <type> SP <oid> TAB <path>"
     const tab = record.indexOf('\t');
-    const [, type, oid] = record.slice(0, tab).split(' ');
-    if (type === 'blob' && oid) files.set(record.slice(tab + 1), oid);
+    const [mode = '', type, oid] = record.slice(0, tab).split(' ');
+    const path = record.slice(tab + 1);
+    if (type === 'blob' && oid && FILE_MODES.has(mode)) files.set(path, oid);
+    else onOther?.(path, mode);
   }
   return files;
 }

@@ -1,4 +1,5 @@
 import { normalizeChecksum } from '../core/checksum.js';
+import { quoteForLog } from '../core/log-text.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { isValidVersion } from '../core/version.js';
 
@@ -53,10 +54,11 @@ export function parseIndexLine(module: string, raw: string): IndexEntry | string
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
   const record = value as Record<string, unknown>;
-  if (record.name !== module) return `name ${JSON.stringify(record.name)} does not match the file's module`;
+  // Upstream text in a warning: quoted and shortened (see quoteForLog).
+  if (record.name !== module) return `name ${quoteForLog(record.name)} does not match the file's module`;
   const version = record.version;
   if (typeof version !== 'string' || !isValidVersion(version))
-    return `invalid version ${JSON.stringify(version)}`;
+    return `invalid version ${quoteForLog(version)}`;
   const checksum = normalizeChecksum(record.checksum);
   if (checksum === undefined) return `invalid checksum for ${version}`;
   return { module, version, checksum, deps: parseDeps(record.deps), raw };

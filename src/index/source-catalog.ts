@@ -1,3 +1,4 @@
+import { quoteForLog } from '../core/log-text.js';
 import { moduleFromIndexPath } from '../core/module-name.js';
 import { listTree, readBlobs } from '../git/objects.js';
 import { type IndexEntry, type IndexWarning, parseIndexFile } from './index-file.js';
@@ -9,25 +10,57 @@ export interface SourceCatalog {
   modules: Map<string, Map<string, IndexEntry>>;
 }
 
-/** Reads a fetched source index (all of `user/**.index`) with one ls-tree and one cat-file. */
+/**
+ * Reads a fetched source index (all of `user/**.index`) with one ls-tree and one cat-file. Paths
+ * come from upstream: they are only ever names to check, never read from or written to on disk,
+ * and each one that cannot be a module's index file is skipped with a warning.
+ */
 export async function readSourceCatalog(
   source: string,
   gitDir: string,
   commit: string,
   warn?: IndexWarning,
 ): Promise<SourceCatalog> {
+  const looksLikeIndex = (path: string) => path.startsWith('user/') && path.endsWith('.index');
   const files = new Map<string, string>();
-  for (const [path, oid] of await listTree(gitDir, commit)) {
+  // A symlink's blob is its target, a submodule has none: `moon` reads neither as an index file.
+  const onOther = (path: string, mode: string) => {
+    if (!looksLikeIndex(path)) return;
+    const what = mode === '120000' ? 'a symlink' : mode === '160000' ? 'a submodule' : `mode ${mode}`;
+    warn?.(`ignoring ${quoteForLog(path)} (${what}, not a file)`);
+  };
+  for (const [path, oid] of await listTree(gitDir, commit, onOther)) {
     const module = moduleFromIndexPath(path);
     if (module) files.set(module, oid);
-    else if (path.startsWith('user/') && path.endsWith('.index'))
-      warn?.(`${source}: ignoring ${path} (not a valid module name)`);
+    else if (looksLikeIndex(path)) warn?.(`ignoring ${quoteForLog(path)} (not a valid module name)`);
   }
   const blobs = await readBlobs(gitDir, files.values());
   const modules = new Map<string, Map<string, IndexEntry>>();
   for (const [module, oid] of files) {
-    const entries = parseIndexFile(module, blobs.get(oid)?.toString('utf8') ?? '', warn);
+    // A few bad lines of a file are named, the rest counted: a file of 100k junk lines gives
+    // four messages, and the other files' problems are still named after it.
+    let bad = 0;
+    const entries = parseIndexFile(module, blobs.get(oid)?.toString('utf8') ?? '', (message) => {
+      if (++bad <= LINES_NAMED_PER_FILE) warn?.(message);
+    });
+    if (bad > LINES_NAMED_PER_FILE) warn?.(`${module}: ${bad - LINES_NAMED_PER_FILE} more lines skipped`);
     if (entries.size > 0) modules.set(module, entries);
   }
   return { source, commit, modules };
+}
+
+/** Bad lines named per index file (see readSourceCatalog). */
+const LINES_NAMED_PER_FILE = 3;
+/** Skipped entries one warning names; the rest are only counted. */
+const NAMED_IN_WARNING = 20;
+
+/**
+ * The one warning for everything skipped in a source's index (lines `moon` would skip too, files
+ * that cannot be a module's index), naming them so an operator can find them: up to
+ * NAMED_IN_WARNING, so that a hostile index still gives a one-line warning.
+ */
+export function skippedEntriesWarning(source: string, skipped: string[]): string {
+  const named = skipped.slice(0, NAMED_IN_WARNING).join('; ');
+  const more = skipped.length > NAMED_IN_WARNING ? `; and ${skipped.length - NAMED_IN_WARNING} more` : '';
+  return `source "${source}": index entries skipped: ${named}${more}`;
 }

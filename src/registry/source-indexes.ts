@@ -1,7 +1,7 @@
 import type { RegistryConfig, SourceConfig } from '../config/schema.js';
 import { parseDuration } from '../core/duration.js';
 import { describeError, isRegistryError } from '../core/errors.js';
-import type { SourceCatalog } from '../index/source-catalog.js';
+import { type SourceCatalog, skippedEntriesWarning } from '../index/source-catalog.js';
 import type { DownloadLimits } from '../upstream/archive-download.js';
 import { type SourceTimeouts, UpstreamSource } from '../upstream/upstream-source.js';
 import { type RegistryLayout, sourceIndexDir } from './layout.js';
@@ -68,12 +68,7 @@ async function readCatalogReporting(
 ): Promise<SourceCatalog> {
   const skipped: string[] = [];
   const catalog = await upstream.readCatalog(commit, (message) => skipped.push(message));
-  if (skipped.length > 0) {
-    const examples = skipped.slice(0, 3).join('; ');
-    log.warn(
-      `source "${upstream.name}": ${skipped.length} index lines skipped (${examples}${skipped.length > 3 ? '; ...' : ''})`,
-    );
-  }
+  if (skipped.length > 0) log.warn(skippedEntriesWarning(upstream.name, skipped));
   return catalog;
 }
 

@@ -1,6 +1,6 @@
 import type { IndexWarning } from '../index/index-file.js';
 import { MergedCatalog } from '../index/merged-catalog.js';
-import type { SourceCatalog } from '../index/source-catalog.js';
+import { type SourceCatalog, skippedEntriesWarning } from '../index/source-catalog.js';
 import type { CircuitBreakerOptions } from './circuit-breaker.js';
 import { createSourceAgents, type SourceAgents } from './http-agent.js';
 import { SourceHealth, type SourceHealthReport } from './source-health.js';
@@ -65,9 +65,7 @@ export class UpstreamPool {
       if (catalog?.commit !== commit) {
         const skipped: string[] = [];
         catalog = await upstream.readCatalog(commit, (message) => skipped.push(message));
-        if (skipped.length > 0) {
-          warn(`source "${upstream.name}": ${skipped.length} index lines skipped (${skipped[0]}; ...)`);
-        }
+        if (skipped.length > 0) warn(skippedEntriesWarning(upstream.name, skipped));
         this.catalogCache.set(upstream.name, catalog);
       }
       catalogs.push(catalog);

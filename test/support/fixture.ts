@@ -78,8 +78,26 @@ export interface Fixture {
   appendIndexLines(module: string, lines: string[]): Promise<string>;
   /** Writes (string) or deletes (null) files at the tip of `main` in one new commit; returns its id. */
   commitFiles(files: Record<string, string | null>, message: string): Promise<string>;
+  /**
+   * Adds tree entries exactly as given, git's own checks bypassed (names such as `..`, an empty
+   * name, a backslash; symlinks and gitlinks), at the tip of `main` in one new commit: what a
+   * broken or hostile upstream could serve. Returns the commit id.
+   */
+  commitRawEntries(entries: RawTreeEntry[], message: string): Promise<string>;
   headCommit(): Promise<string>;
   cleanup(): Promise<void>;
+}
+
+/** One entry for Fixture.commitRawEntries. */
+export interface RawTreeEntry {
+  /** Tree entry names from the root, one per level, written byte for byte (never split on `/`). */
+  path: string[];
+  /** 100644 file, 100755 executable, 120000 symlink (`content` is its target), 160000 gitlink. */
+  mode: '100644' | '100755' | '120000' | '160000';
+  /** The blob's bytes (file or symlink target). */
+  content?: string | Buffer;
+  /** The object the entry points at instead of `content` (a commit id for a gitlink). */
+  oid?: string;
 }
 
 interface Manifest {
@@ -571,6 +589,10 @@ class FixtureInstance implements Fixture {
     return this.serialized(() => this.commitNow(files, message));
   }
 
+  commitRawEntries(entries: RawTreeEntry[], message: string): Promise<string> {
+    return this.serialized(() => this.commitRawNow(entries, message));
+  }
+
   async headCommit(): Promise<string> {
     return (await this.git(['rev-parse', 'refs/heads/main'])).trim();
   }
@@ -587,6 +609,68 @@ class FixtureInstance implements Fixture {
 
   private git(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<string> {
     return git(['--git-dir', this.gitDir, ...args], { env, input });
+  }
+
+  /**
+   * Builds each tree object itself and stores it with `hash-object --literally`, so that no git
+   * check (path verification, fsck) stands between a test and the entries it wants upstream.
+   */
+  private async commitRawNow(entries: RawTreeEntry[], message: string): Promise<string> {
+    const env = identityEnv(new Date().toISOString());
+    const parent = await this.headCommit();
+    let root = (await this.git(['rev-parse', `${parent}^{tree}`])).trim();
+    for (const entry of entries) {
+      if (entry.path.length === 0) throw new Error('commitRawEntries: an entry needs a path');
+      const oid =
+        entry.oid ??
+        (
+          await git(['--git-dir', this.gitDir, 'hash-object', '-w', '--stdin'], {
+            input: entry.content ?? '',
+          })
+        ).trim();
+      root = await this.insertRaw(root, entry.path, entry.mode, oid);
+    }
+    const commit = (await this.git(['commit-tree', root, '-p', parent, '-m', message], env)).trim();
+    await this.git(['update-ref', 'refs/heads/main', commit, parent], env);
+    return commit;
+  }
+
+  /** `tree` with `names` (one per level) set to mode/oid; returns the new tree's id. */
+  private async insertRaw(
+    tree: string | undefined,
+    names: string[],
+    mode: string,
+    oid: string,
+  ): Promise<string> {
+    const [first, ...rest] = names as [string, ...string[]];
+    const name = Buffer.from(first, 'utf8');
+    const items = tree
+      ? parseRawTree(await gitBuffer(['--git-dir', this.gitDir, 'cat-file', 'tree', tree]))
+      : [];
+    const existing = items.find((item) => item.name.equals(name));
+    const others = items.filter((item) => item !== existing);
+    const inserted: RawTreeItem =
+      rest.length === 0
+        ? { mode, name, oid: Buffer.from(oid, 'hex') }
+        : {
+            mode: '40000',
+            name,
+            oid: Buffer.from(
+              await this.insertRaw(
+                existing?.mode === '40000' ? existing.oid.toString('hex') : undefined,
+                rest,
+                mode,
+                oid,
+              ),
+              'hex',
+            ),
+          };
+    const sorted = [...others, inserted].sort(treeOrder);
+    const body = Buffer.concat(
+      sorted.flatMap((item) => [Buffer.from(`${item.mode} `), item.name, Buffer.from([0]), item.oid]),
+    );
+    const args = ['--git-dir', this.gitDir, 'hash-object', '-t', 'tree', '--literally', '-w', '--stdin'];
+    return (await git(args, { input: body })).trim();
   }
 
   /** Plumbing on a private index file: a bare repo has no work tree to commit from. */
@@ -612,6 +696,35 @@ class FixtureInstance implements Fixture {
       await fs.rm(indexFile, { force: true });
     }
   }
+}
+
+/** One entry of a raw tree object: `<mode> <name>\0<binary oid>`. */
+interface RawTreeItem {
+  mode: string;
+  name: Buffer;
+  oid: Buffer;
+}
+
+/** Parses the binary form of a tree (as `git cat-file tree` prints it). */
+function parseRawTree(data: Buffer): RawTreeItem[] {
+  const items: RawTreeItem[] = [];
+  let offset = 0;
+  while (offset < data.length) {
+    const space = data.indexOf(0x20, offset);
+    const nul = data.indexOf(0, space);
+    const mode = data.toString('latin1', offset, space);
+    const name = data.subarray(space + 1, nul);
+    items.push({ mode, name, oid: data.subarray(nul + 1, nul + 21) });
+    offset = nul + 21;
+  }
+  return items;
+}
+
+/** git's tree order: names compared as bytes, a tree's name as if it ended with `/`. */
+function treeOrder(a: RawTreeItem, b: RawTreeItem): number {
+  const key = (item: RawTreeItem) =>
+    item.mode === '40000' ? Buffer.concat([item.name, Buffer.from('/')]) : item.name;
+  return Buffer.compare(key(a), key(b));
 }
 
 /** The checksum a fixture published for module@version (throws if it has none). */
