@@ -6,6 +6,7 @@ import { registerInitCommand } from './commands/init-command.js';
 import { registerMirrorCommand } from './commands/mirror-command.js';
 import { registerServeCommand } from './commands/serve-command.js';
 import { registerSourceCommand } from './commands/source-command.js';
+import { registerStatusCommand } from './commands/status-command.js';
 import { registerTokenCommand } from './commands/token-command.js';
 import { registerUpdateCommand } from './commands/update-command.js';
 import { registerVerifyCommand } from './commands/verify-command.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerConfigCommand(program);
   registerUpdateCommand(program);
   registerVerifyCommand(program);
+  registerStatusCommand(program);
   registerTokenCommand(program);
   registerCompletionCommand(program);
   // Every subcommand fails like the root: an exception we turn into one line and an exit code.

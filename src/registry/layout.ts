@@ -27,6 +27,12 @@ export interface RegistryLayout {
   provenanceFile: string;
   /** What `mirror` was asked for, so a sync can keep it current. */
   mirrorRequestsFile: string;
+  /** The last mirror runs and their summaries, newest first (status page, `status`). */
+  mirrorRunsFile: string;
+  /** Archive downloads served per hour. */
+  downloadsFile: string;
+  /** What the running `serve` knows live (sync schedule, source health), for `status`. */
+  serverStateFile: string;
   /** Held by `mirror` (and other writers) while they change the registry. */
   lockTarget: string;
 }
@@ -45,6 +51,9 @@ export function registryLayout(root: string): RegistryLayout {
     tmpDir: join(dataDir, 'tmp'),
     provenanceFile: join(dataDir, 'state', 'provenance.json'),
     mirrorRequestsFile: join(dataDir, 'state', 'mirror-requests.json'),
+    mirrorRunsFile: join(dataDir, 'state', 'mirror-runs.json'),
+    downloadsFile: join(dataDir, 'state', 'downloads.json'),
+    serverStateFile: join(dataDir, 'state', 'server.json'),
     lockTarget: join(dataDir, 'registry'),
   };
 }

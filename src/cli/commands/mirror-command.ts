@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { describeError, RegistryError } from '../../core/errors.js';
 import { type MirrorSummary, mirror } from '../../registry/mirror.js';
-import { openRegistry } from '../../registry/registry.js';
+import { openRegistry, type Registry } from '../../registry/registry.js';
+import { recordMirrorRun } from '../../status/mirror-runs.js';
+import type { MirrorRunRecord } from '../../status/status-report.js';
 import { formatBytes, notice, printLine } from '../output.js';
 import { type CliReporter, createReporter, progressMode } from '../progress.js';
 import { registryDir } from './registry-dir.js';
@@ -41,8 +43,12 @@ export function registerMirrorCommand(program: Command): void {
       let summary: MirrorSummary;
       const reporter = createReporter(progressMode(flags));
       const stop = stopOnSignals(reporter, flags.json);
+      const started = new Date();
+      let registry: Registry | undefined;
+      const record = (outcome: Omit<MirrorRunRecord, 'started_at' | 'finished_at' | 'request'>) =>
+        registry ? recordRun(registry, started, patterns, flags, outcome) : Promise.resolve();
       try {
-        const registry = await openRegistry(registryDir(command));
+        registry = await openRegistry(registryDir(command));
         summary = await mirror(registry, {
           patterns,
           full: flags.full,
@@ -52,6 +58,14 @@ export function registerMirrorCommand(program: Command): void {
           signal: stop.signal,
         });
       } catch (error) {
+        await record({
+          outcome: stop.received ? 'interrupted' : 'error',
+          downloaded: 0,
+          already_stored: 0,
+          failed: 0,
+          bytes: 0,
+          error: describeError(error),
+        });
         // A script reading --json gets an answer on stdout even when the run never started.
         if (flags.json) printLine(JSON.stringify({ error: describeError(error) }));
         if (!stop.received) throw error;
@@ -62,6 +76,14 @@ export function registerMirrorCommand(program: Command): void {
       } finally {
         stop.dispose();
       }
+      await record({
+        outcome: stop.received ? 'interrupted' : summary.failed > 0 ? 'failed' : 'ok',
+        downloaded: summary.downloaded,
+        already_stored: summary.skipped,
+        failed: summary.failed,
+        bytes: summary.bytes,
+        error: summary.failures[0] ? describeFailure(summary) : null,
+      });
       if (flags.json) printLine(JSON.stringify(jsonSummary(summary), null, 2));
       else printSummary(summary, stop.received);
       if (stop.received) {
@@ -81,6 +103,32 @@ export function registerMirrorCommand(program: Command): void {
         );
       }
     });
+}
+
+/** The run, for `status` and the status page; never allowed to fail the mirror itself. */
+async function recordRun(
+  registry: Registry,
+  started: Date,
+  patterns: string[],
+  flags: MirrorFlags,
+  outcome: Omit<MirrorRunRecord, 'started_at' | 'finished_at' | 'request'>,
+): Promise<void> {
+  try {
+    await recordMirrorRun(registry.layout, {
+      started_at: started.toISOString(),
+      finished_at: new Date().toISOString(),
+      request: { patterns, full: flags.full, strict: flags.strict, source: flags.source ?? null },
+      ...outcome,
+    });
+  } catch (error) {
+    notice(`warning: could not record this run for \`status\`: ${describeError(error)}`);
+  }
+}
+
+function describeFailure(summary: MirrorSummary): string {
+  const first = summary.failures[0];
+  const more = summary.failures.length > 1 ? ` (and ${summary.failures.length - 1} more)` : '';
+  return first ? `${first.module}@${first.version}: ${first.error}${more}` : '';
 }
 
 type StopSignal = 'SIGINT' | 'SIGTERM';

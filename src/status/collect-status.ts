@@ -1,0 +1,172 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { resolveCommit } from '../git/objects.js';
+import { ServedIndex } from '../index/served-index.js';
+import type { RegistryLayout } from '../registry/layout.js';
+import { sourceIndexDir } from '../registry/layout.js';
+import type { Registry } from '../registry/registry.js';
+import { DownloadStats } from './download-stats.js';
+import { readMirrorRuns } from './mirror-runs.js';
+import { isServerRunning, type LiveSource, readServerState } from './server-state.js';
+import type { HourlyCount, SourceStatus, StatusReport } from './status-report.js';
+
+/** The served index as the status needs it: module -> version -> checksum. */
+export interface IndexView {
+  commit: string | undefined;
+  modules: Map<string, Map<string, { checksum: string }>>;
+}
+
+/** Facts only a running server has; the CLI reads the last ones it wrote (server-state.ts). */
+export interface LiveFacts {
+  server: StatusReport['server'];
+  mode: StatusReport['registry']['mode'];
+  sync: StatusReport['sync'];
+  sources: LiveSource[];
+  downloads: HourlyCount[];
+}
+
+export interface StatusInputs {
+  /** The index being served; default: read from disk for the mode. */
+  index?: IndexView;
+  /** The source a served version came from. */
+  sourceOf(module: string, version: string, checksum: string): Promise<string | undefined>;
+  /** Count and bytes of stored archives; default: walk data/packages. */
+  archives?: () => Promise<{ count: number; bytes: number }>;
+  publicUrl: string;
+}
+
+const SHOWN_RUNS = 20;
+
+/** One report for `status`, `GET /status` and the status page. */
+export async function collectStatus(
+  registry: Registry,
+  live: LiveFacts | undefined,
+  inputs: StatusInputs,
+): Promise<StatusReport> {
+  const { config, layout } = registry;
+  const mode = live?.mode ?? (config.server.upstream_fallback ? 'proxy' : 'mirror');
+  const index =
+    inputs.index ?? (await readIndexView(mode === 'proxy' ? layout.proxyIndexDir : layout.indexDir));
+  const [archives, runs, servedBySource] = await Promise.all([
+    (inputs.archives ?? (() => storeUsage(layout.packagesDir)))(),
+    readMirrorRuns(layout),
+    countBySource(index, inputs.sourceOf),
+  ]);
+  let versions = 0;
+  for (const entries of index.modules.values()) versions += entries.size;
+  const liveSources = new Map((live?.sources ?? []).map((s) => [s.name, s]));
+  const sources = await Promise.all(
+    config.sources.map(async (source): Promise<SourceStatus> => {
+      const seen = liveSources.get(source.name);
+      const fetched = await fetchedIndex(layout, source.name);
+      return {
+        name: source.name,
+        url: source.url,
+        priority: source.priority,
+        enabled: source.enabled,
+        default: source.name === config.default_source,
+        state: source.enabled ? (seen?.state ?? 'unknown') : 'disabled',
+        last_sync: seen?.last_sync ?? fetched.at,
+        last_error: seen?.last_error ?? null,
+        index_commit: seen?.index_commit ?? fetched.commit,
+        versions_served: servedBySource.get(source.name) ?? 0,
+      };
+    }),
+  );
+  return {
+    registry: { name: config.registry.name, url: inputs.publicUrl, mode },
+    server: live?.server ?? { running: false, pid: null, started_at: null, url: null },
+    index: { commit: index.commit ?? null, modules: index.modules.size, versions },
+    archives,
+    sync: live?.sync ?? {
+      auto: config.mirror.auto_sync,
+      interval: config.mirror.auto_sync ? config.mirror.sync_interval : null,
+      last_run: null,
+      next_run: null,
+    },
+    sources,
+    mirror_runs: runs.slice(0, SHOWN_RUNS),
+    downloads: live?.downloads ?? (await savedDownloads(layout)),
+  };
+}
+
+/** For `status` on the command line: the last facts a still-running server wrote, if any. */
+export async function savedLiveFacts(layout: RegistryLayout): Promise<LiveFacts | undefined> {
+  const state = await readServerState(layout);
+  if (!state || !isServerRunning(state)) return undefined;
+  return {
+    server: { running: true, pid: state.pid, started_at: state.started_at, url: state.url },
+    mode: state.mode,
+    sync: state.sync,
+    sources: state.sources,
+    downloads: await savedDownloads(layout),
+  };
+}
+
+async function savedDownloads(layout: RegistryLayout): Promise<HourlyCount[]> {
+  const stats = new DownloadStats(layout.downloadsFile);
+  await stats.load();
+  return stats.hourly();
+}
+
+async function readIndexView(gitDir: string): Promise<IndexView> {
+  const snapshot = await new ServedIndex(gitDir).snapshot().catch(() => undefined);
+  return snapshot
+    ? { commit: snapshot.commit, modules: snapshot.modules }
+    : { commit: undefined, modules: new Map() };
+}
+
+async function countBySource(
+  index: IndexView,
+  sourceOf: StatusInputs['sourceOf'],
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const [module, entries] of index.modules) {
+    for (const [version, entry] of entries) {
+      const source = await sourceOf(module, version, entry.checksum);
+      if (source) counts.set(source, (counts.get(source) ?? 0) + 1);
+    }
+  }
+  return counts;
+}
+
+/** A source's fetched index: its commit, and when it was last fetched (git writes FETCH_HEAD). */
+async function fetchedIndex(
+  layout: RegistryLayout,
+  source: string,
+): Promise<{ commit: string | null; at: string | null }> {
+  const gitDir = sourceIndexDir(layout, source);
+  const commit = (await resolveCommit(gitDir, 'refs/heads/main').catch(() => undefined)) ?? null;
+  const at = await stat(join(gitDir, 'FETCH_HEAD')).then(
+    (s) => s.mtime.toISOString(),
+    () => null,
+  );
+  return { commit, at };
+}
+
+/** Stored archives: every `.zip` under data/packages (temp files live in data/tmp). */
+export async function storeUsage(packagesDir: string): Promise<{ count: number; bytes: number }> {
+  let count = 0;
+  let bytes = 0;
+  const entries = await readdir(packagesDir, { recursive: true, withFileTypes: true }).catch(() => []);
+  const sizes = await Promise.all(
+    entries
+      .filter((entry) => entry.isFile() && entry.name.endsWith('.zip'))
+      .map((entry) =>
+        stat(join(entryDir(entry), entry.name)).then(
+          (s) => s.size,
+          () => 0,
+        ),
+      ),
+  );
+  for (const size of sizes) {
+    count++;
+    bytes += size;
+  }
+  return { count, bytes };
+}
+
+/** Node 20.12 renamed Dirent.path to parentPath; accept either. */
+function entryDir(entry: { parentPath?: string; path?: string }): string {
+  return entry.parentPath ?? entry.path ?? '';
+}
