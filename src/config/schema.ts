@@ -25,10 +25,13 @@ const httpUrl = z
 /** A duration such as "30s", "5m", "1h" or "1h30m" (core/duration.ts), kept as written. */
 const duration = (min: string, max: string) => {
   const [low, high] = [parseDuration(min) ?? 0, parseDuration(max) ?? Number.POSITIVE_INFINITY];
-  return z.string().refine((value) => {
-    const ms = parseDuration(value);
-    return ms !== undefined && ms >= low && ms <= high;
-  }, `must be a duration from ${min} to ${max}, such as "30s", "5m" or "1h"`);
+  return z
+    .string()
+    .refine((value) => {
+      const ms = parseDuration(value);
+      return ms !== undefined && ms >= low && ms <= high;
+    }, `must be a duration from ${min} to ${max}, such as "30s", "5m" or "1h"`)
+    .meta({ format: 'duration' });
 };
 
 /** An address ("10.1.2.3", "::1") or CIDR block ("10.0.0.0/8"). */
@@ -44,11 +47,16 @@ const sha256Hex = z.string().regex(SHA256_HEX, 'must be 64 lowercase hex digits 
 /** `[server.access]`: who may read the registry (server/access-control.ts). */
 const AccessSchema = z
   .object({
-    /** open: anyone; allowlist: addresses in `allow`; credentials: a token from `tokens`. */
-    mode: z.enum(['open', 'allowlist', 'credentials']).default('open'),
-    /** Addresses and CIDR blocks let in (allowlist), or the only ones that may log in (credentials). */
-    allow: z.array(addressBlock).default([]),
-    /** Read tokens, stored as SHA-256 only: `moonbit-registry token add NAME` makes them. */
+    mode: z
+      .enum(['open', 'allowlist', 'credentials'])
+      .default('open')
+      .describe('open: anyone; allowlist: addresses in `allow`; credentials: a token from `tokens`.'),
+    allow: z
+      .array(addressBlock)
+      .default([])
+      .describe(
+        'Addresses and CIDR blocks let in (allowlist), or the only ones that may log in (credentials).',
+      ),
     tokens: z
       .array(
         z
@@ -59,7 +67,10 @@ const AccessSchema = z
           })
           .strict(),
       )
-      .default([]),
+      .default([])
+      .describe(
+        'Read tokens as { name, sha256, created }, written by `token add NAME`; the tokens themselves are never stored.',
+      ),
   })
   .strict()
   .superRefine((access, ctx) => {
@@ -99,14 +110,29 @@ export const SourceSchema = z
   .object({
     name: z
       .string()
-      .regex(SOURCE_NAME_PATTERN, 'letters, digits, "-" and "_", starting with a letter or digit'),
-    type: z.enum(SOURCE_TYPES).default('custom'),
-    url: httpUrl,
-    index_url: httpUrl,
-    index_type: z.literal('git').default('git'),
-    enabled: z.boolean().default(true),
-    priority: z.number().int().min(0).max(1_000_000).default(100),
-    /** Archive URL template; placeholders in upstream/archive-location.ts. */
+      .regex(SOURCE_NAME_PATTERN, 'letters, digits, "-" and "_", starting with a letter or digit')
+      .describe('A short name for the source: letters, digits, "-" and "_".'),
+    type: z
+      .enum(SOURCE_TYPES)
+      .default('custom')
+      .describe('mooncakes (archives from download.mooncakes.io), moonbit-registry or custom.'),
+    url: httpUrl.describe(
+      'Base URL; archives at URL/user/<module%2Fversion>.zip unless package_url_pattern says otherwise.',
+    ),
+    index_url: httpUrl.describe('The git index (smart HTTP), usually URL/git/index.'),
+    index_type: z.literal('git').default('git').describe('Only "git".'),
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe('A disabled source is not fetched and its versions leave the served index.'),
+    priority: z
+      .number()
+      .int()
+      .min(0)
+      .max(1_000_000)
+      .default(100)
+      .describe('Lower number wins when two sources have the same module@version.'),
+    // Placeholders are replaced in upstream/archive-location.ts.
     package_url_pattern: z
       .string()
       .refine(
@@ -115,101 +141,181 @@ export const SourceSchema = z
           (p.includes('{key}') || (p.includes('{module}') && p.includes('{version}'))),
         'must start with {url} or http(s):// and contain {key}, or both {module} and {version}',
       )
-      .optional(),
-    auth: AuthSchema.optional(),
-    /** Per-source limits for serve's pull-through and for mirror; default from [mirror]. */
-    connect_timeout: duration('100ms', '10m').optional(),
-    read_timeout: duration('100ms', '1h').optional(),
+      .optional()
+      .describe('Archive URL template with {url}, {key} (module/version, encoded), {module} and {version}.'),
+    auth: AuthSchema.optional().describe(
+      '[sources.auth]: type = "bearer" with token, or "basic" with username and password; ${VAR} reads the environment.',
+    ),
+    connect_timeout: duration('100ms', '10m')
+      .optional()
+      .describe('Time to connect to this source (default: [mirror] timeout_seconds, at most 10s).'),
+    read_timeout: duration('100ms', '1h')
+      .optional()
+      .describe('Time this source may stay silent mid-answer (default: [mirror] timeout_seconds).'),
   })
   .strict();
 
 export const ConfigSchema = z
   .object({
     registry: z
-      .object({ name: z.string().min(1).default('moonbit-registry') })
+      .object({
+        name: z
+          .string()
+          .min(1)
+          .default('moonbit-registry')
+          .describe('The name shown to clients and in the index commits.'),
+      })
       .strict()
       .prefault({}),
-    default_source: z.string().optional(),
+    default_source: z
+      .string()
+      .optional()
+      .describe('The source `mirror` matches patterns against without -s.'),
     server: z
       .object({
-        host: z.string().min(1).default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).default(8080),
-        /** Pull-through: serve every module of the enabled sources, fetching archives on a miss. */
-        upstream_fallback: z.boolean().default(false),
-        /** How long an upstream's "no such archive" is remembered before asking again. */
-        negative_cache_ttl: duration('0s', '1d').default('30s'),
-        /** Bearer token for POST /admin/sync (may use ${VAR}); the endpoint is off without it. */
-        admin_token: z.string().min(1).optional(),
-        /** The same, stored as its SHA-256 (`moonbit-registry token add --admin`). */
-        admin_token_sha256: sha256Hex.optional(),
-        /** The address clients use (behind a reverse proxy, its https URL): shown in links. */
+        host: z
+          .string()
+          .min(1)
+          .default('127.0.0.1')
+          .describe('Address to listen on (0.0.0.0: every interface).'),
+        port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on.'),
+        upstream_fallback: z
+          .boolean()
+          .default(false)
+          .describe('Pull-through: serve every module of the enabled sources, fetching archives on a miss.'),
+        negative_cache_ttl: duration('0s', '1d')
+          .default('30s')
+          .describe('How long an upstream\'s "no such archive" is remembered before asking again.'),
+        admin_token: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Bearer token for POST /admin/sync (may use ${VAR}); the endpoint is off without it.'),
+        admin_token_sha256: sha256Hex
+          .optional()
+          .describe('The same, stored as its SHA-256 (`moonbit-registry token add --admin`).'),
         base_url: httpUrl
           .refine((value) => !/[?#]/.test(value), 'must not have a query or fragment')
-          .optional(),
-        /** PEM certificate chain and key: serve HTTPS (paths relative to the registry folder). */
-        tls_cert: z.string().min(1).optional(),
-        tls_key: z.string().min(1).optional(),
-        /** Proxies whose X-Forwarded-For names the client (for `[server.access] allow`). */
-        trusted_proxies: z.array(addressBlock).default([]),
-        /** On SIGTERM/SIGINT, responses in flight get this long to finish. */
-        shutdown_timeout: duration('0s', '10m').default('10s'),
-        access: AccessSchema.prefault({}),
+          .optional()
+          .describe(
+            'The URL clients use (behind a reverse proxy, its https URL): shown in links and usage lines.',
+          ),
+        tls_cert: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('PEM certificate chain and key: serve HTTPS (paths relative to the registry folder).'),
+        tls_key: z.string().min(1).optional().describe('The private key for tls_cert.'),
+        trusted_proxies: z
+          .array(addressBlock)
+          .default([])
+          .describe('Proxies whose X-Forwarded-For names the client (for `[server.access] allow`).'),
+        log_level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info')
+          .describe('Server log level (serve --log-level).'),
+        log_format: z
+          .enum(['auto', 'json', 'pretty'])
+          .default('auto')
+          .describe('json lines, pretty lines, or auto: pretty on a terminal.'),
+        shutdown_timeout: duration('0s', '10m')
+          .default('10s')
+          .describe('On SIGTERM/SIGINT, responses in flight get this long to finish.'),
+        access: AccessSchema.prefault({}).describe('[server.access]: who may read this registry.'),
         // What one client may cost the server (server/limits.ts keeps the same defaults).
-        /** `git upload-pack` processes at once; further git requests wait in line. */
-        max_git_processes: z.number().int().min(1).max(256).default(8),
-        /** Git requests that may wait; one more gets 503 with Retry-After. */
-        max_git_queue: z.number().int().min(0).max(10_000).default(64),
-        /** A git request that waited this long gets 503 with Retry-After. */
-        git_queue_timeout: duration('0s', '10m').default('30s'),
-        /** Bytes of an upload-pack request body, as sent and after gunzip (413 beyond). */
+        max_git_processes: z
+          .number()
+          .int()
+          .min(1)
+          .max(256)
+          .default(8)
+          .describe('`git upload-pack` processes at once; further git requests wait in line.'),
+        max_git_queue: z
+          .number()
+          .int()
+          .min(0)
+          .max(10_000)
+          .default(64)
+          .describe('Git requests that may wait; one more gets 503 with Retry-After.'),
+        git_queue_timeout: duration('0s', '10m')
+          .default('30s')
+          .describe('A git request that waited this long gets 503 with Retry-After.'),
         max_request_body: z
           .number()
           .int()
           .min(1024)
           .max(1024 ** 3)
-          .default(10 * 1024 * 1024),
-        /** Bytes of the request line and headers (431 beyond). */
+          .default(10 * 1024 * 1024)
+          .describe('Bytes of an upload-pack request body, as sent and after gunzip (413 beyond).'),
         max_header_size: z
           .number()
           .int()
           .min(1024)
           .max(1024 * 1024)
-          .default(16 * 1024),
-        /** The request line and headers must arrive within this (408 beyond; slowloris). */
-        headers_timeout: duration('100ms', '10m').default('10s'),
-        /** The whole request, body included, must arrive within this. */
-        request_timeout: duration('100ms', '1h').default('1m'),
-        /** An idle keep-alive connection is closed after this. */
-        keep_alive_timeout: duration('100ms', '10m').default('5s'),
-        /** A connection that neither sends nor reads for this long is cut. */
-        idle_timeout: duration('1s', '24d').default('5m'),
+          .default(16 * 1024)
+          .describe('Bytes of the request line and headers (431 beyond).'),
+        headers_timeout: duration('100ms', '10m')
+          .default('10s')
+          .describe('The request line and headers must arrive within this (408 beyond; slowloris).'),
+        request_timeout: duration('100ms', '1h')
+          .default('1m')
+          .describe('The whole request, body included, must arrive within this.'),
+        keep_alive_timeout: duration('100ms', '10m')
+          .default('5s')
+          .describe('An idle keep-alive connection is closed after this.'),
+        idle_timeout: duration('1s', '24d')
+          .default('5m')
+          .describe('A connection that neither sends nor reads for this long is cut.'),
       })
       .strict()
       .prefault({}),
     mirror: z
       .object({
-        /** Archive downloads in flight at once. */
-        concurrency: z.number().int().min(1).max(256).default(16),
-        /** Further attempts after a failed download (5xx, reset, timeout, short body). */
-        retries: z.number().int().min(0).max(10).default(3),
-        /** Connect/response/idle timeout for one request, and idle timeout for git. */
-        timeout_seconds: z.number().int().min(1).max(3600).default(30),
-        /** Largest archive accepted from an upstream, in bytes; bigger ones are refused. */
+        concurrency: z
+          .number()
+          .int()
+          .min(1)
+          .max(256)
+          .default(16)
+          .describe('Archive downloads in flight at once.'),
+        retries: z
+          .number()
+          .int()
+          .min(0)
+          .max(10)
+          .default(3)
+          .describe('Further attempts after a failed download (5xx, reset, timeout, short body).'),
+        timeout_seconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(3600)
+          .default(30)
+          .describe('Connect/response/idle timeout for one request, and idle timeout for git.'),
         max_archive_size: z
           .number()
           .int()
           .min(1024)
-          .default(512 * 1024 * 1024),
-        /** Longest one archive download may take, body included. */
-        archive_timeout: duration('1s', '1d').default('10m'),
-        /** `serve` refreshes every source's index in the background every sync_interval. */
-        auto_sync: z.boolean().default(false),
+          .default(512 * 1024 * 1024)
+          .describe('Largest archive accepted from an upstream, in bytes; bigger ones are refused.'),
+        archive_timeout: duration('1s', '1d')
+          .default('10m')
+          .describe('Longest one archive download may take, body included.'),
+        auto_sync: z
+          .boolean()
+          .default(false)
+          .describe("`serve` refreshes every source's index in the background every sync_interval."),
         // Node's timers hold at most 2^31 - 1 ms (24.8 days); a longer delay would fire at once.
-        sync_interval: duration('1s', '24d').default('1h'),
+        sync_interval: duration('1s', '24d')
+          .default('1h')
+          .describe('How often auto_sync runs: "30s", "5m", "1h", "1h30m" (at most "24d").'),
       })
       .strict()
       .prefault({}),
-    sources: z.array(SourceSchema).default([]),
+    sources: z
+      .array(SourceSchema)
+      .default([])
+      .describe('[[sources]]: the upstream registries, one table each.'),
   })
   .strict()
   .superRefine((config, ctx) => {

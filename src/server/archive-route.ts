@@ -12,7 +12,12 @@ export interface ArchiveContext {
   index: IndexCache;
   /** Pull-through mode: fetches listed archives that are not stored yet. */
   pullThrough: PullThrough | undefined;
+  /** How each archive GET was answered, for /metrics and the downloads chart. */
+  onArchive?(result: ArchiveResult): void;
 }
+
+/** hit: from the store; miss: fetched from an upstream; absent: 404; error: the fetch failed. */
+export type ArchiveResult = 'hit' | 'miss' | 'not_modified' | 'absent' | 'error';
 
 /** Archives never change for a module@version (PROTOCOL.md 4), so caches may keep them forever. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -28,13 +33,22 @@ export async function handleArchive(
   res: ServerResponse,
   rawRest: string,
 ): Promise<void> {
+  const counted = req.method === 'GET';
+  const report = (result: ArchiveResult) => {
+    if (counted) ctx.onArchive?.(result);
+  };
   const ref = parseArchivePath(rawRest);
-  if (!ref) throw notFound('not an archive of a served module');
   const snapshot = await ctx.index.snapshot();
-  const entry = snapshot.modules.get(ref.module)?.get(ref.version);
-  if (!entry) throw notFound(`${ref.module}@${ref.version} is not served by this registry`);
+  const entry = ref ? snapshot.modules.get(ref.module)?.get(ref.version) : undefined;
+  if (!ref || !entry) {
+    report('absent');
+    throw ref
+      ? notFound(`${ref.module}@${ref.version} is not served by this registry`)
+      : notFound('not an archive of a served module');
+  }
   const etag = `"${entry.checksum}"`;
   if (matchesEtag(req.headers['if-none-match'], etag)) {
+    report('not_modified');
     res.writeHead(304, { ETag: etag, 'Cache-Control': IMMUTABLE });
     res.end();
     return;
@@ -50,10 +64,16 @@ export async function handleArchive(
       ETag: etag,
       'Cache-Control': IMMUTABLE,
     }));
-    if (answered) return;
+    if (answered) {
+      report(res.statusCode < 400 ? 'miss' : 'error');
+      return;
+    }
     file = await open(path, 'r').catch(() => undefined); // stored meanwhile
   }
-  if (!file) throw missing();
+  if (!file) {
+    report('absent');
+    throw missing();
+  }
   let streaming = false;
   try {
     // Size from the open handle, so it matches the bytes we send.
@@ -69,6 +89,7 @@ export async function handleArchive(
       res.end();
       return;
     }
+    report('hit');
     // The stream owns the handle from here and closes it when done or destroyed.
     streaming = true;
     // `end` stops at the known size, sparing the read that would only find the end of the file.

@@ -5,6 +5,7 @@ import { decodePathSegments } from '../core/archive-url.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { compareVersions } from '../core/version.js';
 import type { ServeMode, SyncReport } from '../registry/index-sync.js';
+import type { StatusReport } from '../status/status-report.js';
 import type { SourceHealthReport } from '../upstream/source-health.js';
 import { notFound, sendJson } from './http-error.js';
 import type { IndexCache } from './index-cache.js';
@@ -21,6 +22,8 @@ export interface InfoContext {
   sync: SyncScheduler | undefined;
   /** The URL clients use: `[server] base_url`, or this server's own (set once listening). */
   publicUrl: string;
+  /** What `status` and the status page show. */
+  status(): Promise<StatusReport>;
   sources: SourceHealthReport[] | undefined;
   /** Pull-through downloads in progress. */
   fetching: number;

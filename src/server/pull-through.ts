@@ -18,6 +18,8 @@ export interface PullThroughOptions {
   /** How long an upstream's "no such archive" is remembered; 0 remembers nothing. */
   negativeTtlMs: number;
   logger: Logger | undefined;
+  /** Each request to an upstream, and each that failed (metrics). */
+  onUpstream?(source: string, event: 'request' | 'error'): void;
 }
 
 export interface ArchiveRequest {
@@ -106,6 +108,7 @@ export class PullThrough {
           health: (name) => pool.health(name),
           observer: shared,
           onRetry: (what, attempt, reason) => logger?.warn({ attempt, reason }, `retrying ${what}`),
+          ...(this.options.onUpstream ? { onUpstream: this.options.onUpstream } : {}),
         },
       );
       logger?.info(

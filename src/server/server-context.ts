@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
 import { ServedIndex } from '../index/served-index.js';
@@ -6,12 +7,18 @@ import { sourceOf } from '../registry/provenance.js';
 import { publishProxyIndex } from '../registry/proxy-index.js';
 import type { Registry } from '../registry/registry.js';
 import { enabledUpstreams } from '../registry/source-indexes.js';
+import { collectStatus, storeUsage } from '../status/collect-status.js';
+import { DownloadStats } from '../status/download-stats.js';
+import { readMirrorRunLog } from '../status/mirror-runs.js';
+import { type ServerState, sourceStateOf, writeServerState } from '../status/server-state.js';
+import type { StatusReport } from '../status/status-report.js';
 import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { AccessControl } from './access-control.js';
 import { IndexCache } from './index-cache.js';
 import type { InfoContext } from './info-routes.js';
 import type { ServerLimits } from './limits.js';
+import { ServerMetrics } from './metrics.js';
 import { ProcessLimiter } from './process-limiter.js';
 import { ProvenanceCache } from './provenance-cache.js';
 import { PullThrough } from './pull-through.js';
@@ -50,8 +57,17 @@ export interface ServerContext {
   limits: ServerLimits;
   /** Slots for `git upload-pack`, shared by every git request. */
   gitLimiter: ProcessLimiter;
+  metrics: ServerMetrics;
+  downloads: DownloadStats;
+  /** The server is listening at `url`: record it for `status`, start the periodic writes. */
+  started(url: string): void;
   close(): Promise<void>;
 }
+
+/** Live facts and download counts go to data/state this often (and at each sync and shutdown). */
+const STATE_WRITE_MS = 60_000;
+/** A scan of data/packages is reused this long by /metrics and /status. */
+const USAGE_TTL_MS = 30_000;
 
 export async function createServerContext(
   registry: Registry,
@@ -81,18 +97,53 @@ export async function createServerContext(
       logger?.warn({ err: error }, 'could not publish the proxy index at start');
     });
   }
+  const { limits } = behaviour;
+  const gitLimiter = new ProcessLimiter({
+    concurrency: limits.maxGitProcesses,
+    maxQueue: limits.maxGitQueue,
+    maxWaitMs: limits.gitQueueTimeoutMs,
+  });
+  const archiveUsage = cachedUsage(layout.packagesDir);
+  let lastSyncSuccess: number | undefined;
+  const metrics = new ServerMetrics({
+    git: () => gitLimiter.counts,
+    archives: archiveUsage,
+    mirrorRuns: async () => (await readMirrorRunLog(layout)).totals,
+    lastSyncSuccess: () => lastSyncSuccess,
+  });
+  const downloads = new DownloadStats(layout.downloadsFile);
+  await downloads.load();
+  let writeLive: () => Promise<void> = async () => {};
+
   const sync = pool
     ? new SyncScheduler(
-        (trigger, force) =>
-          syncIndexes(
-            registry,
-            pool,
-            { mode, proxyIndex: served, trigger, force },
-            {
-              info: (message) => logger?.info(message),
-              warn,
-            },
-          ),
+        async (trigger, force) => {
+          const started = performance.now();
+          let ok = false;
+          try {
+            const report = await syncIndexes(
+              registry,
+              pool,
+              { mode, proxyIndex: served, trigger, force },
+              {
+                info: (message) => logger?.info(message),
+                warn,
+              },
+            );
+            for (const source of report.sources) {
+              if (source.result === 'fetched' || source.result === 'failed') {
+                metrics.upstream(source.name, 'index', 'request');
+                if (source.result === 'failed') metrics.upstream(source.name, 'index', 'error');
+              }
+            }
+            ok = report.sources.every((source) => source.result !== 'failed');
+            if (ok) lastSyncSuccess = Date.now();
+            return report;
+          } finally {
+            metrics.sync((performance.now() - started) / 1000, ok);
+            void writeLive();
+          }
+        },
         behaviour.syncIntervalMs,
         logger,
       )
@@ -111,30 +162,87 @@ export async function createServerContext(
       tmpDir: dir.path,
       negativeTtlMs: behaviour.negativeTtlMs,
       logger,
+      onUpstream: (source, event) => metrics.upstream(source, 'archive', event),
     });
   }
 
-  const { limits } = behaviour;
-  const gitLimiter = new ProcessLimiter({
-    concurrency: limits.maxGitProcesses,
-    maxQueue: limits.maxGitQueue,
-    maxWaitMs: limits.gitQueueTimeoutMs,
-  });
   const index = new IndexCache(served);
   const provenance = new ProvenanceCache(layout.provenanceFile);
+  const sourceOfLine = async (module: string, version: string, checksum: string) => {
+    if (mode === 'proxy' && pool) {
+      return pool.merged.sourcesWithChecksum(module, version, checksum)[0]?.source;
+    }
+    return sourceOf(await provenance.get(), module, version, checksum);
+  };
+  const startedAt = new Date().toISOString();
+  let listeningAt = '';
+  const liveSync = (): StatusReport['sync'] => {
+    const status = sync?.status();
+    const run = status?.last_run;
+    const failed = run?.sources.filter((s) => s.result === 'failed') ?? [];
+    return {
+      auto: status?.auto ?? false,
+      interval: registry.config.mirror.auto_sync ? registry.config.mirror.sync_interval : null,
+      next_run: status?.next_run ?? null,
+      last_run: run
+        ? {
+            at: run.started,
+            ok: failed.length === 0,
+            changed: run.index?.changed ?? false,
+            error: failed.map((s) => `${s.name}: ${s.error ?? 'failed'}`).join('; ') || null,
+          }
+        : null,
+    };
+  };
+  const liveSources = () =>
+    (pool?.healthReports() ?? []).map((report) => ({
+      name: report.name,
+      state: sourceStateOf(report.state),
+      last_sync: report.last_sync,
+      last_error: report.last_error,
+      index_commit: report.index_commit,
+    }));
+  const serverState = (stopped: boolean): ServerState => ({
+    pid: process.pid,
+    hostname: hostname(),
+    started_at: startedAt,
+    updated_at: new Date().toISOString(),
+    stopped_at: stopped ? new Date().toISOString() : null,
+    url: listeningAt,
+    mode,
+    sync: liveSync(),
+    sources: liveSources(),
+  });
+  writeLive = async () => {
+    if (!listeningAt) return;
+    await Promise.all([writeServerState(layout, serverState(false)), downloads.flush()]).catch(
+      (error: unknown) => logger?.warn({ err: error }, 'could not write data/state (status facts)'),
+    );
+  };
+  let stateTimer: NodeJS.Timeout | undefined;
+
   const info: InfoContext = {
     config: registry.config,
     mode,
     index,
-    sourceOf: async (module, version, checksum) => {
-      if (mode === 'proxy' && pool) {
-        return pool.merged.sourcesWithChecksum(module, version, checksum)[0]?.source;
-      }
-      return sourceOf(await provenance.get(), module, version, checksum);
-    },
+    sourceOf: sourceOfLine,
     isStored: (module, version, checksum) => registry.store.has(module, version, checksum),
     sync,
     publicUrl: '',
+    status: async () => {
+      const snapshot = await index.snapshot();
+      return collectStatus(
+        registry,
+        {
+          server: { running: true, pid: process.pid, started_at: startedAt, url: listeningAt || null },
+          mode,
+          sync: liveSync(),
+          sources: liveSources(),
+          downloads: downloads.hourly(),
+        },
+        { index: snapshot, sourceOf: sourceOfLine, archives: archiveUsage, publicUrl: info.publicUrl },
+      );
+    },
     get sources() {
       return pool?.healthReports();
     },
@@ -160,10 +268,35 @@ export async function createServerContext(
     info,
     limits,
     gitLimiter,
+    metrics,
+    downloads,
+    started: (url) => {
+      listeningAt = url;
+      void writeLive();
+      stateTimer = setInterval(() => void writeLive(), STATE_WRITE_MS);
+      stateTimer.unref();
+    },
     close: async () => {
+      clearInterval(stateTimer);
       await sync?.stop();
       await pool?.close();
       await tmp?.remove();
+      if (listeningAt) {
+        await Promise.all([writeServerState(layout, serverState(true)), downloads.flush()]).catch(
+          () => undefined,
+        );
+      }
     },
+  };
+}
+
+/** data/packages usage, scanned at most every USAGE_TTL_MS; concurrent askers share one scan. */
+function cachedUsage(packagesDir: string): () => Promise<{ count: number; bytes: number }> {
+  let cached: { at: number; value: Promise<{ count: number; bytes: number }> } | undefined;
+  return () => {
+    if (!cached || Date.now() - cached.at > USAGE_TTL_MS) {
+      cached = { at: Date.now(), value: storeUsage(packagesDir) };
+    }
+    return cached.value;
   };
 }

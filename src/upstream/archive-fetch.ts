@@ -30,6 +30,8 @@ export interface ArchiveFetchOptions {
   observer?: DownloadObserver;
   limits?: DownloadLimits;
   onRetry?(label: string, attempt: number, reason: string): void;
+  /** Each request sent to a source, and each that the source failed (metrics). */
+  onUpstream?(source: string, event: 'request' | 'error'): void;
 }
 
 /** How a fetch failed overall, for a status code: all timed out, all said 404, all skipped... */
@@ -97,6 +99,7 @@ export async function fetchArchive(
       }
       try {
         const url = upstream.archiveUrl(module, version);
+        options.onUpstream?.(upstream.name, 'request');
         const bytes = await downloadArchive({
           url,
           headers: upstream.archiveHeaders(url),
@@ -113,6 +116,8 @@ export async function fetchArchive(
       } catch (error) {
         const message = upstream.redact(describeError(error));
         if (!(error instanceof DownloadError)) throw error; // local trouble (disk): not the upstream's
+        // A 404 is an answer, not a failure of the source.
+        if (error.status !== 404) options.onUpstream?.(upstream.name, 'error');
         // The breaker hears at once when the host gives no answer at all; a bad answer (5xx,
         // short body) may be about this one archive, so it counts once, after the retries.
         const reason = `source "${upstream.name}" ${shortReason(error)}`;

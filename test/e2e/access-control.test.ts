@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -190,7 +191,10 @@ describe('credentials mode', () => {
     const config = path.join(registry.root, 'registry.toml');
     const text = await readFile(config, 'utf8');
     await writeFile(config, `${text}\n[server\n`);
-    await sighup(server, /access rules not reloaded, the old ones stay: .*registry\.toml/);
+    await sighup(
+      server,
+      /error: SIGHUP: registry\.toml could not be read, the access rules in force stay: .*registry\.toml/,
+    );
     await writeFile(config, text);
     const ci = await fetch(`${server.url}/`, { headers: { Authorization: `Bearer ${ciToken}` } });
     assert.equal(ci.status, 200);
@@ -212,6 +216,37 @@ describe('credentials mode', () => {
     const toml = await readFile(path.join(registry.root, 'registry.toml'), 'utf8');
     assert.ok(!toml.includes(adminToken));
     assert.match(toml, /^admin_token_sha256 = "[0-9a-f]{64}"/m);
+  });
+
+  test('a registry name no header can carry: the 401 still goes out and the server lives', async () => {
+    const config = path.join(registry.root, 'registry.toml');
+    const text = await readFile(config, 'utf8');
+    try {
+      await writeFile(config, text.replace(/^name = "e2e"$/m, 'name = "Reg 私有 \\"q\\" \\u007f"'));
+      await server.stop();
+      server = await startServe(registry.root);
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${server.url}/`);
+        assert.equal(res.status, 401);
+        assert.equal(res.headers.get('www-authenticate'), 'Basic realm="Reg  q", charset="UTF-8"');
+        await res.body?.cancel();
+      }
+      assert.equal(server.process.exitCode, null);
+    } finally {
+      await writeFile(config, text);
+    }
+  });
+
+  test('revoking the last token locks everyone out at SIGHUP (fail closed), and says so', async () => {
+    const before = await fetch(`${server.url}/`, { headers: { Authorization: `Bearer ${ciToken}` } });
+    assert.equal(before.status, 200);
+    await before.body?.cancel();
+    const removed = await cli(['token', 'remove', 'ci']);
+    assert.match(removed.stderr, /warning: that was the last token/);
+    await sighup(server, /no token left: every request is refused/);
+    const after = await fetch(`${server.url}/`, { headers: { Authorization: `Bearer ${ciToken}` } });
+    assert.equal(after.status, 401, 'the revoked token no longer reads');
+    await after.body?.cancel();
   });
 });
 
@@ -337,15 +372,19 @@ describe('HTTPS', () => {
     return { cert, key };
   }
 
+  const hasOpenssl = () =>
+    exec('openssl', ['version']).then(
+      () => true,
+      () => false,
+    );
+
   before(async () => {
     certs = path.join(scratch.path, 'certs');
     await mkdir(certs);
   });
 
   test('serve --tls-cert/--tls-key: git and archive downloads over HTTPS; base_url in the links; SIGHUP swaps the certificate', async (t) => {
-    try {
-      await exec('openssl', ['version']);
-    } catch {
+    if (!(await hasOpenssl())) {
       t.skip('openssl is not installed');
       return;
     }
@@ -391,6 +430,35 @@ describe('HTTPS', () => {
     } finally {
       await server.stop();
       await writeFile(path.join(registry.root, 'registry.toml'), original);
+    }
+  });
+
+  test('a client stuck before the TLS handshake does not hold up shutdown', async (t) => {
+    if (!(await hasOpenssl())) {
+      t.skip('openssl is not installed');
+      return;
+    }
+    const { cert: certFile, key: keyFile } = await makeCert('stuck');
+    const config = path.join(registry.root, 'registry.toml');
+    const original = await readFile(config, 'utf8');
+    await cli(['config', 'server.shutdown_timeout', '1s']);
+    const server = await startServe(registry.root, ['--tls-cert', certFile, '--tls-key', keyFile]);
+    const { port } = new URL(server.url);
+    const silent = net.connect(Number(port), '127.0.0.1');
+    silent.on('error', () => undefined);
+    try {
+      await new Promise((resolve) => silent.once('connect', resolve));
+      const started = performance.now();
+      await server.stop();
+      const seconds = (performance.now() - started) / 1000;
+      assert.equal(server.process.exitCode, 0);
+      assert.ok(
+        seconds < 8,
+        `exited ${seconds.toFixed(1)} s after SIGTERM (Node's own handshake timeout is 120 s)`,
+      );
+    } finally {
+      silent.destroy();
+      await writeFile(config, original);
     }
   });
 

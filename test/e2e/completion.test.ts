@@ -103,5 +103,8 @@ test('zsh and fish scripts are generated (and parse where the shell is installed
   }
   const bad = await runCli(['completion', 'tcsh']);
   assert.equal(bad.code, 1);
-  assert.match(bad.stderr, /value 'tcsh' is invalid for argument 'shell'\. Allowed choices are bash, zsh, fish/);
+  assert.match(
+    bad.stderr,
+    /value 'tcsh' is invalid for argument 'shell'\. Allowed choices are bash, zsh, fish/,
+  );
 });

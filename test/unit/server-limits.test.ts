@@ -50,6 +50,7 @@ describe('[server] limits in registry.toml', () => {
         request_timeout: '30s',
         keep_alive_timeout: '1s',
         idle_timeout: '1h30m',
+        shutdown_timeout: '0s',
       },
     }).server;
     assert.deepEqual(serverLimits(server), {
@@ -62,6 +63,7 @@ describe('[server] limits in registry.toml', () => {
       requestTimeoutMs: 30_000,
       keepAliveTimeoutMs: 1000,
       idleTimeoutMs: 5_400_000,
+      shutdownTimeoutMs: 0,
     });
   });
 
@@ -73,6 +75,7 @@ describe('[server] limits in registry.toml', () => {
       { max_header_size: 1.5 },
       { headers_timeout: '0s' },
       { keep_alive_timeout: 'soon' },
+      { shutdown_timeout: '11m' },
       { idle_timeout: '30d' },
     ]) {
       assert.equal(ConfigSchema.safeParse({ server }).success, false, JSON.stringify(server));

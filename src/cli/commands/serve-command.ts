@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import type { RegistryConfig } from '../../config/schema.js';
 import { loadConfigFile } from '../../config/toml-file.js';
 import { tokenSha256 } from '../../core/access-token.js';
@@ -10,8 +10,9 @@ import { describeError, RegistryError } from '../../core/errors.js';
 import { openRegistry } from '../../registry/registry.js';
 import { AccessControl } from '../../server/access-control.js';
 import { serverLimits } from '../../server/limits.js';
-import { startServer, type TlsFiles } from '../../server/server.js';
+import { type RunningServer, startServer, type TlsFiles } from '../../server/server.js';
 import { resolveAdminToken } from '../../upstream/credentials.js';
+import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../logger.js';
 import { notice } from '../output.js';
 import { parseInteger, registryDir } from './registry-dir.js';
 
@@ -21,6 +22,8 @@ interface ServeFlags {
   proxy?: boolean;
   tlsCert?: string;
   tlsKey?: string;
+  logLevel?: LogLevel;
+  logFormat?: LogFormat;
 }
 
 export function registerServeCommand(program: Command): void {
@@ -40,6 +43,15 @@ export function registerServeCommand(program: Command): void {
     .option('--no-proxy', 'serve only what is stored, even if [server] upstream_fallback is on')
     .option('--tls-cert <file>', 'PEM certificate chain: serve HTTPS (default: [server] tls_cert)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert (default: [server] tls_key)')
+    .addOption(
+      new Option('--log-level <level>', 'log level (default: [server] log_level, info)').choices(LOG_LEVELS),
+    )
+    .addOption(
+      new Option(
+        '--log-format <format>',
+        'json lines, pretty lines, or auto: pretty on a terminal (default: [server] log_format)',
+      ).choices(LOG_FORMATS),
+    )
     .addHelpText(
       'after',
       '\nSIGHUP re-reads [server.access] (tokens, allow list) and the TLS certificate and key.\n' +
@@ -62,6 +74,10 @@ export function registerServeCommand(program: Command): void {
         negativeTtlMs: parseDuration(serverConfig.negative_cache_ttl) ?? 0,
         limits: serverLimits(serverConfig),
         access,
+        logger: createLogger(
+          options.logLevel ?? serverConfig.log_level,
+          options.logFormat ?? serverConfig.log_format,
+        ),
         ...(tls ? { tls } : {}),
         ...(serverConfig.base_url ? { baseUrl: trimTrailingSlash(serverConfig.base_url) } : {}),
       });
@@ -74,8 +90,12 @@ export function registerServeCommand(program: Command): void {
       if (mirrorConfig.auto_sync) notice(`  index sync: every ${mirrorConfig.sync_interval}`);
       notice(`  access: ${describeAccess(serverConfig.access)}`);
       notice(`  clients: MOONCAKES_REGISTRY=${clientUrl(server.publicUrl, access)} moon update`);
+      const cleartext = cleartextWarning(serverConfig, server.publicUrl, tls !== undefined);
+      if (cleartext) notice(cleartext);
+      // One reload at a time, in order: a slow earlier read must not win over a later one.
+      let reloading = Promise.resolve();
       process.on('SIGHUP', () => {
-        void reload(registry.layout.configFile, access, tlsPaths, server.reloadTls);
+        reloading = reloading.then(() => reload(registry.layout.configFile, access, tlsPaths, server));
       });
       await new Promise<void>((resolveStop) => {
         const stop = () => {
@@ -98,18 +118,26 @@ async function reload(
   configPath: string,
   access: AccessControl,
   tlsPaths: { cert: string; key: string } | undefined,
-  reloadTls: (files: TlsFiles) => void,
+  server: RunningServer,
 ): Promise<void> {
   try {
-    const { server } = (await loadConfigFile(configPath)).config;
-    access.update(checkedAccess(server), server.trusted_proxies);
-    notice(`SIGHUP: access rules reloaded (${describeAccess(server.access)})`);
+    const { server: config } = (await loadConfigFile(configPath)).config;
+    // No tokens left in credentials mode (the last one was revoked): nobody gets in. Refusing
+    // the reload instead would keep the revoked token working.
+    access.update(config.access, config.trusted_proxies);
+    server.setAdminToken(adminTokenSha256(config));
+    notice(`SIGHUP: access rules reloaded (${describeAccess(config.access)})`);
+    if (config.access.mode === 'credentials' && config.access.tokens.length === 0) {
+      notice('warning: [server.access] has no token left: every request is refused (401) until one is added');
+    }
   } catch (error) {
-    notice(`SIGHUP: access rules not reloaded, the old ones stay: ${describeError(error)}`);
+    notice(
+      `error: SIGHUP: registry.toml could not be read, the access rules in force stay: ${describeError(error)}`,
+    );
   }
   if (!tlsPaths) return;
   try {
-    reloadTls(await readTls(tlsPaths));
+    server.reloadTls(await readTls(tlsPaths));
     notice('SIGHUP: TLS certificate reloaded');
   } catch (error) {
     notice(`SIGHUP: TLS certificate not reloaded, the old one stays: ${describeError(error)}`);
@@ -154,7 +182,18 @@ function checkedAccess(server: RegistryConfig['server']): RegistryConfig['server
 
 function adminTokenSha256(server: RegistryConfig['server']): string | undefined {
   if (server.admin_token_sha256) return server.admin_token_sha256;
-  return server.admin_token ? tokenSha256(resolveAdminToken(server.admin_token)) : undefined;
+  // Secrets read from files often end with a newline: it is not part of the token.
+  return server.admin_token ? tokenSha256(resolveAdminToken(server.admin_token).trim()) : undefined;
+}
+
+/** Tokens over plain HTTP can be read by anyone on the path: say so, unless TLS is in front. */
+function cleartextWarning(
+  server: RegistryConfig['server'],
+  publicUrl: string,
+  tls: boolean,
+): string | undefined {
+  if (server.access.mode !== 'credentials' || tls || publicUrl.startsWith('https://')) return undefined;
+  return 'warning: tokens are accepted over plain HTTP: use --tls-cert/--tls-key, or a TLS proxy with an https base_url';
 }
 
 function describeAccess(access: RegistryConfig['server']['access']): string {

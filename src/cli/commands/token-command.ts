@@ -61,7 +61,13 @@ export function registerTokenCommand(program: Command): void {
     .argument('<name>', 'the token name')
     .action(async (name: string, _options: unknown, command: Command) => {
       const registry = await openRegistry(registryDir(command));
-      await updateConfigFile(registry.configFile, (raw) => removeReadToken(raw, name));
+      const { file } = await updateConfigFile(registry.configFile, (raw) => removeReadToken(raw, name));
       notice(`Token "${name}" removed. A running serve drops it on SIGHUP (kill -HUP <pid>) or a restart.`);
+      const { access } = file.config.server;
+      if (access.mode === 'credentials' && access.tokens.length === 0) {
+        notice(
+          'warning: that was the last token: after SIGHUP every request is refused, and serve will not start until one is added (token add NAME)',
+        );
+      }
     });
 }

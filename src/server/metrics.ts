@@ -1,0 +1,173 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ArchiveResult } from './archive-route.js';
+
+/**
+ * `GET /metrics` (Prometheus text format). Labels take values from small fixed sets (routes,
+ * source names from registry.toml, outcomes), never from URLs, so a client cannot grow them.
+ */
+
+/** The route of a request path, as a metrics label. */
+export function routeLabel(path: string): string {
+  if (path === '/git/index/info/refs') return 'git_info_refs';
+  if (path === '/git/index/git-upload-pack') return 'git_upload_pack';
+  if (path.startsWith('/user/')) return path.endsWith('.zip') ? 'archive' : 'module';
+  if (path.startsWith('/static/')) return 'static';
+  const fixed: Record<string, string> = {
+    '/': 'root',
+    '/health': 'health',
+    '/status': 'status',
+    '/metrics': 'metrics',
+    '/admin/sync': 'admin_sync',
+  };
+  return fixed[path] ?? 'other';
+}
+
+export interface MetricsSources {
+  /** `git upload-pack` processes running, and requests waiting for one. */
+  git(): { running: number; queued: number };
+  /** Stored archives (cached by the caller: a scan of data/packages). */
+  archives(): Promise<{ count: number; bytes: number }>;
+  /** Mirror runs recorded in data/state, by outcome, since the registry was created. */
+  mirrorRuns(): Promise<Record<string, number>>;
+  /** When the last successful index sync ended (ms), if any. */
+  lastSyncSuccess(): number | undefined;
+}
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'route' | 'method' | 'status'>;
+  private readonly duration: Histogram<'route'>;
+  private readonly bytes: Counter<'route'>;
+  private readonly archiveCache: Counter<'result'>;
+  private readonly upstreamRequests: Counter<'source' | 'kind'>;
+  private readonly upstreamErrors: Counter<'source' | 'kind'>;
+  private readonly syncDuration: Histogram<'result'>;
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: 'moonbit_registry_http_requests_total',
+      help: 'HTTP requests answered, by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'moonbit_registry_http_request_duration_seconds',
+      help: 'Time from request to the end of the response, by route',
+      labelNames: ['route'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers,
+    });
+    this.bytes = new Counter({
+      name: 'moonbit_registry_http_response_bytes_total',
+      help: 'Bytes sent to clients (headers and bodies), by route',
+      labelNames: ['route'],
+      registers,
+    });
+    this.archiveCache = new Counter({
+      name: 'moonbit_registry_archive_requests_total',
+      help: 'Archive GETs: hit (from the store), miss (fetched from an upstream), not_modified (304), absent (404), error (the upstream fetch failed)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.upstreamRequests = new Counter({
+      name: 'moonbit_registry_upstream_requests_total',
+      help: 'Requests to upstream sources (each archive attempt, each index fetch), by source and kind',
+      labelNames: ['source', 'kind'],
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: 'moonbit_registry_upstream_errors_total',
+      help: 'Upstream requests that failed (unreachable, timeout, 5xx, bad bytes), by source and kind',
+      labelNames: ['source', 'kind'],
+      registers,
+    });
+    this.syncDuration = new Histogram({
+      name: 'moonbit_registry_sync_duration_seconds',
+      help: 'Index sync duration, by result (ok: every source fetched)',
+      labelNames: ['result'],
+      buckets: [0.1, 0.5, 1, 5, 15, 60, 300],
+      registers,
+    });
+    new Gauge({
+      name: 'moonbit_registry_sync_age_seconds',
+      help: 'Seconds since the last successful index sync (absent before the first)',
+      registers,
+      collect() {
+        const last = sources.lastSyncSuccess();
+        this.reset();
+        if (last !== undefined) this.set((Date.now() - last) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'moonbit_registry_git_upload_pack_processes',
+      help: 'git upload-pack processes running',
+      registers,
+      collect() {
+        this.set(sources.git().running);
+      },
+    });
+    new Gauge({
+      name: 'moonbit_registry_git_queue_length',
+      help: 'git requests waiting for an upload-pack slot',
+      registers,
+      collect() {
+        this.set(sources.git().queued);
+      },
+    });
+    new Gauge({
+      name: 'moonbit_registry_archives_stored',
+      help: 'Archives in data/packages',
+      registers,
+      async collect() {
+        this.set((await sources.archives()).count);
+      },
+    });
+    new Gauge({
+      name: 'moonbit_registry_archives_stored_bytes',
+      help: 'Bytes of the archives in data/packages',
+      registers,
+      async collect() {
+        this.set((await sources.archives()).bytes);
+      },
+    });
+    // Mirror runs are other processes: their count comes from what they record in data/state.
+    new Counter({
+      name: 'moonbit_registry_mirror_runs_total',
+      help: 'mirror runs recorded in this registry, by outcome (ok, failed, interrupted, error)',
+      labelNames: ['outcome'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const [outcome, count] of Object.entries(await sources.mirrorRuns()))
+          this.inc({ outcome }, count);
+      },
+    });
+  }
+
+  request(route: string, method: string, status: number, seconds: number, bytes: number): void {
+    this.requests.inc({ route, method, status: String(status) });
+    this.duration.observe({ route }, seconds);
+    if (bytes > 0) this.bytes.inc({ route }, bytes);
+  }
+
+  archive(result: ArchiveResult): void {
+    this.archiveCache.inc({ result });
+  }
+
+  upstream(source: string, kind: 'archive' | 'index', event: 'request' | 'error'): void {
+    (event === 'request' ? this.upstreamRequests : this.upstreamErrors).inc({ source, kind });
+  }
+
+  sync(seconds: number, ok: boolean): void {
+    this.syncDuration.observe({ result: ok ? 'ok' : 'failed' }, seconds);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * What operators look at: `GET /metrics`, `GET /status` and `moonbit-registry status` telling
+ * the same facts (mirror runs, downloads, archives, sources), and the server's log formats.
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { initRegistryWithSource, runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
+import { FakeUpstream } from '../support/fake-upstream.js';
+import { buildFixture, type Fixture } from '../support/fixture.js';
+import { install, latest, readIndex, update } from '../support/moon-client.js';
+
+const MODULE = 'moonbitlang/regexp';
+
+let fixture: Fixture;
+let upstream: FakeUpstream;
+let registry: { root: string; remove: () => Promise<void> };
+let scratch: { path: string; remove: () => Promise<void> };
+
+before(async () => {
+  fixture = await buildFixture();
+  upstream = await FakeUpstream.start({ fixture });
+  registry = await initRegistryWithSource('up', upstream.url);
+  scratch = await tempDir('mr-ops-');
+  await runCliOk(['mirror', MODULE], { cwd: registry.root });
+  // A run that fails: recorded too, as an error.
+  const failed = await runCli(['mirror', 'nobody/*', '-s', 'nope'], { cwd: registry.root });
+  assert.equal(failed.code, 1);
+});
+
+after(async () => {
+  await upstream?.stop();
+  await registry?.remove();
+  await scratch?.remove();
+  await fixture?.cleanup();
+});
+
+/** The value of one sample in Prometheus text, e.g. `name{a="b"}`; undefined when absent. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+interface StatusJson {
+  registry: { name: string; mode: string };
+  server: { running: boolean; pid: number | null };
+  index: { modules: number; versions: number; commit: string | null };
+  archives: { count: number; bytes: number };
+  sources: Array<{ name: string; state: string; versions_served: number; index_commit: string | null }>;
+  mirror_runs: Array<{
+    outcome: string;
+    request: { patterns: string[] };
+    downloaded: number;
+    error: string | null;
+  }>;
+  downloads: Array<{ hour: string; count: number }>;
+}
+
+const lastHour = (report: StatusJson) => report.downloads.at(-1)?.count;
+
+test('metrics, GET /status and `status` agree on mirror runs, archives, downloads and sources', async () => {
+  const server = await startServe(registry.root, ['--log-format', 'json']);
+  let stopped = false;
+  try {
+    const home = path.join(scratch.path, 'home');
+    await update(server.url, home);
+    const installed = await install(server.url, home, {
+      [MODULE]: latest(await readIndex(home), MODULE) as string,
+    });
+    const downloads = installed.size;
+    assert.ok(downloads >= 1);
+
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.equal(sample(metrics, 'moonbit_registry_archive_requests_total{result="hit"}'), downloads);
+    assert.equal(
+      sample(metrics, 'moonbit_registry_http_requests_total{route="archive",method="GET",status="200"}'),
+      downloads,
+    );
+    assert.ok(
+      (sample(
+        metrics,
+        'moonbit_registry_http_requests_total{route="git_upload_pack",method="POST",status="200"}',
+      ) ?? 0) >= 1,
+    );
+    assert.ok((sample(metrics, 'moonbit_registry_http_response_bytes_total{route="archive"}') ?? 0) > 0);
+    assert.equal(sample(metrics, 'moonbit_registry_mirror_runs_total{outcome="ok"}'), 1);
+    assert.equal(sample(metrics, 'moonbit_registry_mirror_runs_total{outcome="error"}'), 1);
+    assert.equal(sample(metrics, 'moonbit_registry_git_upload_pack_processes'), 0);
+    assert.match(metrics, /^# TYPE moonbit_registry_http_request_duration_seconds histogram$/m);
+
+    const live = (await (
+      await fetch(`${server.url}/status`, { headers: { Accept: 'application/json' } })
+    ).json()) as StatusJson;
+    assert.equal(live.server.running, true);
+    assert.equal(live.registry.mode, 'mirror');
+    assert.equal(lastHour(live), downloads);
+    assert.equal(sample(metrics, 'moonbit_registry_archives_stored'), live.archives.count);
+    assert.equal(live.archives.count, live.index.versions, 'mirror mode stores every served version');
+    assert.equal(live.sources.find((s) => s.name === 'up')?.versions_served, live.index.versions);
+    assert.equal(live.sources.find((s) => s.name === 'mooncakes')?.state, 'disabled');
+    assert.deepEqual(
+      live.mirror_runs.map((run) => run.outcome),
+      ['error', 'ok'],
+      'newest first',
+    );
+    assert.match(live.mirror_runs[0]?.error ?? '', /unknown source "nope"/);
+    assert.deepEqual(live.mirror_runs[1]?.request.patterns, [MODULE]);
+
+    // The CLI reads the running server's facts from data/state.
+    const whileRunning = JSON.parse(
+      (await runCliOk(['status', '--json'], { cwd: registry.root })).stdout,
+    ) as StatusJson;
+    assert.equal(whileRunning.server.running, true);
+    assert.equal(whileRunning.server.pid, server.process.pid);
+    assert.equal(whileRunning.archives.count, live.archives.count);
+
+    await server.stop();
+    stopped = true;
+    const afterStop = JSON.parse(
+      (await runCliOk(['status', '--json'], { cwd: registry.root })).stdout,
+    ) as StatusJson;
+    assert.equal(afterStop.server.running, false);
+    assert.equal(lastHour(afterStop), downloads, 'download counts are saved at shutdown');
+    assert.deepEqual(afterStop.index, live.index);
+    const text = (await runCliOk(['status'], { cwd: registry.root })).stdout;
+    assert.match(text, /^Registry "e2e" \(mirror mode\)/m);
+    assert.match(text, new RegExp(`^Archives: ${live.archives.count} stored`, 'm'));
+    assert.match(text, /^ {2}up\*? +ok|^ {2}up\*? +unknown/m);
+    assert.match(text, new RegExp(`ok +${MODULE.replace('/', '\\/')}: \\d+ downloaded`));
+    assert.match(text, new RegExp(`^Downloads: ${downloads} in the last 48 hours`, 'm'));
+
+    // One JSON access-log line per request.
+    const requests = server
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { msg: string; url?: string; status?: number });
+    assert.equal(requests.filter((r) => r.msg === 'request' && r.url?.includes('.zip')).length, downloads);
+  } finally {
+    if (!stopped) await server.stop();
+  }
+});
+
+test('pull-through: upstream requests and cache misses by source; sync duration and age', async () => {
+  const server = await startServe(registry.root, ['--proxy', '--log-format', 'json']);
+  try {
+    const home = path.join(scratch.path, 'home-proxy');
+    for (let i = 0; i < 100; i++) {
+      const health = (await (await fetch(`${server.url}/health`)).json()) as { sync?: { last_run: unknown } };
+      if (health.sync?.last_run) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await update(server.url, home);
+    const other = 'moonbitlang/x';
+    await install(server.url, home, { [other]: latest(await readIndex(home), other) as string });
+    // A miss is counted when its response has ended, which may be just after the client is done.
+    let metrics = '';
+    for (let i = 0; i < 40; i++) {
+      metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const asked = sample(metrics, 'moonbit_registry_upstream_requests_total{source="up",kind="archive"}');
+      if (
+        asked !== undefined &&
+        asked === sample(metrics, 'moonbit_registry_archive_requests_total{result="miss"}')
+      )
+        break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const misses = sample(metrics, 'moonbit_registry_archive_requests_total{result="miss"}') ?? 0;
+    assert.ok(misses >= 1, metrics);
+    assert.equal(
+      sample(metrics, 'moonbit_registry_upstream_requests_total{source="up",kind="archive"}'),
+      misses,
+    );
+    assert.equal(
+      sample(metrics, 'moonbit_registry_upstream_errors_total{source="up",kind="archive"}'),
+      undefined,
+    );
+    assert.equal(sample(metrics, 'moonbit_registry_upstream_requests_total{source="up",kind="index"}'), 1);
+    assert.equal(sample(metrics, 'moonbit_registry_sync_duration_seconds_count{result="ok"}'), 1);
+    const age = sample(metrics, 'moonbit_registry_sync_age_seconds') ?? -1;
+    assert.ok(age >= 0 && age < 60, `sync age ${age}`);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('log level and format: warn hides request lines; pretty gives one readable line per request', async () => {
+  const quiet = await startServe(registry.root, ['--log-level', 'warn', '--log-format', 'json']);
+  try {
+    await (await fetch(`${quiet.url}/health`)).body?.cancel();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.doesNotMatch(quiet.output(), /"msg":"request"/);
+  } finally {
+    await quiet.stop();
+  }
+  const pretty = await startServe(registry.root, ['--log-format', 'pretty']);
+  try {
+    await (await fetch(`${pretty.url}/health`)).body?.cancel();
+    for (let i = 0; i < 50 && !/GET \/health 200/.test(pretty.output()); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.match(pretty.output(), /INFO.*: GET \/health 200 \d+ms client=127\.0\.0\.1/);
+  } finally {
+    await pretty.stop();
+  }
+  const wrong = await runCli(['serve', '--log-level', 'loud'], { cwd: registry.root });
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /Allowed choices are fatal, error, warn, info, debug, trace, silent/);
+});
