@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import type { ServeMode } from '../registry/index-sync.js';
 import type { Registry } from '../registry/registry.js';
+import { handleWeb } from '../web/web-routes.js';
 import { AccessControl, type AccessDecision } from './access-control.js';
 import { handleAdminSync } from './admin-routes.js';
 import { handleArchive } from './archive-route.js';
@@ -11,7 +12,9 @@ import { handleInfoRefs, handleUploadPack, refusePush } from './git-smart-http.j
 import { errorResponse, HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
 import { handleHealth, handleModule, handleRoot } from './info-routes.js';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './limits.js';
+import { routeLabel } from './metrics.js';
 import { createServerContext, type ServeBehaviour, type ServerContext } from './server-context.js';
+import { webContextFor } from './web-ui.js';
 
 export interface ServeOptions extends Partial<Omit<ServeBehaviour, 'limits'>> {
   host: string;
@@ -42,6 +45,8 @@ export interface RunningServer {
   mode: ServeMode;
   /** Swaps in a renewed certificate; connections already open keep theirs. */
   reloadTls(tls: TlsFiles): void;
+  /** Replaces the admin token (SHA-256 hex); the admin endpoints need one set at start. */
+  setAdminToken(sha256: string | undefined): void;
   close(): Promise<void>;
 }
 
@@ -68,7 +73,19 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
     const access = ctx.access.check(req);
+    // Requests on one connection come one after another, so the socket's count tells this one's.
+    // (The socket is kept here: the request lets go of it once the response is done.)
+    const socket = req.socket;
+    const bytesBefore = socket.bytesWritten;
     res.on('close', () => {
+      const path = (req.url ?? '/').split('?')[0] as string;
+      ctx.metrics.request(
+        routeLabel(path),
+        req.method ?? 'GET',
+        res.statusCode,
+        (performance.now() - started) / 1000,
+        socket.bytesWritten - bytesBefore,
+      );
       logger?.info(
         {
           method: req.method,
@@ -85,8 +102,24 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
     route(ctx, req, res, access).catch((error: unknown) => sendError(ctx, res, error));
   };
   const server: Server | TlsServer = options.tls
-    ? createTlsServer({ ...httpOptions(limits), cert: options.tls.cert, key: options.tls.key }, handler)
+    ? createTlsServer(
+        {
+          ...httpOptions(limits),
+          cert: options.tls.cert,
+          key: options.tls.key,
+          // A client that connects and never finishes the handshake is cut like a slow one.
+          handshakeTimeout: limits.headersTimeoutMs,
+        },
+        handler,
+      )
     : createServer(httpOptions(limits), handler);
+  // Every socket, including ones still in a TLS handshake that the HTTP layer does not track
+  // yet, so that shutdown can end them all when its time is up.
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   // Without this, Node destroys the socket of a CONNECT request and the client gets no answer.
   server.on('connect', (_req: IncomingMessage, socket: Socket) => {
     socket.on('error', () => {});
@@ -106,17 +139,21 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
   const url = `${options.tls ? 'https' : 'http'}://${host}:${port}`;
   const publicUrl = options.baseUrl ?? url;
   ctx.info.publicUrl = publicUrl;
+  ctx.started(url);
   return {
     url,
     publicUrl,
     port,
     mode: ctx.mode,
+    setAdminToken: (sha256) => {
+      ctx.adminTokenSha256 = sha256;
+    },
     reloadTls: (tls) => {
       if (!('setSecureContext' in server)) throw new Error('this server does not serve HTTPS');
       server.setSecureContext({ cert: tls.cert, key: tls.key });
     },
     close: async () => {
-      await closeServer(server, limits.shutdownTimeoutMs);
+      await closeServer(server, sockets, limits.shutdownTimeoutMs);
       await ctx.close();
     },
   };
@@ -146,7 +183,7 @@ async function route(
   // The admin endpoints check their own token.
   if (!access.authenticated && path !== '/admin/sync') {
     throw new HttpError(401, 'credentials required', {
-      'WWW-Authenticate': `Basic realm="${ctx.registry.config.registry.name.replace(/["\\]/g, '')}", charset="UTF-8"`,
+      'WWW-Authenticate': `Basic realm="${headerSafe(ctx.registry.config.registry.name)}", charset="UTF-8"`,
     });
   }
 
@@ -166,6 +203,19 @@ async function route(
     return handleAdminSync({ tokenSha256: ctx.adminTokenSha256, sync: ctx.sync }, req, res);
   }
 
+  if (path === '/metrics') {
+    if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
+    const text = await ctx.metrics.text();
+    res.writeHead(200, { 'Content-Type': ctx.metrics.contentType, 'Cache-Control': 'no-store' });
+    res.end(method === 'HEAD' ? undefined : text);
+    return;
+  }
+
+  if (await handleWeb(webContextFor(ctx), req, res, path, query)) return;
+  if (path === '/status') {
+    if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
+    return sendJson(res, 200, await ctx.info.status());
+  }
   const readRoute = path === '/' || path.startsWith('/user/') || isAbsentResource(path);
   if (!readRoute) throw notFound();
   if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
@@ -175,7 +225,15 @@ async function route(
   const rest = path.slice('/user/'.length);
   if (rest.endsWith('.zip')) {
     return handleArchive(
-      { store: ctx.registry.store, index: ctx.index, pullThrough: ctx.pullThrough },
+      {
+        store: ctx.registry.store,
+        index: ctx.index,
+        pullThrough: ctx.pullThrough,
+        onArchive: (result) => {
+          ctx.metrics.archive(result);
+          if (result === 'hit' || result === 'miss') ctx.downloads.record();
+        },
+      },
       req,
       res,
       rest,
@@ -222,7 +280,18 @@ function sendError(ctx: ServerContext, res: ServerResponse, error: unknown): voi
     res.destroy();
     return;
   }
-  sendJson(res, response.status, { error: response.message }, response.headers);
+  try {
+    sendJson(res, response.status, { error: response.message }, response.headers);
+  } catch (failure) {
+    // An answer Node refuses to send (a header it finds invalid) must not take the server down.
+    ctx.logger?.error({ err: failure }, 'could not send an error response');
+    res.destroy();
+  }
+}
+
+/** Printable ASCII without quotes or backslashes: what a quoted header parameter may hold. */
+function headerSafe(text: string): string {
+  return text.replace(/[^\x20-\x7e]|["\\]/g, '').trim() || 'moonbit-registry';
 }
 
 function listen(server: Server | TlsServer, host: string, port: number): Promise<void> {
@@ -236,9 +305,12 @@ function listen(server: Server | TlsServer, host: string, port: number): Promise
 }
 
 /** Stops accepting, lets requests in flight finish for `graceMs`, then cuts what is left. */
-function closeServer(server: Server | TlsServer, graceMs: number): Promise<void> {
+function closeServer(server: Server | TlsServer, sockets: Set<Socket>, graceMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const force = setTimeout(() => server.closeAllConnections(), graceMs);
+    const force = setTimeout(() => {
+      server.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
+    }, graceMs);
     force.unref();
     // A keep-alive connection whose response finishes after close() would otherwise stay open
     // until its keep-alive timeout: close each one as soon as it is idle.
