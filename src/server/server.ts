@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
+import { RegistryError } from '../core/errors.js';
 import type { ServeMode } from '../registry/index-sync.js';
 import type { Registry } from '../registry/registry.js';
 import { handleWeb } from '../web/web-routes.js';
@@ -296,12 +297,33 @@ function headerSafe(text: string): string {
 
 function listen(server: Server | TlsServer, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) => reject(listenError(error, host, port)));
     server.listen(port, host, () => {
       server.off('error', reject);
       resolve();
     });
   });
+}
+
+/** The usual reasons a port cannot be taken, said with what to do about them. */
+function listenError(error: NodeJS.ErrnoException, host: string, port: number): Error {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (error.code === 'EADDRINUSE') {
+    return new RegistryError('IO', `cannot listen on ${where}: another process uses that port`, {
+      hint: 'stop it, or pick another port with --port or [server] port',
+    });
+  }
+  if (error.code === 'EACCES') {
+    return new RegistryError('IO', `cannot listen on ${where}: permission denied`, {
+      hint: 'ports below 1024 need privileges: use a higher port behind a reverse proxy',
+    });
+  }
+  if (error.code === 'EADDRNOTAVAIL') {
+    return new RegistryError('IO', `cannot listen on ${where}: no such address on this machine`, {
+      hint: "use 127.0.0.1, 0.0.0.0 (every interface) or one of this machine's addresses",
+    });
+  }
+  return error;
 }
 
 /** Stops accepting, lets requests in flight finish for `graceMs`, then cuts what is left. */

@@ -3,14 +3,19 @@
  * the same facts (mirror runs, downloads, archives, sources), and the server's log formats.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { initRegistryWithSource, runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
 import { buildFixture, type Fixture } from '../support/fixture.js';
 import { install, latest, readIndex, update } from '../support/moon-client.js';
 
 const MODULE = 'moonbitlang/regexp';
+const exec = promisify(execFile);
 
 let fixture: Fixture;
 let upstream: FakeUpstream;
@@ -206,4 +211,78 @@ test('log level and format: warn hides request lines; pretty gives one readable 
   const wrong = await runCli(['serve', '--log-level', 'loud'], { cwd: registry.root });
   assert.equal(wrong.code, 1);
   assert.match(wrong.stderr, /Allowed choices are fatal, error, warn, info, debug, trace, silent/);
+});
+
+test('air-gapped transfer: a tar of the folder verifies and serves elsewhere without the upstream; it can feed another registry', async () => {
+  const archive = path.join(scratch.path, 'registry.tgz');
+  await exec('tar', ['-C', registry.root, '--exclude=data/tmp', '-czf', archive, 'registry.toml', 'data']);
+  const isolated = path.join(scratch.path, 'isolated');
+  await mkdir(isolated);
+  await exec('tar', ['-C', isolated, '-xzf', archive]);
+  const asked = upstream.requests.length;
+
+  const verified = await runCliOk(['verify'], { cwd: isolated });
+  assert.match(verified.stdout, /no problems/);
+  await runCliOk(['source', 'disable', 'up'], { cwd: isolated });
+  const server = await startServe(isolated);
+  try {
+    const home = path.join(scratch.path, 'home-isolated');
+    await update(server.url, home);
+    const version = latest(await readIndex(home), MODULE) as string;
+    const installed = await install(server.url, home, { [MODULE]: version });
+    assert.ok(installed.get(MODULE));
+    assert.equal(upstream.requests.length, asked, 'the copy never asked the upstream');
+
+    // A registry downstream of this one, as a CI registry fed by the team registry would be.
+    const downstream = await tempDir('mr-downstream-');
+    try {
+      const root = path.join(downstream.path, 'registry');
+      await runCliOk(['init', root]);
+      await runCliOk([
+        '-d',
+        root,
+        'source',
+        'add',
+        'team',
+        '--url',
+        server.url,
+        '--type',
+        'moonbit-registry',
+      ]);
+      await runCliOk(['-d', root, 'source', 'default', 'team']);
+      await runCliOk(['-d', root, 'source', 'disable', 'mooncakes']);
+      const mirrored = JSON.parse((await runCliOk(['-d', root, 'mirror', MODULE, '--json'])).stdout) as {
+        failed: number;
+        served: { versions: number };
+      };
+      assert.equal(mirrored.failed, 0);
+      const upstreamIndex = (await (await fetch(`${server.url}/`)).json()) as { index: { versions: number } };
+      assert.equal(
+        mirrored.served.versions,
+        upstreamIndex.index.versions,
+        'everything the team registry serves',
+      );
+    } finally {
+      await downstream.remove();
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a port already taken: one error line that says so, and a hint', async () => {
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = blocker.address() as net.AddressInfo;
+    const result = await runCli(['serve', '--port', String(port)], { cwd: registry.root });
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      new RegExp(`^error: cannot listen on 127\\.0\\.0\\.1:${port}: another process uses that port$`, 'm'),
+    );
+    assert.match(result.stderr, /^hint: stop it, or pick another port/m);
+  } finally {
+    blocker.close();
+  }
 });
