@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
+import { formatBytes } from '../core/format-bytes.js';
 import type { MirrorReporter } from '../registry/mirror.js';
-import { formatBytes } from './output.js';
 
 export type ProgressMode = 'bar' | 'lines' | 'quiet';
 

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import semver from 'semver';
-import { formatBytes } from '../../src/cli/output.js';
+
+import { formatBytes } from '../../src/core/format-bytes.js';
 import {
   type CliResult,
   errorLines,

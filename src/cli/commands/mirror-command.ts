@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { describeError, RegistryError } from '../../core/errors.js';
+import { formatBytes } from '../../core/format-bytes.js';
 import { type MirrorSummary, mirror } from '../../registry/mirror.js';
 import { openRegistry, type Registry } from '../../registry/registry.js';
 import { recordMirrorRun } from '../../status/mirror-runs.js';
 import type { MirrorRunRecord } from '../../status/status-report.js';
-import { formatBytes, notice, printLine } from '../output.js';
+import { notice, printLine } from '../output.js';
 import { type CliReporter, createReporter, progressMode } from '../progress.js';
 import { registryDir } from './registry-dir.js';
 

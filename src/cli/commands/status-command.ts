@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import { formatBytes } from '../../core/format-bytes.js';
 import { readProvenance, sourceOf } from '../../registry/provenance.js';
 import { openRegistry } from '../../registry/registry.js';
 import { collectStatus, savedLiveFacts } from '../../status/collect-status.js';
 import type { StatusReport } from '../../status/status-report.js';
-import { formatBytes, printLine } from '../output.js';
+import { printLine } from '../output.js';
 import { registryDir } from './registry-dir.js';
 
 export function registerStatusCommand(program: Command): void {

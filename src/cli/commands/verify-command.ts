@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { describeError, RegistryError } from '../../core/errors.js';
+import { formatBytes } from '../../core/format-bytes.js';
 import { moduleKey } from '../../core/module-name.js';
 import { openRegistry } from '../../registry/registry.js';
 import {
@@ -8,7 +9,7 @@ import {
   type VerifyReport,
   verifyRegistry,
 } from '../../registry/verify.js';
-import { formatBytes, notice, printLine } from '../output.js';
+import { notice, printLine } from '../output.js';
 import { registryDir } from './registry-dir.js';
 
 interface VerifyFlags {

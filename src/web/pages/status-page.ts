@@ -1,3 +1,4 @@
+import { formatBytes } from '../../core/format-bytes.js';
 import type { MirrorRunRecord, SourceState, StatusReport } from '../../status/status-report.js';
 import { downloadChart } from '../download-chart.js';
 import { html, type SafeHtml, safeHttpUrl } from '../html.js';
@@ -104,15 +105,4 @@ function time(iso: string): SafeHtml {
   if (Number.isNaN(at)) return html`${iso}`;
   const exact = new Date(at).toISOString();
   return html`<time datetime="${exact}" title="${exact}">${exact.slice(0, 10)} ${exact.slice(11, 16)} UTC</time>`;
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
