@@ -11,7 +11,7 @@ import { handleAdminSync } from './admin-routes.js';
 import { handleArchive } from './archive-route.js';
 import { handleInfoRefs, handleUploadPack, refusePush } from './git-smart-http.js';
 import { errorResponse, HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
-import { handleHealth, handleModule, handleRoot } from './info-routes.js';
+import { handleHealth, handleModule, handleRoot, VARY_ACCEPT } from './info-routes.js';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './limits.js';
 import { routeLabel } from './metrics.js';
 import { createServerContext, type ServeBehaviour, type ServerContext } from './server-context.js';
@@ -215,7 +215,7 @@ async function route(
   if (await handleWeb(webContextFor(ctx), req, res, path, query)) return;
   if (path === '/status') {
     if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
-    return sendJson(res, 200, await ctx.info.status());
+    return sendJson(res, 200, await ctx.info.status(), VARY_ACCEPT);
   }
   const readRoute = path === '/' || path.startsWith('/user/') || isAbsentResource(path);
   if (!readRoute) throw notFound();

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodePathSegments } from '../core/archive-url.js';
 import { isValidModuleName } from '../core/module-name.js';
-import { notFound, sendJson } from '../server/http-error.js';
+import { notFound } from '../server/http-error.js';
 import { CatalogCache } from './catalog.js';
 import { html, type SafeHtml } from './html.js';
 import { page } from './layout.js';
@@ -30,9 +30,9 @@ const CONTENT_SECURITY_POLICY = [
 
 /**
  * The web UI: browsers (GET/HEAD with `text/html` in Accept) get pages at `/`, `/user/<module>`
- * and `/status`; `/static/<name>` serves the stylesheet and script; `/status` answers other
- * clients with the StatusReport JSON. Returns false when the request is for the JSON routes:
- * `moon` and git never ask for HTML, so what they get stays as it was.
+ * and `/status`; `/static/<name>` serves the stylesheet and script. Returns false when the
+ * request is for the JSON routes (server/): `moon` and git never ask for HTML, so what they get
+ * stays as it was.
  */
 export async function handleWeb(
   ctx: WebContext,
@@ -47,14 +47,12 @@ export async function handleWeb(
     if (!sendStatic(req, res, path.slice('/static/'.length))) throw notFound();
     return true;
   }
-  const wantsHtml = (req.headers.accept ?? '').includes('text/html');
+  // Everyone else (moon, git, curl, scripts) gets the JSON routes of server/.
+  if (!(req.headers.accept ?? '').includes('text/html')) return false;
   if (path === '/status') {
-    const report = await ctx.status();
-    if (wantsHtml) sendHtml(req, res, 200, renderStatusPage(ctx, report));
-    else sendJson(res, 200, report);
+    sendHtml(req, res, 200, renderStatusPage(ctx, await ctx.status()));
     return true;
   }
-  if (!wantsHtml) return false;
   if (path === '/') {
     const catalog = await catalogOf(ctx).get();
     sendHtml(req, res, 200, renderListPage(ctx, catalog, readListQuery(query)));

@@ -93,9 +93,10 @@ test('metrics, GET /status and `status` agree on mirror runs, archives, download
     assert.equal(sample(metrics, 'moonbit_registry_git_upload_pack_processes'), 0);
     assert.match(metrics, /^# TYPE moonbit_registry_http_request_duration_seconds histogram$/m);
 
-    const live = (await (
-      await fetch(`${server.url}/status`, { headers: { Accept: 'application/json' } })
-    ).json()) as StatusJson;
+    const statusResponse = await fetch(`${server.url}/status`, { headers: { Accept: 'application/json' } });
+    // The same URLs give browsers HTML: caches in front must keep the two apart.
+    assert.equal(statusResponse.headers.get('vary'), 'Accept');
+    const live = (await statusResponse.json()) as StatusJson;
     assert.equal(live.server.running, true);
     assert.equal(live.registry.mode, 'mirror');
     assert.equal(lastHour(live), downloads);
