@@ -93,7 +93,15 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
 
   const lock = await acquireRegistryLock(layout.lockTarget, 'mirror', { waitForBriefMs: 60_000 });
   try {
-    const catalogs = await refreshIndexes(upstreams, selected, reporter);
+    // Index warnings (a source down, entries skipped) also go into the summary, for --json.
+    const indexWarnings: string[] = [];
+    const catalogs = await refreshIndexes(upstreams, selected, {
+      info: (message) => reporter.info(message),
+      warn: (message) => {
+        indexWarnings.push(message);
+        reporter.warn(message);
+      },
+    });
     const merged = new MergedCatalog(catalogs);
     const roots =
       options.full && !options.source ? catalogs : catalogs.filter((c) => c.source === selected.name);
@@ -116,7 +124,7 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
     // An interrupted run may have been a mistake (a pattern too wide): serve's sync must not
     // carry it on. Running the same mirror again records it.
     if (!summary.interrupted) await recordMirrorRequest(layout.mirrorRequestsFile, request);
-    return summary;
+    return { ...summary, warnings: [...indexWarnings, ...summary.warnings] };
   } finally {
     await lock.release();
   }

@@ -602,6 +602,10 @@ describe('malformed upstream data: good modules mirrored and served, bad ones na
           const served = await readServedIndex(root, path.join(scratch.path, `clone-${counter++}`));
           assert.deepEqual(listedKeys(served), expected, `${what}: exactly the good versions served`);
         }
+        // Scripts reading --json get the same warning in the summary.
+        const json = await runCli(['mirror', '--full', '--json'], { cwd: root, timeoutMs: 60_000 });
+        const summary = JSON.parse(json.stdout) as { warnings: string[] };
+        assertWarning(summary.warnings, planted, 'mirror --full --json');
         assert.deepEqual(await outsideData(parent), outside, 'mirror wrote nothing outside data/');
         assertNoEscapes(parent);
 
