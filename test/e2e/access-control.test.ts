@@ -12,39 +12,25 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Agent, fetch as undiciFetch } from 'undici';
-import {
-  errorLines,
-  initRegistryWithSource,
-  type RunningServer,
-  runCli,
-  runCliOk,
-  startServe,
-  tempDir,
-} from '../support/cli.js';
-import { FakeUpstream } from '../support/fake-upstream.js';
-import { buildFixture, type Fixture } from '../support/fixture.js';
+import { errorLines, type RunningServer, runCli, runCliOk, startServe } from '../support/cli.js';
+import { type MirroredRegistry, mirroredRegistry } from '../support/mirrored-registry.js';
 import { archiveUrl, install, latest, readIndex, update } from '../support/moon-client.js';
+import { waitFor } from '../support/test-registry.js';
 
 const MODULE = 'moonbitlang/regexp';
 
-let fixture: Fixture;
-let upstream: FakeUpstream;
-let registry: { root: string; remove: () => Promise<void> };
-let scratch: { path: string; remove: () => Promise<void> };
+let setup: MirroredRegistry;
+let registry: { root: string };
+let scratch: { path: string };
 
 before(async () => {
-  fixture = await buildFixture();
-  upstream = await FakeUpstream.start({ fixture });
-  registry = await initRegistryWithSource('up', upstream.url);
-  scratch = await tempDir('mr-access-');
-  await runCliOk(['mirror', MODULE], { cwd: registry.root });
+  setup = await mirroredRegistry([MODULE], 'mr-access-');
+  registry = { root: setup.root };
+  scratch = { path: setup.scratch };
 });
 
 after(async () => {
-  await upstream?.stop();
-  await registry?.remove();
-  await scratch?.remove();
-  await fixture?.cleanup();
+  await setup?.cleanup();
 });
 
 function cli(args: string[]) {
@@ -67,14 +53,6 @@ function accessLog(
     .split('\n')
     .filter((line) => line.includes('"msg":"request"'))
     .map((line) => JSON.parse(line) as { url: string; status: number; user?: string; client: string });
-}
-
-async function waitFor(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
 }
 
 async function sighup(server: RunningServer, done: RegExp): Promise<void> {

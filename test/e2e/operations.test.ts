@@ -9,35 +9,31 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { initRegistryWithSource, runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
-import { FakeUpstream } from '../support/fake-upstream.js';
-import { buildFixture, type Fixture } from '../support/fixture.js';
+import { runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
+import { type MirroredRegistry, mirroredRegistry } from '../support/mirrored-registry.js';
 import { install, latest, readIndex, update } from '../support/moon-client.js';
 
 const MODULE = 'moonbitlang/regexp';
 const exec = promisify(execFile);
 
-let fixture: Fixture;
+let setup: MirroredRegistry;
 let upstream: FakeUpstream;
-let registry: { root: string; remove: () => Promise<void> };
-let scratch: { path: string; remove: () => Promise<void> };
+let registry: { root: string };
+let scratch: { path: string };
 
 before(async () => {
-  fixture = await buildFixture();
-  upstream = await FakeUpstream.start({ fixture });
-  registry = await initRegistryWithSource('up', upstream.url);
-  scratch = await tempDir('mr-ops-');
-  await runCliOk(['mirror', MODULE], { cwd: registry.root });
+  setup = await mirroredRegistry([MODULE], 'mr-ops-');
+  ({ upstream } = setup);
+  registry = { root: setup.root };
+  scratch = { path: setup.scratch };
   // A run that fails: recorded too, as an error.
   const failed = await runCli(['mirror', 'nobody/*', '-s', 'nope'], { cwd: registry.root });
   assert.equal(failed.code, 1);
 });
 
 after(async () => {
-  await upstream?.stop();
-  await registry?.remove();
-  await scratch?.remove();
-  await fixture?.cleanup();
+  await setup?.cleanup();
 });
 
 /** The value of one sample in Prometheus text, e.g. `name{a="b"}`; undefined when absent. */
