@@ -16,8 +16,12 @@ export interface ArchiveContext {
   onArchive?(result: ArchiveResult): void;
 }
 
-/** hit: from the store; miss: fetched from an upstream; absent: 404; error: the fetch failed. */
-export type ArchiveResult = 'hit' | 'miss' | 'not_modified' | 'absent' | 'error';
+/**
+ * hit: the whole archive sent from the store; miss: the whole archive sent while fetched from an
+ * upstream; absent: 404; error: any other failure (the upstream fetch failed); aborted: the
+ * response was cut before its end (the client left, or the upstream body broke off).
+ */
+export type ArchiveResult = 'hit' | 'miss' | 'not_modified' | 'absent' | 'error' | 'aborted';
 
 /** Archives never change for a module@version (PROTOCOL.md 4), so caches may keep them forever. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -33,22 +37,22 @@ export async function handleArchive(
   res: ServerResponse,
   rawRest: string,
 ): Promise<void> {
-  const counted = req.method === 'GET';
-  const report = (result: ArchiveResult) => {
-    if (counted) ctx.onArchive?.(result);
-  };
+  // Known only when the response is over: what was sent, how it ended, and where from.
+  let fromUpstream = false;
+  const onArchive = ctx.onArchive;
+  if (req.method === 'GET' && onArchive) {
+    res.once('close', () => onArchive(archiveResult(res, fromUpstream)));
+  }
   const ref = parseArchivePath(rawRest);
   const snapshot = await ctx.index.snapshot();
   const entry = ref ? snapshot.modules.get(ref.module)?.get(ref.version) : undefined;
   if (!ref || !entry) {
-    report('absent');
     throw ref
       ? notFound(`${ref.module}@${ref.version} is not served by this registry`)
       : notFound('not an archive of a served module');
   }
   const etag = `"${entry.checksum}"`;
   if (matchesEtag(req.headers['if-none-match'], etag)) {
-    report('not_modified');
     res.writeHead(304, { ETag: etag, 'Cache-Control': IMMUTABLE });
     res.end();
     return;
@@ -58,22 +62,19 @@ export async function handleArchive(
   let file = await open(path, 'r').catch(() => undefined);
   if (!file && ctx.pullThrough) {
     const archive = { module: ref.module, version: ref.version, checksum: entry.checksum };
+    // Set before serving: the response may close before serve() returns.
+    fromUpstream = true;
     const answered = await ctx.pullThrough.serve(req, res, archive, (length) => ({
       'Content-Type': 'application/zip',
       ...(length === undefined ? {} : { 'Content-Length': String(length) }),
       ETag: etag,
       'Cache-Control': IMMUTABLE,
     }));
-    if (answered) {
-      report(res.statusCode < 400 ? 'miss' : 'error');
-      return;
-    }
+    if (answered) return;
+    fromUpstream = false;
     file = await open(path, 'r').catch(() => undefined); // stored meanwhile
   }
-  if (!file) {
-    report('absent');
-    throw missing();
-  }
+  if (!file) throw missing();
   let streaming = false;
   try {
     // Size from the open handle, so it matches the bytes we send.
@@ -89,7 +90,6 @@ export async function handleArchive(
       res.end();
       return;
     }
-    report('hit');
     // The stream owns the handle from here and closes it when done or destroyed.
     streaming = true;
     // `end` stops at the known size, sparing the read that would only find the end of the file.
@@ -100,6 +100,14 @@ export async function handleArchive(
   } finally {
     if (!streaming) await file.close();
   }
+}
+
+function archiveResult(res: ServerResponse, fromUpstream: boolean): ArchiveResult {
+  if (!res.writableFinished) return 'aborted';
+  if (res.statusCode === 304) return 'not_modified';
+  if (res.statusCode === 404) return 'absent';
+  if (res.statusCode >= 400) return 'error';
+  return fromUpstream ? 'miss' : 'hit';
 }
 
 /** `If-None-Match` as a list of (possibly weak) tags, or `*`. */

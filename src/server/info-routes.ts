@@ -72,23 +72,15 @@ export async function handleRoot(ctx: InfoContext, res: ServerResponse): Promise
   const snapshot = await ctx.index.snapshot();
   let versions = 0;
   for (const entries of snapshot.modules.values()) versions += entries.size;
-  sendJson(
-    res,
-    200,
-    {
-      name: ctx.config.registry.name,
-      url: ctx.publicUrl,
-      usage: `MOONCAKES_REGISTRY=${ctx.publicUrl} moon update`,
-      mode: ctx.mode,
-      index: { commit: snapshot.commit ?? null, modules: snapshot.modules.size, versions },
-      sources: ctx.config.sources.map((source) => publicSource(source, ctx.config.default_source)),
-    },
-    VARY_ACCEPT,
-  );
+  sendJson(res, 200, {
+    name: ctx.config.registry.name,
+    url: ctx.publicUrl,
+    usage: `MOONCAKES_REGISTRY=${ctx.publicUrl} moon update`,
+    mode: ctx.mode,
+    index: { commit: snapshot.commit ?? null, modules: snapshot.modules.size, versions },
+    sources: ctx.config.sources.map((source) => publicSource(source, ctx.config.default_source)),
+  });
 }
-
-/** These URLs answer browsers with HTML (web/): a cache in front must keep the two apart. */
-export const VARY_ACCEPT = { Vary: 'Accept' };
 
 /**
  * A source as anyone may see it. Fields are picked one by one so that `auth` (and any field
@@ -131,5 +123,5 @@ export async function handleModule(ctx: InfoContext, res: ServerResponse, rawMod
       };
     }),
   );
-  sendJson(res, 200, { module, versions }, VARY_ACCEPT);
+  sendJson(res, 200, { module, versions });
 }

@@ -47,7 +47,7 @@ export class ServerMetrics {
     const registers = [this.registry];
     this.requests = new Counter({
       name: 'moonbit_registry_http_requests_total',
-      help: 'HTTP requests answered, by route, method and status',
+      help: 'HTTP requests, by route, method and status (the code sent, or aborted when the response was cut short)',
       labelNames: ['route', 'method', 'status'],
       registers,
     });
@@ -66,7 +66,7 @@ export class ServerMetrics {
     });
     this.archiveCache = new Counter({
       name: 'moonbit_registry_archive_requests_total',
-      help: 'Archive GETs: hit (from the store), miss (fetched from an upstream), not_modified (304), absent (404), error (the upstream fetch failed)',
+      help: 'Archive GETs by how they ended: hit (sent from the store), miss (sent while fetched from an upstream), not_modified (304), absent (404), error (other failures), aborted (cut short)',
       labelNames: ['result'],
       registers,
     });
@@ -145,8 +145,9 @@ export class ServerMetrics {
     });
   }
 
-  request(route: string, method: string, status: number, seconds: number, bytes: number): void {
-    this.requests.inc({ route, method, status: String(status) });
+  /** `status` is the code sent, or `aborted` for a response cut short. */
+  request(route: string, method: string, status: string, seconds: number, bytes: number): void {
+    this.requests.inc({ route, method, status });
     this.duration.observe({ route }, seconds);
     if (bytes > 0) this.bytes.inc({ route }, bytes);
   }

@@ -7,7 +7,7 @@ import { sourceOf } from '../registry/provenance.js';
 import { publishProxyIndex } from '../registry/proxy-index.js';
 import type { Registry } from '../registry/registry.js';
 import { enabledUpstreams } from '../registry/source-indexes.js';
-import { collectStatus, storeUsage } from '../status/collect-status.js';
+import { collectStatus, countBySource, type IndexView, storeUsage } from '../status/collect-status.js';
 import { DownloadStats } from '../status/download-stats.js';
 import { readMirrorRunLog } from '../status/mirror-runs.js';
 import { type ServerState, sourceStateOf, writeServerState } from '../status/server-state.js';
@@ -174,6 +174,20 @@ export async function createServerContext(
     }
     return sourceOf(await provenance.get(), module, version, checksum);
   };
+  // Versions per source change only with the served commit (and, in mirror mode, with the
+  // provenance records, which ProvenanceCache returns as the same object while unchanged).
+  let servedCounts: { commit: string | undefined; records: unknown; counts: Map<string, number> } | undefined;
+  const servedBySource = async (view: IndexView): Promise<Map<string, number>> => {
+    const records = mode === 'proxy' ? undefined : await provenance.get();
+    const known = servedCounts;
+    if (known && known.commit === view.commit && known.records === records) return known.counts;
+    const counts =
+      mode === 'proxy' && pool
+        ? countBySource(view, (m, v, c) => pool.merged.sourcesWithChecksum(m, v, c)[0]?.source)
+        : countBySource(view, (m, v, c) => (records ? sourceOf(records, m, v, c) : undefined));
+    servedCounts = { commit: view.commit, records, counts };
+    return counts;
+  };
   const startedAt = new Date().toISOString();
   let listeningAt = '';
   const liveSync = (): StatusReport['sync'] => {
@@ -213,12 +227,21 @@ export async function createServerContext(
     sync: liveSync(),
     sources: liveSources(),
   });
-  writeLive = async () => {
-    if (!listeningAt) return;
-    await Promise.all([writeServerState(layout, serverState(false)), downloads.flush()]).catch(
-      (error: unknown) => logger?.warn({ err: error }, 'could not write data/state (status facts)'),
-    );
+  // One write at a time, in order: an older state must never be renamed in after a newer one
+  // (after the final "stopped" one in particular).
+  let writing = Promise.resolve();
+  let stopped = false;
+  const writeState = (final: boolean): Promise<void> => {
+    writing = writing.then(async () => {
+      if (!listeningAt || (stopped && !final)) return;
+      if (final) stopped = true;
+      await Promise.all([writeServerState(layout, serverState(final)), downloads.flush()]).catch(
+        (error: unknown) => logger?.warn({ err: error }, 'could not write data/state (status facts)'),
+      );
+    });
+    return writing;
   };
+  writeLive = () => writeState(false);
   let stateTimer: NodeJS.Timeout | undefined;
 
   const info: InfoContext = {
@@ -240,7 +263,7 @@ export async function createServerContext(
           sources: liveSources(),
           downloads: downloads.hourly(),
         },
-        { index: snapshot, sourceOf: sourceOfLine, archives: archiveUsage, publicUrl: info.publicUrl },
+        { index: snapshot, servedBySource, archives: archiveUsage, publicUrl: info.publicUrl },
       );
     },
     get sources() {
@@ -281,11 +304,7 @@ export async function createServerContext(
       await sync?.stop();
       await pool?.close();
       await tmp?.remove();
-      if (listeningAt) {
-        await Promise.all([writeServerState(layout, serverState(true)), downloads.flush()]).catch(
-          () => undefined,
-        );
-      }
+      await writeState(true);
     },
   };
 }

@@ -11,7 +11,7 @@ import { handleAdminSync } from './admin-routes.js';
 import { handleArchive } from './archive-route.js';
 import { handleInfoRefs, handleUploadPack, refusePush } from './git-smart-http.js';
 import { errorResponse, HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
-import { handleHealth, handleModule, handleRoot, VARY_ACCEPT } from './info-routes.js';
+import { handleHealth, handleModule, handleRoot } from './info-routes.js';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './limits.js';
 import { routeLabel } from './metrics.js';
 import { createServerContext, type ServeBehaviour, type ServerContext } from './server-context.js';
@@ -71,21 +71,24 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
     },
     logger,
   );
+  const bytesCounted = new WeakMap<Socket, number>();
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
     const access = ctx.access.check(req);
-    // Requests on one connection come one after another, so the socket's count tells this one's.
     // (The socket is kept here: the request lets go of it once the response is done.)
     const socket = req.socket;
-    const bytesBefore = socket.bytesWritten;
     res.on('close', () => {
       const path = (req.url ?? '/').split('?')[0] as string;
+      // Responses on one connection end in order (even pipelined ones): what the socket wrote
+      // since the last one ended is this one's.
+      const counted = bytesCounted.get(socket) ?? 0;
+      bytesCounted.set(socket, socket.bytesWritten);
       ctx.metrics.request(
         routeLabel(path),
         req.method ?? 'GET',
-        res.statusCode,
+        res.writableFinished ? String(res.statusCode) : 'aborted',
         (performance.now() - started) / 1000,
-        socket.bytesWritten - bytesBefore,
+        socket.bytesWritten - counted,
       );
       logger?.info(
         {
@@ -174,6 +177,11 @@ async function route(
   const queryAt = target.indexOf('?');
   const path = queryAt < 0 ? target : target.slice(0, queryAt);
   const query = new URLSearchParams(queryAt < 0 ? '' : target.slice(queryAt + 1));
+  // These URLs answer browsers with HTML (web/) and others with JSON, errors included: a cache
+  // in front must keep the two apart.
+  if (path === '/' || path === '/status' || (path.startsWith('/user/') && !path.endsWith('.zip'))) {
+    res.setHeader('Vary', 'Accept');
+  }
 
   // Load balancers may always ask whether the server is up; only readers see the details.
   if (path === '/health') {
@@ -215,7 +223,7 @@ async function route(
   if (await handleWeb(webContextFor(ctx), req, res, path, query)) return;
   if (path === '/status') {
     if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
-    return sendJson(res, 200, await ctx.info.status(), VARY_ACCEPT);
+    return sendJson(res, 200, await ctx.info.status());
   }
   const readRoute = path === '/' || path.startsWith('/user/') || isAbsentResource(path);
   if (!readRoute) throw notFound();

@@ -28,8 +28,8 @@ export interface LiveFacts {
 export interface StatusInputs {
   /** The index being served; default: read from disk for the mode. */
   index?: IndexView;
-  /** The source a served version came from. */
-  sourceOf(module: string, version: string, checksum: string): Promise<string | undefined>;
+  /** Served versions per source (see countBySource); callers cache it per index commit. */
+  servedBySource(index: IndexView): Promise<Map<string, number>>;
   /** Count and bytes of stored archives; default: walk data/packages. */
   archives?: () => Promise<{ count: number; bytes: number }>;
   publicUrl: string;
@@ -50,7 +50,7 @@ export async function collectStatus(
   const [archives, runs, servedBySource] = await Promise.all([
     (inputs.archives ?? (() => storeUsage(layout.packagesDir)))(),
     readMirrorRuns(layout),
-    countBySource(index, inputs.sourceOf),
+    inputs.servedBySource(index),
   ]);
   let versions = 0;
   for (const entries of index.modules.values()) versions += entries.size;
@@ -116,14 +116,15 @@ async function readIndexView(gitDir: string): Promise<IndexView> {
     : { commit: undefined, modules: new Map() };
 }
 
-async function countBySource(
+/** How many served versions each source provided, given a lookup that is already in memory. */
+export function countBySource(
   index: IndexView,
-  sourceOf: StatusInputs['sourceOf'],
-): Promise<Map<string, number>> {
+  sourceOf: (module: string, version: string, checksum: string) => string | undefined,
+): Map<string, number> {
   const counts = new Map<string, number>();
   for (const [module, entries] of index.modules) {
     for (const [version, entry] of entries) {
-      const source = await sourceOf(module, version, entry.checksum);
+      const source = sourceOf(module, version, entry.checksum);
       if (source) counts.set(source, (counts.get(source) ?? 0) + 1);
     }
   }

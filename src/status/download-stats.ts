@@ -52,6 +52,7 @@ export class DownloadStats {
     this.dirty = false;
     const oldest = Math.floor(this.now() / HOUR_MS) * HOUR_MS - (KEPT_HOURS - 1) * HOUR_MS;
     for (const hour of this.hours.keys()) if (hour < oldest) this.hours.delete(hour);
+    // Counts recorded while this write runs set `dirty` again and go with the next flush.
     const hours = Object.fromEntries(
       [...this.hours].sort(([a], [b]) => a - b).map(([h, n]) => [new Date(h).toISOString(), n]),
     );

@@ -1,3 +1,6 @@
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import lockfile from 'proper-lockfile';
 import { z } from 'zod';
 import type { RegistryLayout } from '../registry/layout.js';
 import { readState, writeState } from './json-state.js';
@@ -46,14 +49,24 @@ export async function readMirrorRuns(layout: RegistryLayout): Promise<MirrorRunR
 }
 
 /**
- * Adds one run. Runs hold the registry lock while they mirror, so two never record at once; a
- * run that failed before taking it may race another's record, and then one of the two is lost,
- * which a report can afford.
+ * Adds one run. Runs record after they let go of the registry lock (and refused runs never had
+ * it), so the read-modify-write takes a lock of its own: without it, runs ending together lose
+ * each other's records, and the totals /metrics reports as counters could go down.
  */
 export async function recordMirrorRun(layout: RegistryLayout, run: MirrorRunRecord): Promise<void> {
-  const { runs, totals } = await readMirrorRunLog(layout);
-  await writeState(layout.mirrorRunsFile, {
-    runs: [run, ...runs].slice(0, KEPT_RUNS),
-    totals: { ...totals, [run.outcome]: (totals[run.outcome] ?? 0) + 1 },
+  await mkdir(dirname(layout.mirrorRunsFile), { recursive: true });
+  const release = await lockfile.lock(layout.mirrorRunsFile, {
+    realpath: false,
+    stale: 10_000,
+    retries: { retries: 50, minTimeout: 20, maxTimeout: 200 },
   });
+  try {
+    const { runs, totals } = await readMirrorRunLog(layout);
+    await writeState(layout.mirrorRunsFile, {
+      runs: [run, ...runs].slice(0, KEPT_RUNS),
+      totals: { ...totals, [run.outcome]: (totals[run.outcome] ?? 0) + 1 },
+    });
+  } finally {
+    await release();
+  }
 }

@@ -21,7 +21,7 @@ before(async () => {
   scratch = await tempDir('mr-completion-');
   script = path.join(scratch.path, 'completion.bash');
   await writeFile(script, (await runCliOk(['completion', 'bash'])).stdout);
-  registry = path.join(scratch.path, 'reg');
+  registry = path.join(scratch.path, 'my reg');
   await runCliOk(['init', registry]);
   await runCliOk(['-d', registry, 'source', 'add', 'partner', '--url', 'http://127.0.0.1:9']);
   await runCliOk(['-d', registry, 'token', 'add', 'ci-runner']);
@@ -38,14 +38,15 @@ after(async () => {
 
 /** What bash offers after the words typed so far (the last word is the one being completed). */
 async function complete(...typed: string[]): Promise<string[]> {
-  const words = ['moonbit-registry', ...typed].map((w) => `'${w}'`).join(' ');
+  // Each word exactly as COMP_WORDS holds it (quotes and backslashes included).
+  const words = ['moonbit-registry', ...typed].map((w) => `'${w.replaceAll("'", "'\\''")}'`).join(' ');
   const { stdout } = await exec(
     'bash',
     [
       '-c',
       `source ${script}; COMP_WORDS=(${words}); COMP_CWORD=${typed.length}; _moonbit_registry; printf '%s\\n' "\${COMPREPLY[@]}"`,
     ],
-    { cwd: scratch.path, env: { ...process.env, PATH: `${binDir}:${process.env.PATH}` } },
+    { cwd: scratch.path, env: { ...process.env, HOME: scratch.path, PATH: `${binDir}:${process.env.PATH}` } },
   );
   return stdout.split('\n').filter(Boolean).sort();
 }
@@ -73,9 +74,15 @@ test('bash: commands, subcommands, options and fixed values come from the CLI it
 });
 
 test('bash: source and token names are read live from the registry given with -d', async () => {
-  assert.deepEqual(await complete('-d', registry, 'source', 'disable', ''), ['mooncakes', 'partner']);
-  assert.deepEqual(await complete('-d', registry, 'mirror', '--source', 'pa'), ['partner']);
-  assert.deepEqual(await complete('-d', registry, 'token', 'remove', ''), ['ci-runner']);
+  // The path as the user typed it: quoted, backslash-escaped, or from ~.
+  assert.deepEqual(await complete('-d', `"${registry}"`, 'source', 'disable', ''), ['mooncakes', 'partner']);
+  assert.deepEqual(await complete('-d', registry.replace(' ', '\\ '), 'source', 'disable', ''), [
+    'mooncakes',
+    'partner',
+  ]);
+  assert.deepEqual(await complete('--dir', '~/my\\ reg', 'source', 'disable', ''), ['mooncakes', 'partner']);
+  assert.deepEqual(await complete('-d', `'${registry}'`, 'mirror', '--source', 'pa'), ['partner']);
+  assert.deepEqual(await complete('-d', `"${registry}"`, 'token', 'remove', ''), ['ci-runner']);
   // Outside a registry: no candidates and no error text in the terminal.
   assert.deepEqual(await complete('source', 'disable', ''), []);
 });

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
 import { type MirroredRegistry, mirroredRegistry } from '../support/mirrored-registry.js';
-import { install, latest, readIndex, update } from '../support/moon-client.js';
+import { archiveUrl, install, latest, readIndex, update } from '../support/moon-client.js';
 
 const MODULE = 'moonbitlang/regexp';
 const exec = promisify(execFile);
@@ -92,6 +92,10 @@ test('metrics, GET /status and `status` agree on mirror runs, archives, download
     const statusResponse = await fetch(`${server.url}/status`, { headers: { Accept: 'application/json' } });
     // The same URLs give browsers HTML: caches in front must keep the two apart.
     assert.equal(statusResponse.headers.get('vary'), 'Accept');
+    const unknown = await fetch(`${server.url}/user/nobody/nothing`);
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.headers.get('vary'), 'Accept', 'errors of those URLs too');
+    await unknown.body?.cancel();
     const live = (await statusResponse.json()) as StatusJson;
     assert.equal(live.server.running, true);
     assert.equal(live.registry.mode, 'mirror');
@@ -181,6 +185,86 @@ test('pull-through: upstream requests and cache misses by source; sync duration 
     assert.equal(sample(metrics, 'moonbit_registry_sync_duration_seconds_count{result="ok"}'), 1);
     const age = sample(metrics, 'moonbit_registry_sync_age_seconds') ?? -1;
     assert.ok(age >= 0 && age < 60, `sync age ${age}`);
+
+    // Failed and cut-short archive answers are counted as such, never as downloads.
+    const statusOf = async () =>
+      (await (await fetch(`${server.url}/status`)).json()) as { downloads: Array<{ count: number }> };
+    const downloadsBefore = (await statusOf()).downloads.at(-1)?.count;
+    const info = (await (await fetch(`${server.url}/user/moonbitlang/core`)).json()) as {
+      versions: Array<{ version: string; stored: boolean }>;
+    };
+    const [failing, cut] = info.versions.filter((v) => !v.stored).map((v) => v.version) as [string, string];
+    upstream.faults.set(`moonbitlang/core@${failing}`, 'http500');
+    upstream.faults.set(`moonbitlang/core@${cut}`, 'truncate');
+    const failed = await fetch(archiveUrl(server.url, 'moonbitlang/core', failing));
+    assert.equal(failed.status, 502);
+    await failed.body?.cancel();
+    await assert.rejects(
+      fetch(archiveUrl(server.url, 'moonbitlang/core', cut)).then((res) => res.arrayBuffer()),
+      'the client sees the cut',
+    );
+    upstream.faults.clear();
+    let after = '';
+    for (let i = 0; i < 40; i++) {
+      after = await (await fetch(`${server.url}/metrics`)).text();
+      if (sample(after, 'moonbit_registry_archive_requests_total{result="aborted"}') === 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(sample(after, 'moonbit_registry_archive_requests_total{result="error"}'), 1);
+    assert.equal(sample(after, 'moonbit_registry_archive_requests_total{result="aborted"}'), 1);
+    assert.equal(sample(after, 'moonbit_registry_archive_requests_total{result="miss"}'), misses);
+    assert.ok(
+      (sample(after, 'moonbit_registry_upstream_errors_total{source="up",kind="archive"}') ?? 0) >= 2,
+    );
+    assert.equal((await statusOf()).downloads.at(-1)?.count, downloadsBefore, 'no download counted');
+  } finally {
+    await server.stop();
+  }
+});
+
+test('mirror runs ending together are all recorded', async () => {
+  const totals = async () => {
+    const report = JSON.parse(
+      (await runCliOk(['status', '--json'], { cwd: registry.root })).stdout,
+    ) as StatusJson;
+    return report.mirror_runs.length;
+  };
+  const before = await totals();
+  // One gets the registry lock; the others are refused at once. Every one is a run to record.
+  const runs = await Promise.all(
+    Array.from({ length: 8 }, () => runCli(['mirror', MODULE], { cwd: registry.root })),
+  );
+  assert.ok(runs.some((run) => run.code === 0));
+  assert.equal(await totals(), Math.min(20, before + 8));
+});
+
+test('bytes sent are counted once each, also for pipelined requests', async () => {
+  const server = await startServe(registry.root, ['--log-level', 'warn']);
+  try {
+    const bytesNow = async () =>
+      sample(
+        await (await fetch(`${server.url}/metrics`)).text(),
+        'moonbit_registry_http_response_bytes_total{route="health"}',
+      ) ?? 0;
+    const before = await bytesNow();
+    const { port } = new URL(server.url);
+    const received = await new Promise<number>((resolve, reject) => {
+      const socket = net.connect(Number(port), '127.0.0.1');
+      let bytes = 0;
+      socket.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+      });
+      socket.on('end', () => resolve(bytes));
+      socket.on('error', reject);
+      const one = 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n';
+      socket.write(`${one.repeat(9)}GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    });
+    let counted = 0;
+    for (let i = 0; i < 40 && counted !== received; i++) {
+      counted = (await bytesNow()) - before;
+      if (counted !== received) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(counted, received, 'the metric grew by what the client received');
   } finally {
     await server.stop();
   }

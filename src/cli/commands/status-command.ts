@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
+import { registryUrl } from '../../config/registry-url.js';
 import { formatBytes } from '../../core/format-bytes.js';
 import { readProvenance, sourceOf } from '../../registry/provenance.js';
 import { openRegistry } from '../../registry/registry.js';
-import { collectStatus, savedLiveFacts } from '../../status/collect-status.js';
+import { collectStatus, countBySource, savedLiveFacts } from '../../status/collect-status.js';
 import type { StatusReport } from '../../status/status-report.js';
 import { printLine } from '../output.js';
 import { registryDir } from './registry-dir.js';
@@ -16,11 +17,12 @@ export function registerStatusCommand(program: Command): void {
       const registry = await openRegistry(registryDir(command));
       const live = await savedLiveFacts(registry.layout);
       const provenance = await readProvenance(registry.layout.provenanceFile);
-      const { host, port, base_url } = registry.config.server;
       const report = await collectStatus(registry, live, {
         // Proxy mode's sources are in the running server's memory: its report has them.
-        sourceOf: async (module, version, checksum) => sourceOf(provenance, module, version, checksum),
-        publicUrl: base_url ?? live?.server.url ?? `http://${host}:${port}`,
+        servedBySource: async (index) => countBySource(index, (m, v, c) => sourceOf(provenance, m, v, c)),
+        publicUrl: registry.config.server.base_url
+          ? registryUrl(registry.config.server)
+          : (live?.server.url ?? registryUrl(registry.config.server)),
       });
       if (options.json) printLine(JSON.stringify(report, null, 2));
       else printLine(formatStatus(report));

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
+import { registryUrl } from '../../config/registry-url.js';
 import { trimTrailingSlash } from '../../core/archive-url.js';
 import { RegistryError } from '../../core/errors.js';
 import { openRegistry } from '../../registry/registry.js';
@@ -30,10 +31,7 @@ export function registerUpdateCommand(program: Command): void {
 }
 
 async function localRegistryUrl(dir: string): Promise<string> {
-  const { server } = (await openRegistry(dir)).config;
-  // A server listening on every address is reached on loopback from this machine.
-  const host = server.host === '0.0.0.0' || server.host === '::' ? '127.0.0.1' : server.host;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${server.port}`;
+  return registryUrl((await openRegistry(dir)).config.server);
 }
 
 function runMoonUpdate(env: NodeJS.ProcessEnv): Promise<number> {
