@@ -337,12 +337,11 @@ test('air-gapped transfer: a tar of the folder verifies and serves elsewhere wit
         served: { versions: number };
       };
       assert.equal(mirrored.failed, 0);
-      const upstreamIndex = (await (await fetch(`${server.url}/`)).json()) as { index: { versions: number } };
-      assert.equal(
-        mirrored.served.versions,
-        upstreamIndex.index.versions,
-        'everything the team registry serves',
-      );
+      // The module and its dependencies: what the client installed, at least; never more than
+      // the team registry serves (earlier tests may have stored more there).
+      const team = (await (await fetch(`${server.url}/`)).json()) as { index: { versions: number } };
+      assert.ok(mirrored.served.versions >= installed.size, `${mirrored.served.versions} served`);
+      assert.ok(mirrored.served.versions <= team.index.versions);
     } finally {
       await downstream.remove();
     }
