@@ -1,4 +1,5 @@
 import type { Command, Option } from 'commander';
+import { visibleSubcommands } from './command-tree.js';
 
 /**
  * Shell completion scripts, generated from the commander program itself so that they always
@@ -51,14 +52,10 @@ function spellings(option: Option): string[] {
   return [option.short, option.long].filter((s): s is string => s !== undefined);
 }
 
-function isHidden(command: Command): boolean {
-  return (command as unknown as { _hidden?: boolean })._hidden === true;
-}
-
 export function commandSpecs(program: Command): CommandSpec[] {
   const specs: CommandSpec[] = [];
   const visit = (command: Command, path: string) => {
-    const visible = command.commands.filter((c) => !isHidden(c));
+    const visible = visibleSubcommands(command);
     const values: CommandSpec['values'] = {};
     for (const option of command.options) {
       if (!option.required && !option.optional) continue;

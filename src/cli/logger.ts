@@ -1,9 +1,8 @@
 import { type Logger, pino } from 'pino';
 import pretty from 'pino-pretty';
+import type { LOG_FORMATS, LOG_LEVELS } from '../config/schema.js';
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /**

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { ConfigSchema } from '../config/schema.js';
+import { visibleSubcommands } from './command-tree.js';
 
 /**
  * The README's command and registry.toml reference, generated from the commander program and
@@ -13,16 +14,12 @@ export type GeneratedSection = (typeof GENERATED_SECTIONS)[number];
 
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n+/g, ' ');
 
-function isHidden(command: Command): boolean {
-  return (command as unknown as { _hidden?: boolean })._hidden === true;
-}
-
 /** Every command, depth first: usage, description, arguments and options. */
 export function commandReference(program: Command): string {
   const help = program.createHelp();
   const out: string[] = [];
   const visit = (command: Command, path: string[]) => {
-    for (const sub of command.commands.filter((c) => !isHidden(c))) {
+    for (const sub of visibleSubcommands(command)) {
       const words = [...path, sub.name()];
       const rows = [
         ...help.visibleArguments(sub).map((a) => [help.argumentTerm(a), help.argumentDescription(a)]),

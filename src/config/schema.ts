@@ -10,6 +10,9 @@ import { parseAddressBlock } from '../core/ip-address.js';
 
 export const SOURCE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 export const SOURCE_TYPES = ['mooncakes', 'moonbit-registry', 'custom'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** auto: readable lines on a terminal, JSON lines otherwise. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 
 const httpUrl = z
   .string()
@@ -210,12 +213,9 @@ export const ConfigSchema = z
           .array(addressBlock)
           .default([])
           .describe('Proxies whose X-Forwarded-For names the client (for `[server.access] allow`).'),
-        log_level: z
-          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
-          .default('info')
-          .describe('Server log level (serve --log-level).'),
+        log_level: z.enum(LOG_LEVELS).default('info').describe('Server log level (serve --log-level).'),
         log_format: z
-          .enum(['auto', 'json', 'pretty'])
+          .enum(LOG_FORMATS)
           .default('auto')
           .describe('json lines, pretty lines, or auto: pretty on a terminal.'),
         shutdown_timeout: duration('0s', '10m')

@@ -37,6 +37,11 @@ export function matchToken(
   return matched;
 }
 
+/** The token of `Authorization: Bearer <token>`, or undefined for any other header. */
+export function bearerToken(header: string | undefined): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
+}
+
 /**
  * The secret a client sent in `Authorization`: a bearer token, or the password of Basic
  * credentials (the user name is free, as git and reqwest need one). `https://TOKEN@host`
@@ -44,8 +49,8 @@ export function matchToken(
  */
 export function presentedSecret(header: string | undefined): string | undefined {
   if (!header) return undefined;
-  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (bearer) return bearer[1];
+  const bearer = bearerToken(header);
+  if (bearer) return bearer;
   const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
   if (!basic?.[1]) return undefined;
   const decoded = Buffer.from(basic[1], 'base64').toString('utf8');

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { matchToken } from '../core/access-token.js';
+import { bearerToken, matchToken } from '../core/access-token.js';
 import { HttpError, notFound, sendJson } from './http-error.js';
 import type { SyncScheduler } from './sync-scheduler.js';
 
@@ -32,6 +32,6 @@ export async function handleAdminSync(
 
 /** Only a bearer token: read tokens (Basic or Bearer) are a different secret. */
 function adminTokenMatches(header: string | undefined, sha256: string): boolean {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
-  return match?.[1] !== undefined && matchToken(match[1], [{ name: 'admin', sha256 }]) !== undefined;
+  const token = bearerToken(header);
+  return token !== undefined && matchToken(token, [{ name: 'admin', sha256 }]) !== undefined;
 }

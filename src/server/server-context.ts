@@ -10,7 +10,7 @@ import { enabledUpstreams } from '../registry/source-indexes.js';
 import { collectStatus, countBySource, type IndexView, storeUsage } from '../status/collect-status.js';
 import { DownloadStats } from '../status/download-stats.js';
 import { readMirrorRunLog } from '../status/mirror-runs.js';
-import { type ServerState, sourceStateOf, writeServerState } from '../status/server-state.js';
+import { type ServerState, writeServerState } from '../status/server-state.js';
 import type { StatusReport } from '../status/status-report.js';
 import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
@@ -168,24 +168,34 @@ export async function createServerContext(
 
   const index = new IndexCache(served);
   const provenance = new ProvenanceCache(layout.provenanceFile);
-  const sourceOfLine = async (module: string, version: string, checksum: string) => {
+  /**
+   * Which source a served line came from: the merged catalog in proxy mode, provenance.json
+   * otherwise. `key` is the object the answers come from: the same while they cannot change.
+   */
+  const sourceLookup = async () => {
     if (mode === 'proxy' && pool) {
-      return pool.merged.sourcesWithChecksum(module, version, checksum)[0]?.source;
+      const merged = pool.merged;
+      return {
+        key: merged as unknown,
+        lookup: (m: string, v: string, c: string) => merged.sourcesWithChecksum(m, v, c)[0]?.source,
+      };
     }
-    return sourceOf(await provenance.get(), module, version, checksum);
+    const records = await provenance.get();
+    return {
+      key: records as unknown,
+      lookup: (m: string, v: string, c: string) => sourceOf(records, m, v, c),
+    };
   };
-  // Versions per source change only with the served commit (and, in mirror mode, with the
-  // provenance records, which ProvenanceCache returns as the same object while unchanged).
-  let servedCounts: { commit: string | undefined; records: unknown; counts: Map<string, number> } | undefined;
+  const sourceOfLine = async (module: string, version: string, checksum: string) =>
+    (await sourceLookup()).lookup(module, version, checksum);
+  // Versions per source change only with the served commit or the lookup's source.
+  let servedCounts: { commit: string | undefined; key: unknown; counts: Map<string, number> } | undefined;
   const servedBySource = async (view: IndexView): Promise<Map<string, number>> => {
-    const records = mode === 'proxy' ? undefined : await provenance.get();
+    const { key, lookup } = await sourceLookup();
     const known = servedCounts;
-    if (known && known.commit === view.commit && known.records === records) return known.counts;
-    const counts =
-      mode === 'proxy' && pool
-        ? countBySource(view, (m, v, c) => pool.merged.sourcesWithChecksum(m, v, c)[0]?.source)
-        : countBySource(view, (m, v, c) => (records ? sourceOf(records, m, v, c) : undefined));
-    servedCounts = { commit: view.commit, records, counts };
+    if (known && known.commit === view.commit && known.key === key) return known.counts;
+    const counts = countBySource(view, lookup);
+    servedCounts = { commit: view.commit, key, counts };
     return counts;
   };
   const startedAt = new Date().toISOString();
@@ -211,7 +221,7 @@ export async function createServerContext(
   const liveSources = () =>
     (pool?.healthReports() ?? []).map((report) => ({
       name: report.name,
-      state: sourceStateOf(report.state),
+      state: report.state,
       last_sync: report.last_sync,
       last_error: report.last_error,
       index_commit: report.index_commit,

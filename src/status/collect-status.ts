@@ -5,6 +5,7 @@ import { ServedIndex } from '../index/served-index.js';
 import type { RegistryLayout } from '../registry/layout.js';
 import { sourceIndexDir } from '../registry/layout.js';
 import type { Registry } from '../registry/registry.js';
+import { FETCHED_REF } from '../upstream/upstream-source.js';
 import { DownloadStats } from './download-stats.js';
 import { readMirrorRuns } from './mirror-runs.js';
 import { isServerRunning, type LiveSource, readServerState } from './server-state.js';
@@ -58,7 +59,11 @@ export async function collectStatus(
   const sources = await Promise.all(
     config.sources.map(async (source): Promise<SourceStatus> => {
       const seen = liveSources.get(source.name);
-      const fetched = await fetchedIndex(layout, source.name);
+      // A running server knows both; without one, ask the fetched repository (a git process).
+      const fetched =
+        seen?.index_commit && seen.last_sync
+          ? { commit: seen.index_commit, at: seen.last_sync }
+          : await fetchedIndex(layout, source.name);
       return {
         name: source.name,
         url: source.url,
@@ -137,7 +142,7 @@ async function fetchedIndex(
   source: string,
 ): Promise<{ commit: string | null; at: string | null }> {
   const gitDir = sourceIndexDir(layout, source);
-  const commit = (await resolveCommit(gitDir, 'refs/heads/main').catch(() => undefined)) ?? null;
+  const commit = (await resolveCommit(gitDir, FETCHED_REF).catch(() => undefined)) ?? null;
   const at = await stat(join(gitDir, 'FETCH_HEAD')).then(
     (s) => s.mtime.toISOString(),
     () => null,

@@ -2,7 +2,6 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import type { RegistryLayout } from '../registry/layout.js';
 import { readState, writeState } from './json-state.js';
-import type { SourceState, StatusReport } from './status-report.js';
 
 /**
  * What only the running `serve` knows (its sync schedule, each source's health), written to
@@ -38,7 +37,6 @@ const ServerStateSchema = z.object({
 
 export type ServerState = z.infer<typeof ServerStateSchema>;
 export type LiveSource = ServerState['sources'][number];
-export type LiveSync = StatusReport['sync'];
 
 export function readServerState(layout: RegistryLayout): Promise<ServerState | undefined> {
   return readState<ServerState | undefined>(layout.serverStateFile, ServerStateSchema, undefined);
@@ -58,8 +56,4 @@ export function isServerRunning(state: ServerState | undefined): boolean {
     // EPERM: the process exists but belongs to another user.
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-export function sourceStateOf(value: string): SourceState {
-  return value === 'ok' || value === 'failing' || value === 'disabled' ? value : 'unknown';
 }

@@ -15,7 +15,8 @@ export interface SourceTimeouts {
   readMs: number;
 }
 
-const FETCHED_REF = 'refs/heads/main';
+/** Where a source's fetched index is kept in its local repository. */
+export const FETCHED_REF = 'refs/heads/main';
 /** Recorded in the fetched copy, so a source whose URL changed is not served from an old copy. */
 const INDEX_URL_KEY = 'moonbit-registry.indexurl';
 

@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
-import type { RegistryConfig } from '../../config/schema.js';
+import { registryUrl } from '../../config/registry-url.js';
+import { LOG_FORMATS, LOG_LEVELS, type RegistryConfig } from '../../config/schema.js';
 import { loadConfigFile } from '../../config/toml-file.js';
 import { tokenSha256 } from '../../core/access-token.js';
-import { trimTrailingSlash } from '../../core/archive-url.js';
 import { parseDuration } from '../../core/duration.js';
 import { describeError, RegistryError } from '../../core/errors.js';
 import { openRegistry } from '../../registry/registry.js';
@@ -12,7 +12,7 @@ import { AccessControl } from '../../server/access-control.js';
 import { serverLimits } from '../../server/limits.js';
 import { type RunningServer, startServer, type TlsFiles } from '../../server/server.js';
 import { resolveAdminToken } from '../../upstream/credentials.js';
-import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../logger.js';
+import { createLogger, type LogFormat, type LogLevel } from '../logger.js';
 import { notice } from '../output.js';
 import { parseInteger, registryDir } from './registry-dir.js';
 
@@ -79,7 +79,7 @@ export function registerServeCommand(program: Command): void {
           options.logFormat ?? serverConfig.log_format,
         ),
         ...(tls ? { tls } : {}),
-        ...(serverConfig.base_url ? { baseUrl: trimTrailingSlash(serverConfig.base_url) } : {}),
+        ...(serverConfig.base_url ? { baseUrl: registryUrl(serverConfig) } : {}),
       });
       notice(`Serving "${registry.config.registry.name}" at ${server.url}`);
       notice(

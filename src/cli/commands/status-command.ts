@@ -20,9 +20,9 @@ export function registerStatusCommand(program: Command): void {
       const report = await collectStatus(registry, live, {
         // Proxy mode's sources are in the running server's memory: its report has them.
         servedBySource: async (index) => countBySource(index, (m, v, c) => sourceOf(provenance, m, v, c)),
-        publicUrl: registry.config.server.base_url
-          ? registryUrl(registry.config.server)
-          : (live?.server.url ?? registryUrl(registry.config.server)),
+        // base_url first; else the address the running server really took (--port may differ).
+        publicUrl:
+          (!registry.config.server.base_url && live?.server.url) || registryUrl(registry.config.server),
       });
       if (options.json) printLine(JSON.stringify(report, null, 2));
       else printLine(formatStatus(report));
