@@ -1,11 +1,11 @@
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resolveCommit } from '../git/objects.js';
 import { ServedIndex } from '../index/served-index.js';
 import type { RegistryLayout } from '../registry/layout.js';
 import { sourceIndexDir } from '../registry/layout.js';
 import type { Registry } from '../registry/registry.js';
-import { FETCHED_REF } from '../upstream/upstream-source.js';
+import { FETCHED_REF, fetchStampPath } from '../upstream/upstream-source.js';
 import { DownloadStats } from './download-stats.js';
 import { readMirrorRuns } from './mirror-runs.js';
 import { isServerRunning, type LiveSource, readServerState } from './server-state.js';
@@ -136,15 +136,15 @@ export function countBySource(
   return counts;
 }
 
-/** A source's fetched index: its commit, and when it was last fetched (git writes FETCH_HEAD). */
+/** A source's fetched index: its commit, and when it was last fetched. */
 async function fetchedIndex(
   layout: RegistryLayout,
   source: string,
 ): Promise<{ commit: string | null; at: string | null }> {
   const gitDir = sourceIndexDir(layout, source);
   const commit = (await resolveCommit(gitDir, FETCHED_REF).catch(() => undefined)) ?? null;
-  const at = await stat(join(gitDir, 'FETCH_HEAD')).then(
-    (s) => s.mtime.toISOString(),
+  const at = await readFile(fetchStampPath(gitDir), 'utf8').then(
+    (text) => (Number.isNaN(Date.parse(text.trim())) ? null : text.trim()),
     () => null,
   );
   return { commit, at };

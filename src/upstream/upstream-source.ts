@@ -1,6 +1,8 @@
 import { access, mkdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
 import { describeError, RegistryError } from '../core/errors.js';
+import { writeFileAtomic } from '../fs/atomic-write.js';
 import { resolveCommit } from '../git/objects.js';
 import { gitConfigEnv, runGit } from '../git/run-git.js';
 import type { IndexWarning } from '../index/index-file.js';
@@ -17,6 +19,14 @@ export interface SourceTimeouts {
 
 /** Where a source's fetched index is kept in its local repository. */
 export const FETCHED_REF = 'refs/heads/main';
+
+/**
+ * When the index was last fetched, next to its repository (git fetch writes no FETCH_HEAD here):
+ * `status` reports it without a running server.
+ */
+export function fetchStampPath(gitDir: string): string {
+  return join(dirname(gitDir), 'fetched-at');
+}
 /** Recorded in the fetched copy, so a source whose URL changed is not served from an old copy. */
 const INDEX_URL_KEY = 'moonbit-registry.indexurl';
 
@@ -110,6 +120,7 @@ export class UpstreamSource {
     }
     const commit = await this.fetchedCommit();
     if (!commit) throw new RegistryError('UPSTREAM', `source "${this.name}": the index has no main branch`);
+    await writeFileAtomic(fetchStampPath(this.gitDir), `${new Date().toISOString()}\n`);
     return commit;
   }
 

@@ -47,7 +47,13 @@ interface StatusJson {
   server: { running: boolean; pid: number | null };
   index: { modules: number; versions: number; commit: string | null };
   archives: { count: number; bytes: number };
-  sources: Array<{ name: string; state: string; versions_served: number; index_commit: string | null }>;
+  sources: Array<{
+    name: string;
+    state: string;
+    versions_served: number;
+    index_commit: string | null;
+    last_sync: string | null;
+  }>;
   mirror_runs: Array<{
     outcome: string;
     request: { patterns: string[] };
@@ -126,6 +132,10 @@ test('metrics, GET /status and `status` agree on mirror runs, archives, download
       (await runCliOk(['status', '--json'], { cwd: registry.root })).stdout,
     ) as StatusJson;
     assert.equal(afterStop.server.running, false);
+    // Without a server, each source's last fetch and commit still come from data/sources.
+    const up = afterStop.sources.find((source) => source.name === 'up');
+    assert.ok(up?.index_commit && /^[0-9a-f]{40}$/.test(up.index_commit), JSON.stringify(up));
+    assert.ok(up?.last_sync && Date.now() - Date.parse(up.last_sync) < 10 * 60_000, JSON.stringify(up));
     assert.equal(lastHour(afterStop), downloads, 'download counts are saved at shutdown');
     assert.deepEqual(afterStop.index, live.index);
     const text = (await runCliOk(['status'], { cwd: registry.root })).stdout;
