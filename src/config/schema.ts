@@ -189,6 +189,11 @@ export const ConfigSchema = z
         negative_cache_ttl: duration('0s', '1d')
           .default('30s')
           .describe('How long an upstream\'s "no such archive" is remembered before asking again.'),
+        first_index_wait: duration('0s', '10m')
+          .default('20s')
+          .describe(
+            'Pull-through with no index fetched yet: requests that need the index wait this long for the first one, then get 503 with Retry-After.',
+          ),
         admin_token: z
           .string()
           .min(1)

@@ -25,6 +25,8 @@ export interface InfoContext {
   /** What `status` and the status page show. */
   status(): Promise<StatusReport>;
   sources: SourceHealthReport[] | undefined;
+  /** Why there is no index to serve yet (a fresh pull-through server); undefined once there is. */
+  starting(): string[] | undefined;
   /** Pull-through downloads in progress. */
   fetching: number;
   /** `git upload-pack` processes running and requests waiting for one. */
@@ -34,7 +36,9 @@ export interface InfoContext {
 
 /**
  * `GET /health`: 200 while this server can serve (its index reads), whatever the upstreams do;
- * 503 when it cannot. Each source's state and the sync schedule come along for operators.
+ * 503 when it cannot: `starting` until a fresh pull-through server has its first index (with
+ * the reasons), `error` when the index does not read. Each source's state and the sync
+ * schedule come along for operators.
  */
 export async function handleHealth(ctx: InfoContext, res: ServerResponse, detailed = true): Promise<void> {
   let index: { commit: string | null; modules: number };
@@ -46,11 +50,14 @@ export async function handleHealth(ctx: InfoContext, res: ServerResponse, detail
     sendJson(res, 503, { status: 'error', error: 'the served index cannot be read (see the server log)' });
     return;
   }
-  // A client that may not read the registry learns only that it is up (load balancers need that).
-  if (!detailed) return sendJson(res, 200, { status: 'ok' });
+  const reasons = ctx.starting();
+  const [code, status] = reasons ? [503, 'starting'] : [200, 'ok'];
+  // A client that may not read the registry learns only whether it is up (load balancers need that).
+  if (!detailed) return sendJson(res, code, { status });
   const sync = ctx.sync?.status();
-  sendJson(res, 200, {
-    status: 'ok',
+  sendJson(res, code, {
+    status,
+    ...(reasons ? { reasons } : {}),
     mode: ctx.mode,
     index,
     ...(sync ? { sync: { ...sync, last_run: summarizeRun(sync.last_run) } } : {}),

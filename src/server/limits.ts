@@ -23,6 +23,8 @@ export interface ServerLimits {
   idleTimeoutMs: number;
   /** On shutdown, responses in flight get this long before their connections are cut. */
   shutdownTimeoutMs: number;
+  /** A fresh pull-through server: how long a request that needs the index waits for the first one. */
+  firstIndexWaitMs: number;
 }
 
 /** The same values as the `[server]` defaults in config/schema.ts (a unit test keeps them equal). */
@@ -37,6 +39,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   keepAliveTimeoutMs: 5_000,
   idleTimeoutMs: 300_000,
   shutdownTimeoutMs: 10_000,
+  firstIndexWaitMs: 20_000,
 };
 
 /** The limits a validated `[server]` table asks for (its durations parse). */
@@ -53,5 +56,6 @@ export function serverLimits(server: RegistryConfig['server']): ServerLimits {
     keepAliveTimeoutMs: ms(server.keep_alive_timeout),
     idleTimeoutMs: ms(server.idle_timeout),
     shutdownTimeoutMs: ms(server.shutdown_timeout),
+    firstIndexWaitMs: ms(server.first_index_wait),
   };
 }

@@ -16,6 +16,7 @@ import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { AccessControl } from './access-control.js';
 import { IndexCache } from './index-cache.js';
+import { IndexReadiness } from './index-readiness.js';
 import type { InfoContext } from './info-routes.js';
 import type { ServerLimits } from './limits.js';
 import { ServerMetrics } from './metrics.js';
@@ -47,6 +48,8 @@ export interface ServerContext {
   /** The repository served to git clients: data/index, or data/proxy-index in proxy mode. */
   gitDir: string;
   index: IndexCache;
+  /** Whether the served index may be cloned yet (a fresh pull-through server waits for its first). */
+  readiness: IndexReadiness;
   pool: UpstreamPool | undefined;
   sync: SyncScheduler | undefined;
   pullThrough: PullThrough | undefined;
@@ -89,13 +92,17 @@ export async function createServerContext(
     for (const upstream of pool.upstreams) upstream.headers();
     await pool.reload(warn);
   }
+  // A proxy with no source index fetched yet would serve an empty index: not ready until the
+  // first sync brings one. An older fetched index is served at once, stale, while it syncs.
+  const readiness = new IndexReadiness(mode !== 'proxy' || !pool || hasIndexToServe(pool));
   if (mode === 'proxy' && pool) {
-    // Serve what the last fetched indexes say right away; the first sync then brings news.
     await served.initialize(registry.config.registry.name);
-    await publishProxyIndex(served, pool.merged, 'serve start').catch((error: unknown) => {
-      // The index published before stays served; the first sync publishes again.
-      logger?.warn({ err: error }, 'could not publish the proxy index at start');
-    });
+    if (readiness.ready) {
+      await publishProxyIndex(served, pool.merged, 'serve start').catch((error: unknown) => {
+        // The index published before stays served; the first sync publishes again.
+        logger?.warn({ err: error }, 'could not publish the proxy index at start');
+      });
+    }
   }
   const { limits } = behaviour;
   const gitLimiter = new ProcessLimiter({
@@ -138,6 +145,7 @@ export async function createServerContext(
             }
             ok = report.sources.every((source) => source.result !== 'failed');
             if (ok) lastSyncSuccess = Date.now();
+            if (report.index && hasIndexToServe(pool)) readiness.markReady();
             return report;
           } finally {
             metrics.sync((performance.now() - started) / 1000, ok);
@@ -146,6 +154,7 @@ export async function createServerContext(
         },
         behaviour.syncIntervalMs,
         logger,
+        () => (readiness.ready ? undefined : firstIndexRetryMs(pool)),
       )
     : undefined;
   if (sync && (mode === 'proxy' || behaviour.syncIntervalMs !== undefined)) sync.start();
@@ -279,6 +288,7 @@ export async function createServerContext(
     get sources() {
       return pool?.healthReports();
     },
+    starting: () => (readiness.ready || !pool ? undefined : startingReasons(pool)),
     get fetching() {
       return pullThrough?.inProgress ?? 0;
     },
@@ -292,6 +302,7 @@ export async function createServerContext(
     mode,
     gitDir: served.gitDir,
     index,
+    readiness,
     pool,
     sync,
     pullThrough,
@@ -317,6 +328,32 @@ export async function createServerContext(
       await writeState(true);
     },
   };
+}
+
+/** Some source has a fetched index (or none is enabled: then the empty index is the truth). */
+function hasIndexToServe(pool: UpstreamPool): boolean {
+  return pool.upstreams.length === 0 || pool.merged.catalogs.length > 0;
+}
+
+/** The shortest wait after a failed first sync: 1 s, or until the soonest open circuit lets one through. */
+function firstIndexRetryMs(pool: UpstreamPool): number {
+  const now = Date.now();
+  const waits = pool.upstreams.map((upstream) => {
+    const retryAt = pool.health(upstream.name)?.breaker.retryAt;
+    return retryAt === undefined ? 0 : retryAt - now;
+  });
+  return Math.max(1000, Math.min(...waits));
+}
+
+/** Why a proxy has no index to serve yet: each source still without a fetched index. */
+function startingReasons(pool: UpstreamPool): string[] {
+  const fetched = new Set(pool.merged.catalogs.map((catalog) => catalog.source));
+  return pool.healthReports().flatMap((report) => {
+    if (fetched.has(report.name)) return [];
+    if (report.state !== 'failing') return [`${report.name}: fetching its index for the first time`];
+    const next = report.retry_at ? `; next attempt at ${report.retry_at}` : '; trying again';
+    return [`${report.name}: ${report.last_error ?? 'index fetch failed'}${next}`];
+  });
 }
 
 /** data/packages usage, scanned at most every USAGE_TTL_MS; concurrent askers share one scan. */

@@ -197,6 +197,7 @@ async function route(
   }
 
   if (path === '/git/index/git-receive-pack') refusePush();
+  if (needsIndex(path)) await waitForFirstIndex(ctx, res);
   if (path === '/git/index/git-upload-pack') {
     if (method !== 'POST') throw methodNotAllowed(['POST']);
     return handleUploadPack(gitContext(ctx), req, res);
@@ -250,6 +251,37 @@ async function route(
   }
   return handleModule(ctx.info, res, rest);
 }
+
+/** Routes whose answer comes from the served index: the index itself, archives, module info. */
+function needsIndex(path: string): boolean {
+  return (
+    path === '/git/index/info/refs' || path === '/git/index/git-upload-pack' || path.startsWith('/user/')
+  );
+}
+
+/**
+ * A fresh pull-through server has no index yet: a clone now would get an empty one. Wait for the
+ * first (bounded by first_index_wait), then tell the client when to try again.
+ */
+async function waitForFirstIndex(ctx: ServerContext, res: ServerResponse): Promise<void> {
+  if (ctx.readiness.ready) return;
+  const left = new AbortController();
+  const onClose = () => left.abort();
+  res.once('close', onClose);
+  try {
+    if (await ctx.readiness.wait(ctx.limits.firstIndexWaitMs, left.signal)) return;
+  } finally {
+    res.off('close', onClose);
+  }
+  const next = ctx.sync?.status().next_run;
+  const seconds = next ? Math.ceil((Date.parse(next) - Date.now()) / 1000) : FIRST_INDEX_RETRY_S;
+  throw new HttpError(503, 'this registry is fetching its first index; try again shortly', {
+    'Retry-After': String(Math.min(60, Math.max(1, seconds))),
+  });
+}
+
+/** Retry-After while the first sync is still running (its end is unknown). */
+const FIRST_INDEX_RETRY_S = 5;
 
 /** Symbols and prebuilt wasm are optional for `moon`: a 404 means "none" (PROTOCOL.md 5). */
 function isAbsentResource(path: string): boolean {

@@ -14,11 +14,14 @@ export interface SyncStatus {
 
 /**
  * Runs index syncs in the background: one at start, then one every interval when auto_sync is
- * on, plus any asked for by an operator. Never two at once: a request during a sync gets that
- * sync's result. A failed sync is logged and the last good index stays served.
+ * on, plus any asked for by an operator. Never two at once: a request during a sync gets the
+ * next one. A failed sync is logged and the last good index stays served. While
+ * `retryDelay` gives a delay (a fresh proxy without any index yet), the next sync comes after
+ * that delay instead of the interval.
  */
 export class SyncScheduler {
   private running: Promise<SyncReport> | undefined;
+  private followUp: Promise<SyncReport> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private nextRun: number | undefined;
   private lastReport: SyncReport | undefined;
@@ -29,6 +32,7 @@ export class SyncScheduler {
     private readonly sync: (trigger: string, force: boolean) => Promise<SyncReport>,
     private readonly intervalMs: number | undefined,
     private readonly logger: Logger | undefined,
+    private readonly retryDelay: () => number | undefined = () => undefined,
   ) {}
 
   /** Starts the first sync now, in the background. */
@@ -36,9 +40,22 @@ export class SyncScheduler {
     void this.trigger('startup').catch(() => undefined);
   }
 
-  /** Runs a sync now, or joins the one running. */
+  /**
+   * Runs a sync now. During a sync, the caller gets the next one, which starts when the running
+   * one ends: the running one may have read the upstreams before the change the caller wants to
+   * see (an operator who just published upstream). Callers that come meanwhile share that one.
+   */
   trigger(reason: string, force = false): Promise<SyncReport> {
-    if (this.running) return this.running;
+    if (this.running) {
+      this.followUp ??= this.running
+        .catch(() => undefined)
+        .then(() => {
+          this.followUp = undefined;
+          if (this.stopped) throw new Error('the server is shutting down');
+          return this.trigger(reason, force);
+        });
+      return this.followUp;
+    }
     clearTimeout(this.timer);
     this.nextRun = undefined;
     const run = this.sync(reason, force)
@@ -90,11 +107,17 @@ export class SyncScheduler {
   }
 
   private scheduleNext(): void {
-    if (this.stopped || this.intervalMs === undefined) return;
-    this.nextRun = Date.now() + this.intervalMs;
+    if (this.stopped) return;
+    const retry = this.retryDelay();
+    const delay = retry === undefined ? this.intervalMs : Math.min(retry, this.intervalMs ?? retry);
+    if (delay === undefined) return;
+    if (retry !== undefined) {
+      this.logger?.warn(`no source index fetched yet: next attempt in ${Math.ceil(delay / 1000)} s`);
+    }
+    this.nextRun = Date.now() + delay;
     this.timer = setTimeout(() => {
-      void this.trigger('schedule').catch(() => undefined);
-    }, this.intervalMs);
+      void this.trigger(retry === undefined ? 'schedule' : 'retry').catch(() => undefined);
+    }, delay);
     this.timer.unref();
   }
 }

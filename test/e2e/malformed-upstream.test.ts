@@ -626,6 +626,8 @@ describe('malformed upstream data: good modules mirrored and served, bad ones na
         const server = await serve(root, ['--proxy']);
         try {
           await waitFor('the first index sync', async () => {
+            // 503 "starting" until the first index is fetched.
+            if ((await getJson(`${server.url}/health`)).status === 503) return undefined;
             const sync = (await health(server.url)).sync;
             return isRecord(sync) && sync.last_run ? true : undefined;
           });
@@ -684,6 +686,8 @@ describe('malformed upstream data: good modules mirrored and served, bad ones na
       try {
         if (args[0] === '--proxy') {
           await waitFor('the first index sync', async () => {
+            // 503 "starting" until the first index is fetched.
+            if ((await getJson(`${server.url}/health`)).status === 503) return undefined;
             const sync = (await health(server.url)).sync;
             return isRecord(sync) && sync.last_run ? true : undefined;
           });

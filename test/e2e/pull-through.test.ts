@@ -187,6 +187,9 @@ async function startProxy(
 ): Promise<RunningServer> {
   const server = await serve(root, options.args ?? ['--proxy'], options.env);
   await waitFor('the first index sync', async () => {
+    // A fresh proxy answers 503 "starting" until its first index is fetched.
+    const { status, body } = await getJson(`${server.url}/health`);
+    if (status === 503 && isRecord(body) && body.status === 'starting') return undefined;
     const h = await health(server.url);
     return h.sync?.last_run ? h : undefined;
   });

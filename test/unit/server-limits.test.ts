@@ -51,6 +51,7 @@ describe('[server] limits in registry.toml', () => {
         keep_alive_timeout: '1s',
         idle_timeout: '1h30m',
         shutdown_timeout: '0s',
+        first_index_wait: '1m30s',
       },
     }).server;
     assert.deepEqual(serverLimits(server), {
@@ -64,6 +65,7 @@ describe('[server] limits in registry.toml', () => {
       keepAliveTimeoutMs: 1000,
       idleTimeoutMs: 5_400_000,
       shutdownTimeoutMs: 0,
+      firstIndexWaitMs: 90_000,
     });
   });
 
