@@ -4,12 +4,14 @@ import { registerConfigCommand } from './commands/config-command.js';
 import { registerIndexCommand } from './commands/index-command.js';
 import { registerInitCommand } from './commands/init-command.js';
 import { registerMirrorCommand } from './commands/mirror-command.js';
+import { registerPublishCommand } from './commands/publish-command.js';
 import { registerServeCommand } from './commands/serve-command.js';
 import { registerSourceCommand } from './commands/source-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
 import { registerTokenCommand } from './commands/token-command.js';
 import { registerUpdateCommand } from './commands/update-command.js';
 import { registerVerifyCommand } from './commands/verify-command.js';
+import { registerYankCommands } from './commands/yank-command.js';
 import { printError } from './output.js';
 import { packageVersion } from './package-info.js';
 
@@ -28,6 +30,8 @@ export function buildProgram(): Command {
   registerMirrorCommand(program);
   registerIndexCommand(program);
   registerServeCommand(program);
+  registerPublishCommand(program);
+  registerYankCommands(program);
   registerConfigCommand(program);
   registerUpdateCommand(program);
   registerVerifyCommand(program);

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { SHA256_HEX } from '../core/access-token.js';
 import { parseDuration } from '../core/duration.js';
 import { parseAddressBlock } from '../core/ip-address.js';
+import { isModuleGlob } from '../core/module-glob.js';
 
 /**
  * `registry.toml`, as one schema that gives both the TypeScript types and the validation.
@@ -47,6 +48,11 @@ const addressBlock = z
 
 const sha256Hex = z.string().regex(SHA256_HEX, 'must be 64 lowercase hex digits (a SHA-256)');
 
+/** A glob over full module names (core/module-glob.ts): "owner/name", "owner/*", "owner/**". */
+const moduleGlob = z
+  .string()
+  .refine(isModuleGlob, 'must be a module glob such as "company/*", "company/**" or "owner/name"');
+
 /** `[server.access]`: who may read the registry (server/access-control.ts). */
 const AccessSchema = z
   .object({
@@ -67,12 +73,13 @@ const AccessSchema = z
             name: z.string().regex(SOURCE_NAME_PATTERN, 'letters, digits, "-" and "_"'),
             sha256: sha256Hex,
             created: z.string().optional(),
+            publish: z.array(moduleGlob).optional(),
           })
           .strict(),
       )
       .default([])
       .describe(
-        'Read tokens as { name, sha256, created }, written by `token add NAME`; the tokens themselves are never stored.',
+        'Tokens as { name, sha256, created, publish }, written by `token add NAME [--publish GLOB...]`; `publish` lists the modules it may publish; the tokens themselves are never stored.',
       ),
   })
   .strict()
@@ -155,6 +162,59 @@ export const SourceSchema = z
     read_timeout: duration('100ms', '1h')
       .optional()
       .describe('Time this source may stay silent mid-answer (default: [mirror] timeout_seconds).'),
+    include: z
+      .array(moduleGlob)
+      .optional()
+      .describe('Module globs this source may provide; others it lists are ignored (default: all).'),
+    exclude: z
+      .array(moduleGlob)
+      .optional()
+      .describe('Module globs this source may not provide, even when `include` matches.'),
+  })
+  .strict();
+
+/** `[hosted]`: the source of modules published to this registry (hosted/). */
+const HostedSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(SOURCE_NAME_PATTERN, 'letters, digits, "-" and "_", starting with a letter or digit')
+      .default('local')
+      .describe('The source name of published modules (in `source list`, /status and the web UI).'),
+    priority: z
+      .number()
+      .int()
+      .min(0)
+      .max(1_000_000)
+      .default(0)
+      .describe("Like a source's priority; 0 puts published versions above every upstream."),
+    exclusive: z
+      .array(moduleGlob)
+      .default([])
+      .describe(
+        'Module globs only published modules may have: no upstream entry for them is ever served (dependency confusion).',
+      ),
+    max_archive_size: z
+      .number()
+      .int()
+      .min(1024)
+      .max(4 * 1024 * 1024 * 1024)
+      .default(64 * 1024 * 1024)
+      .describe('Largest module zip a publish may upload, in bytes (413 beyond).'),
+    max_entries: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(10_000)
+      .describe('Most files and folders a published zip may hold.'),
+    max_uncompressed_size: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024 * 1024)
+      .default(512 * 1024 * 1024)
+      .describe('Most bytes a published zip may unpack to (zip bombs).'),
   })
   .strict();
 
@@ -321,6 +381,7 @@ export const ConfigSchema = z
       .array(SourceSchema)
       .default([])
       .describe('[[sources]]: the upstream registries, one table each.'),
+    hosted: HostedSchema.prefault({}),
   })
   .strict()
   .superRefine((config, ctx) => {
@@ -350,6 +411,13 @@ export const ConfigSchema = z
       }
       seen.add(source.name);
     });
+    if (seen.has(config.hosted.name)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hosted', 'name'],
+        message: `"${config.hosted.name}" is also a [[sources]] name: published modules need a name of their own`,
+      });
+    }
     if (config.default_source !== undefined && !seen.has(config.default_source)) {
       ctx.addIssue({
         code: 'custom',
@@ -362,5 +430,7 @@ export const ConfigSchema = z
 export type RegistryConfig = z.infer<typeof ConfigSchema>;
 export type SourceConfig = z.infer<typeof SourceSchema>;
 export type AccessConfig = z.infer<typeof AccessSchema>;
+export type AccessToken = AccessConfig['tokens'][number];
+export type HostedConfig = z.infer<typeof HostedSchema>;
 export type SourceAuth = z.infer<typeof AuthSchema>;
 export type SourceType = (typeof SOURCE_TYPES)[number];

@@ -2,8 +2,8 @@ import { RegistryError } from '../core/errors.js';
 import { SOURCE_NAME_PATTERN } from './schema.js';
 
 /**
- * The rules of `moonbit-registry token ...`, as edits of the raw TOML table: read tokens go to
- * `[[server.access.tokens]]`, the admin token to `[server] admin_token_sha256`. Only hashes are
+ * The rules of `moonbit-registry token ...`, as edits of the raw TOML table: read and publish
+ * tokens go to `[[server.access.tokens]]`, the admin token to `[server] admin_token_sha256`. Only hashes are
  * written; the token itself is shown once by the command and kept nowhere.
  */
 
@@ -30,7 +30,14 @@ function rawTokens(raw: RawTable): RawTable[] {
   return access.tokens as RawTable[];
 }
 
-export function addReadToken(raw: RawTable, name: string, sha256: string, created: string): void {
+/** A read token, or with `publish` globs a token that may also publish those modules. */
+export function addToken(
+  raw: RawTable,
+  name: string,
+  sha256: string,
+  created: string,
+  publish?: readonly string[],
+): void {
   if (!SOURCE_NAME_PATTERN.test(name)) {
     throw new RegistryError('USAGE', `invalid token name "${name}"`, {
       hint: 'use letters, digits, "-" and "_", starting with a letter or digit (at most 64)',
@@ -42,10 +49,10 @@ export function addReadToken(raw: RawTable, name: string, sha256: string, create
       hint: `remove it first (moonbit-registry token remove ${name}) or pick another name`,
     });
   }
-  tokens.push({ name, sha256, created });
+  tokens.push({ name, sha256, created, ...(publish ? { publish: [...publish] } : {}) });
 }
 
-export function removeReadToken(raw: RawTable, name: string): void {
+export function removeToken(raw: RawTable, name: string): void {
   const tokens = rawTokens(raw);
   const at = tokens.findIndex((t) => t.name === name);
   if (at < 0) {

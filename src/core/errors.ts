@@ -13,7 +13,13 @@ export type ErrorCode =
   | 'CHECKSUM'
   | 'LOCKED'
   | 'GIT'
-  | 'IO';
+  | 'IO'
+  /** A request this registry refuses on its merits: a bad upload, a token without the right. */
+  | 'INVALID'
+  | 'TOO_LARGE'
+  | 'FORBIDDEN'
+  /** The same module@version with other bytes is already there. */
+  | 'CONFLICT';
 
 export class RegistryError extends Error {
   readonly code: ErrorCode;

@@ -13,6 +13,8 @@ export interface IndexEntry {
   checksum: string;
   deps: Dependency[];
   raw: string;
+  /** The line says `"yanked": true`: `mirror` skips it unless a dependency needs it. */
+  yanked?: boolean;
 }
 
 export interface Dependency {
@@ -61,7 +63,9 @@ export function parseIndexLine(module: string, raw: string): IndexEntry | string
     return `invalid version ${quoteForLog(version)}`;
   const checksum = normalizeChecksum(record.checksum);
   if (checksum === undefined) return `invalid checksum for ${version}`;
-  return { module, version, checksum, deps: parseDeps(record.deps), raw };
+  const entry: IndexEntry = { module, version, checksum, deps: parseDeps(record.deps), raw };
+  if (record.yanked === true) entry.yanked = true;
+  return entry;
 }
 
 /** `deps` maps a module to "x.y.z" or `{ version, alias, path }`; path-only entries carry no version. */

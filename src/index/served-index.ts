@@ -85,6 +85,22 @@ export class ServedIndex {
    * or none when nothing differs. Unchanged files are found by blob id without writing them.
    */
   async publish(desired: Map<string, IndexEntry[]>, message: string): Promise<PublishResult> {
+    return this.write(desired, message, true);
+  }
+
+  /**
+   * Like publish, for the given modules only (an empty list removes the module's file); every
+   * other module stays as it is.
+   */
+  async update(modules: Map<string, IndexEntry[]>, message: string): Promise<PublishResult> {
+    return this.write(modules, message, false);
+  }
+
+  private async write(
+    desired: Map<string, IndexEntry[]>,
+    message: string,
+    whole: boolean,
+  ): Promise<PublishResult> {
     const parent = await this.head();
     const current = parent ? await this.moduleFiles(parent) : new Map<string, string>();
     const changes = new Map<string, Buffer | null>();
@@ -93,7 +109,8 @@ export class ServedIndex {
       const content = Buffer.from(renderIndexFile(entries), 'utf8');
       if (current.get(module) !== gitBlobId(content)) changes.set(indexPathForModule(module), content);
     }
-    for (const module of current.keys()) {
+    const dropped = whole ? [...current.keys()] : [...desired.keys()].filter((m) => current.has(m));
+    for (const module of dropped) {
       if (!desired.get(module)?.length) changes.set(indexPathForModule(module), null);
     }
     if (changes.size === 0 && parent) return { commit: parent, changed: false };

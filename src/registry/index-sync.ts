@@ -5,6 +5,7 @@ import { acquireRegistryLock, type RegistryLock } from './lock.js';
 import { type MirrorReporter, remirror } from './mirror.js';
 import { publishProxyIndex } from './proxy-index.js';
 import type { Registry } from './registry.js';
+import { type ShadowAttempt, shadowWarning } from './source-policy.js';
 
 /** proxy: pull-through, the index lists every source's versions; mirror: only stored ones. */
 export type ServeMode = 'proxy' | 'mirror';
@@ -12,6 +13,8 @@ export type ServeMode = 'proxy' | 'mirror';
 export interface SyncLog {
   info(message: string): void;
   warn(message: string): void;
+  /** An upstream lists a module under `[hosted] exclusive` (also warned about). */
+  shadowed?(attempt: ShadowAttempt): void;
 }
 
 export interface SourceSyncResult {
@@ -87,7 +90,13 @@ export async function syncIndexes(
         }
       }),
     );
-    const merged = await pool.reload((message) => log.warn(message));
+    const merged = await pool.reload(
+      (message) => log.warn(message),
+      (attempt) => {
+        log.warn(`sync: ${shadowWarning(attempt)}`);
+        log.shadowed?.(attempt);
+      },
+    );
     let index: SyncReport['index'];
     let mirrored: SyncReport['mirrored'];
     const title = `sync (${options.trigger})`;

@@ -62,6 +62,12 @@ timeout_seconds = 30  # per request, and for git without progress
 auto_sync = false     # serve refreshes the sources' indexes every sync_interval
 sync_interval = "1h"  # "30s", "5m", "1h", "1h30m"
 
+# Modules published to this registry (moon publish, moonbit-registry publish): a source of their own.
+[hosted]
+name = "local"
+priority = 0          # lower number wins: 0 puts published (and patched) versions above every upstream
+exclusive = []        # module globs no upstream may provide (dependency confusion), e.g. ["company/*"]
+
 # Sources are merged by priority: lower number wins when two have the same module@version.
 [[sources]]
 name = "mooncakes"

@@ -21,6 +21,8 @@ export interface RegistryLayout {
   packagesDir: string;
   /** One bare git repository per source, fetched from upstream. */
   sourcesDir: string;
+  /** The index of modules published here (`[hosted]`): a bare git repository like a source's. */
+  hostedIndexDir: string;
   /** Downloads in progress, one folder per process; renamed into packagesDir once verified. */
   tmpDir: string;
   /** Which source each served version came from. */
@@ -48,6 +50,7 @@ export function registryLayout(root: string): RegistryLayout {
     proxyIndexDir: join(dataDir, 'proxy-index'),
     packagesDir: join(dataDir, 'packages'),
     sourcesDir: join(dataDir, 'sources'),
+    hostedIndexDir: join(dataDir, 'hosted', 'index.git'),
     tmpDir: join(dataDir, 'tmp'),
     provenanceFile: join(dataDir, 'state', 'provenance.json'),
     mirrorRequestsFile: join(dataDir, 'state', 'mirror-requests.json'),

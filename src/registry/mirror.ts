@@ -5,7 +5,7 @@ import { describeError, RegistryError } from '../core/errors.js';
 import { moduleKey } from '../core/module-name.js';
 import { removeStaleTemps } from '../fs/atomic-write.js';
 import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
-import { MergedCatalog } from '../index/merged-catalog.js';
+import type { MergedCatalog } from '../index/merged-catalog.js';
 import { fetchArchive } from '../upstream/archive-fetch.js';
 import { createSourceAgents } from '../upstream/http-agent.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
@@ -19,7 +19,7 @@ import {
 import { findSource, type Registry } from './registry.js';
 import { mergeSelections, type Selection, selectVersions } from './select-versions.js';
 import { type PlannedVersion, planServedVersions, publishServed } from './served-plan.js';
-import { downloadLimits, enabledUpstreams, refreshIndexes } from './source-indexes.js';
+import { downloadLimits, enabledUpstreams, mergeWithHosted, refreshIndexes } from './source-indexes.js';
 
 export interface MirrorOptions {
   patterns: string[];
@@ -95,14 +95,16 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
   try {
     // Index warnings (a source down, entries skipped) also go into the summary, for --json.
     const indexWarnings: string[] = [];
-    const catalogs = await refreshIndexes(upstreams, selected, {
-      info: (message) => reporter.info(message),
-      warn: (message) => {
+    const log = {
+      info: (message: string) => reporter.info(message),
+      warn: (message: string) => {
         indexWarnings.push(message);
         reporter.warn(message);
       },
-    });
-    const merged = new MergedCatalog(catalogs);
+    };
+    const merged = await mergeWithHosted(registry, await refreshIndexes(upstreams, selected, log), log);
+    // The catalogs as the policy cut them down; published modules are roots of --full too.
+    const catalogs = merged.catalogs;
     const roots =
       options.full && !options.source ? catalogs : catalogs.filter((c) => c.source === selected.name);
     const request: MirrorRequest = {

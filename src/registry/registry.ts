@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { RegistryConfig, SourceConfig } from '../config/schema.js';
 import { type ConfigFile, loadConfigFile } from '../config/toml-file.js';
 import { RegistryError } from '../core/errors.js';
+import { HostedIndex } from '../hosted/hosted-index.js';
 import { ServedIndex } from '../index/served-index.js';
 import { type ArchiveStore, createArchiveStore } from '../store/archive-store.js';
 import { type RegistryLayout, registryLayout } from './layout.js';
@@ -14,6 +15,8 @@ export interface Registry {
   config: RegistryConfig;
   servedIndex: ServedIndex;
   store: ArchiveStore;
+  /** Modules published to this registry (`[hosted]`). */
+  hosted: HostedIndex;
 }
 
 export async function openRegistry(dir: string): Promise<Registry> {
@@ -32,6 +35,7 @@ export async function openRegistry(dir: string): Promise<Registry> {
     config: configFile.config,
     servedIndex: new ServedIndex(layout.indexDir),
     store: createArchiveStore(layout.packagesDir),
+    hosted: new HostedIndex(configFile.config.hosted, layout.hostedIndexDir),
   };
 }
 

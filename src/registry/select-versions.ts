@@ -1,5 +1,5 @@
-import picomatch from 'picomatch';
 import { RegistryError } from '../core/errors.js';
+import { moduleMatcher } from '../core/module-glob.js';
 import { moduleKey } from '../core/module-name.js';
 import { selectForRequirement } from '../core/version.js';
 import type { MergedCatalog } from '../index/merged-catalog.js';
@@ -27,8 +27,8 @@ export interface SelectOptions {
 }
 
 /**
- * Turns patterns into module versions: every version of each module whose full name matches a
- * glob (`*` stays within one path segment, `**` crosses them), then, unless strict, the
+ * Turns patterns into module versions: every version (but yanked ones) of each module whose
+ * full name matches a glob (`*` stays within one path segment, `**` crosses them), then, unless strict, the
  * dependency closure. A dependency "x.y.z" needs the version `moon` itself would pick (the
  * smallest >= x.y.z in its compatibility set), looked up across all enabled sources, so a
  * client resolving against the mirror finds exactly what it asks for.
@@ -47,7 +47,10 @@ export function selectVersions(
   };
   for (const module of matchModules(roots, options)) {
     for (const catalog of roots) {
-      for (const version of catalog.modules.get(module)?.keys() ?? []) add(module, version);
+      for (const version of catalog.modules.get(module)?.keys() ?? []) {
+        // A yanked version is mirrored only when a dependency needs it (below).
+        if (!merged.winner(module, version)?.entry.yanked) add(module, version);
+      }
     }
   }
   const matched = versions.size;
@@ -84,7 +87,7 @@ function matchModules(roots: SourceCatalog[], options: SelectOptions): Set<strin
   if (options.full) return names;
   const matched = new Set<string>();
   for (const pattern of options.patterns) {
-    const isMatch = picomatch(pattern, { dot: true, nobrace: false });
+    const isMatch = moduleMatcher([pattern]);
     let hits = 0;
     for (const name of names) {
       if (isMatch(name)) {

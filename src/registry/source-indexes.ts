@@ -1,11 +1,13 @@
 import type { RegistryConfig, SourceConfig } from '../config/schema.js';
 import { parseDuration } from '../core/duration.js';
 import { describeError, isRegistryError } from '../core/errors.js';
+import type { MergedCatalog } from '../index/merged-catalog.js';
 import { type SourceCatalog, skippedEntriesWarning } from '../index/source-catalog.js';
 import type { DownloadLimits } from '../upstream/archive-download.js';
 import { type SourceTimeouts, UpstreamSource } from '../upstream/upstream-source.js';
 import { type RegistryLayout, sourceIndexDir } from './layout.js';
-import { enabledSources } from './registry.js';
+import { enabledSources, type Registry } from './registry.js';
+import { SourcePolicy, shadowWarning } from './source-policy.js';
 
 /** One UpstreamSource per enabled source, highest priority first. */
 export function enabledUpstreams(config: RegistryConfig, layout: RegistryLayout): UpstreamSource[] {
@@ -89,4 +91,20 @@ export function downloadLimits(config: RegistryConfig): DownloadLimits {
     maxBytes: config.mirror.max_archive_size,
     deadlineMs: parseDuration(config.mirror.archive_timeout) ?? 600_000,
   };
+}
+
+/**
+ * The merged view of the upstreams' `catalogs` and what was published here, by the source
+ * policy: priorities, each source's include/exclude, and `[hosted] exclusive`, whose violations
+ * are warned about once per source and module.
+ */
+export async function mergeWithHosted(
+  registry: Registry,
+  catalogs: SourceCatalog[],
+  log: IndexLog,
+): Promise<MergedCatalog> {
+  const hosted = await registry.hosted.catalog((message) => log.warn(`published modules: ${message}`));
+  return new SourcePolicy(registry.config).merge(hosted ? [hosted, ...catalogs] : catalogs, (attempt) =>
+    log.warn(shadowWarning(attempt)),
+  );
 }

@@ -6,7 +6,7 @@ import { indexPathForModule, moduleFromIndexPath, moduleKey } from '../core/modu
 import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
 import { listTree, readBlobs } from '../git/objects.js';
 import { type IndexEntry, parseIndexFile } from '../index/index-file.js';
-import { MergedCatalog } from '../index/merged-catalog.js';
+import type { MergedCatalog } from '../index/merged-catalog.js';
 import { hashFile, type StoredArchive, scanStore } from '../store/archive-scan.js';
 import { fetchArchive } from '../upstream/archive-fetch.js';
 import { createSourceAgents } from '../upstream/http-agent.js';
@@ -14,7 +14,13 @@ import type { UpstreamSource } from '../upstream/upstream-source.js';
 import { acquireRegistryLock, type RegistryLock } from './lock.js';
 import { readProvenance, writeProvenance } from './provenance.js';
 import type { Registry } from './registry.js';
-import { cachedCatalogs, downloadLimits, enabledUpstreams, type IndexLog } from './source-indexes.js';
+import {
+  cachedCatalogs,
+  downloadLimits,
+  enabledUpstreams,
+  type IndexLog,
+  mergeWithHosted,
+} from './source-indexes.js';
 
 export type ProblemKind =
   | 'unparsable-line'
@@ -93,7 +99,7 @@ export async function verifyRegistry(registry: Registry, options: VerifyOptions)
   const lock = await acquireRegistryLock(registry.layout.lockTarget, what, { waitForBriefMs: 60_000 });
   try {
     const upstreams = enabledUpstreams(registry.config, registry.layout);
-    const merged = new MergedCatalog(await cachedCatalogs(upstreams, options.log));
+    const merged = await mergeWithHosted(registry, await cachedCatalogs(upstreams, options.log), options.log);
     const check = await checkRegistry(registry, merged);
     if (check.problems.length === 0) {
       const nothing = options.repair ? { repaired: [], unrepaired: [] } : {};
@@ -311,12 +317,20 @@ async function repairRegistry(
   await Promise.all(corrupt.map((v) => remove(v.path, false)));
 
   const failed = new Map<string, string>(); // module@version -> why it is dropped
+  // Published here: no upstream has the bytes, and dropping the line would lose the version.
+  const published = new Map<string, string>();
   for (const [key, served] of check.broken) {
     const error = deleteErrors.get(served.path);
+    const { module, version, checksum } = served.entry;
     if (error) failed.set(key, `its corrupt archive could not be deleted: ${error}`);
-    else if (sourcesFor(served).length === 0) failed.set(key, noSourceDetail(merged, served.entry));
+    else if (merged.sourcesWithChecksum(module, version, checksum)[0]?.source === registry.hosted.name) {
+      published.set(
+        key,
+        `published to this registry, so no source can download it again: publish ${module}@${version} again (the same bytes)`,
+      );
+    } else if (sourcesFor(served).length === 0) failed.set(key, noSourceDetail(merged, served.entry));
   }
-  const retry = [...check.broken].filter(([key]) => !failed.has(key));
+  const retry = [...check.broken].filter(([key]) => !failed.has(key) && !published.has(key));
   const downloaded = await downloadAgain(registry, retry, sourcesFor, log, failed);
 
   // What could not be repaired leaves the served index; skipped lines go with the re-render.
@@ -350,6 +364,8 @@ async function repairRegistry(
       else repaired.push({ ...problem, action: 'deleted', detail: 'deleted' });
     } else if (why) {
       unrepaired.push({ ...problem, action: 'dropped', detail: `dropped from the served index: ${why}` });
+    } else if (key && published.has(key)) {
+      unrepaired.push({ ...problem, action: 'left', detail: published.get(key) as string });
     } else if (source) {
       repaired.push({ ...problem, action: 'downloaded', detail: `downloaded again from "${source}"` });
     } else {

@@ -40,6 +40,11 @@ export class AccessControl {
     return this.config.mode;
   }
 
+  /** The tokens in force (read and publish tokens alike). */
+  get tokens(): AccessConfig['tokens'] {
+    return this.config.tokens;
+  }
+
   check(req: IncomingMessage): AccessDecision {
     const client = this.clientAddress(req);
     const addressAllowed = this.config.mode === 'open' || this.allow.size === 0 || this.allow.has(client);

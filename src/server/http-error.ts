@@ -22,7 +22,14 @@ export interface ErrorResponse {
 }
 
 /** Registry error codes that describe the client's request; every other code is our problem. */
-const CLIENT_ERROR_STATUS: Partial<Record<ErrorCode, number>> = { NOT_FOUND: 404, USAGE: 400 };
+const CLIENT_ERROR_STATUS: Partial<Record<ErrorCode, number>> = {
+  NOT_FOUND: 404,
+  USAGE: 400,
+  INVALID: 400,
+  FORBIDDEN: 403,
+  CONFLICT: 409,
+  TOO_LARGE: 413,
+};
 
 /**
  * The one place that turns a thrown value into a status. Only messages we wrote for clients

@@ -25,6 +25,8 @@ export interface InfoContext {
   /** What `status` and the status page show. */
   status(): Promise<StatusReport>;
   sources: SourceHealthReport[] | undefined;
+  /** The published modules' source: its name, priority and index commit (null: nothing yet). */
+  hosted(): Promise<{ name: string; priority: number; commit: string | null }>;
   /** Why there is no index to serve yet (a fresh pull-through server); undefined once there is. */
   starting(): string[] | undefined;
   /** Pull-through downloads in progress. */
@@ -62,6 +64,7 @@ export async function handleHealth(ctx: InfoContext, res: ServerResponse, detail
     index,
     ...(sync ? { sync: { ...sync, last_run: summarizeRun(sync.last_run) } } : {}),
     ...(ctx.sources ? { sources: ctx.sources } : {}),
+    hosted: await ctx.hosted(),
     ...(ctx.mode === 'proxy' ? { fetching: ctx.fetching } : {}),
     git: ctx.git,
   });

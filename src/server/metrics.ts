@@ -18,6 +18,10 @@ export function routeLabel(path: string): string {
     '/status': 'status',
     '/metrics': 'metrics',
     '/admin/sync': 'admin_sync',
+    '/api/v0/publish': 'publish',
+    '/api/v0/yank': 'yank',
+    '/api/v0/unyank': 'unyank',
+    '/api/v0/deprecate': 'deprecate',
   };
   return fixed[path] ?? 'other';
 }
@@ -42,6 +46,8 @@ export class ServerMetrics {
   private readonly upstreamRequests: Counter<'source' | 'kind'>;
   private readonly upstreamErrors: Counter<'source' | 'kind'>;
   private readonly syncDuration: Histogram<'result'>;
+  private readonly publishes: Counter<'result'>;
+  private readonly shadowedEntries: Counter<'source'>;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -87,6 +93,18 @@ export class ServerMetrics {
       help: 'Index sync duration, by result (ok: every source fetched)',
       labelNames: ['result'],
       buckets: [0.1, 0.5, 1, 5, 15, 60, 300],
+      registers,
+    });
+    this.publishes = new Counter({
+      name: 'moonbit_registry_publishes_total',
+      help: 'POST /api/v0/publish by result: published, unchanged (the same bytes again), unauthorized, forbidden, too_large, invalid, conflict, error',
+      labelNames: ['result'],
+      registers,
+    });
+    this.shadowedEntries = new Counter({
+      name: 'moonbit_registry_shadowed_entries_total',
+      help: 'Upstream modules ignored because only published modules may have their names ([hosted] exclusive), counted at each sync that sees them, by source',
+      labelNames: ['source'],
       registers,
     });
     new Gauge({
@@ -158,6 +176,14 @@ export class ServerMetrics {
 
   upstream(source: string, kind: 'archive' | 'index', event: 'request' | 'error'): void {
     (event === 'request' ? this.upstreamRequests : this.upstreamErrors).inc({ source, kind });
+  }
+
+  publish(result: string): void {
+    this.publishes.inc({ result });
+  }
+
+  shadowed(source: string): void {
+    this.shadowedEntries.inc({ source });
   }
 
   sync(seconds: number, ok: boolean): void {

@@ -7,6 +7,7 @@ import { sourceOf } from '../registry/provenance.js';
 import { publishProxyIndex } from '../registry/proxy-index.js';
 import type { Registry } from '../registry/registry.js';
 import { enabledUpstreams } from '../registry/source-indexes.js';
+import { SourcePolicy } from '../registry/source-policy.js';
 import { collectStatus, countBySource, type IndexView, storeUsage } from '../status/collect-status.js';
 import { DownloadStats } from '../status/download-stats.js';
 import { readMirrorRunLog } from '../status/mirror-runs.js';
@@ -15,6 +16,7 @@ import type { StatusReport } from '../status/status-report.js';
 import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { AccessControl } from './access-control.js';
+import type { PublishContext } from './hosted-routes.js';
 import { IndexCache } from './index-cache.js';
 import { IndexReadiness } from './index-readiness.js';
 import type { InfoContext } from './info-routes.js';
@@ -62,6 +64,8 @@ export interface ServerContext {
   gitLimiter: ProcessLimiter;
   metrics: ServerMetrics;
   downloads: DownloadStats;
+  /** `POST /api/v0/publish`. */
+  publish: PublishContext;
   /** The server is listening at `url`: record it for `status`, start the periodic writes. */
   started(url: string): void;
   close(): Promise<void>;
@@ -83,7 +87,10 @@ export async function createServerContext(
   const wantsUpstreams =
     mode === 'proxy' || behaviour.syncIntervalMs !== undefined || behaviour.adminTokenSha256 !== undefined;
   const pool = wantsUpstreams
-    ? new UpstreamPool(enabledUpstreams(registry.config, layout), behaviour.breaker)
+    ? new UpstreamPool(enabledUpstreams(registry.config, layout), behaviour.breaker, {
+        hosted: registry.hosted,
+        policy: new SourcePolicy(registry.config),
+      })
     : undefined;
   const warn = (message: string) => logger?.warn(message);
 
@@ -135,6 +142,7 @@ export async function createServerContext(
               {
                 info: (message) => logger?.info(message),
                 warn,
+                shadowed: (attempt) => metrics.shadowed(attempt.source),
               },
             );
             for (const source of report.sources) {
@@ -289,6 +297,11 @@ export async function createServerContext(
       return pool?.healthReports();
     },
     starting: () => (readiness.ready || !pool ? undefined : startingReasons(pool)),
+    hosted: async () => ({
+      name: registry.config.hosted.name,
+      priority: registry.config.hosted.priority,
+      commit: (await registry.hosted.head()) ?? null,
+    }),
     get fetching() {
       return pullThrough?.inProgress ?? 0;
     },
@@ -297,9 +310,21 @@ export async function createServerContext(
     },
     logger,
   };
+  const publish: PublishContext = {
+    registry,
+    tokens: () => behaviour.access.tokens,
+    maxArchiveSize: registry.config.hosted.max_archive_size,
+    logger,
+    onResult: (result) => metrics.publish(result),
+    // The publish moved the indexes on disk; the pull-through view reads the new catalog.
+    onPublished: async () => {
+      await pool?.reload(warn);
+    },
+  };
   return {
     registry,
     mode,
+    publish,
     gitDir: served.gitDir,
     index,
     readiness,
@@ -330,9 +355,12 @@ export async function createServerContext(
   };
 }
 
-/** Some source has a fetched index (or none is enabled: then the empty index is the truth). */
+/**
+ * Some upstream has a fetched index (or none is enabled: then what is published here is the
+ * whole truth). Published modules alone are not an index worth cloning in proxy mode.
+ */
 function hasIndexToServe(pool: UpstreamPool): boolean {
-  return pool.upstreams.length === 0 || pool.merged.catalogs.length > 0;
+  return pool.upstreams.length === 0 || pool.hasUpstreamIndex;
 }
 
 /** The shortest wait after a failed first sync: 1 s, or until the soonest open circuit lets one through. */

@@ -5,17 +5,12 @@ import { type Logger, pino } from 'pino';
 import { RegistryError } from '../core/errors.js';
 import type { ServeMode } from '../registry/index-sync.js';
 import type { Registry } from '../registry/registry.js';
-import { handleWeb } from '../web/web-routes.js';
-import { AccessControl, type AccessDecision } from './access-control.js';
-import { handleAdminSync } from './admin-routes.js';
-import { handleArchive } from './archive-route.js';
-import { handleInfoRefs, handleUploadPack, refusePush } from './git-smart-http.js';
-import { errorResponse, HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
-import { handleHealth, handleModule, handleRoot } from './info-routes.js';
+import { AccessControl } from './access-control.js';
+import { errorResponse, sendJson } from './http-error.js';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './limits.js';
 import { routeLabel } from './metrics.js';
+import { route } from './routes.js';
 import { createServerContext, type ServeBehaviour, type ServerContext } from './server-context.js';
-import { webContextFor } from './web-ui.js';
 
 export interface ServeOptions extends Partial<Omit<ServeBehaviour, 'limits'>> {
   host: string;
@@ -50,8 +45,6 @@ export interface RunningServer {
   setAdminToken(sha256: string | undefined): void;
   close(): Promise<void>;
 }
-
-const READ_METHODS = ['GET', 'HEAD'] as const;
 
 /** Serves the registry to `moon` (PROTOCOL.md): the index over smart HTTP, archives, and info. */
 export async function startServer(registry: Registry, options: ServeOptions): Promise<RunningServer> {
@@ -163,140 +156,6 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
   };
 }
 
-async function route(
-  ctx: ServerContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  access: AccessDecision,
-): Promise<void> {
-  const method = req.method ?? 'GET';
-  const target = req.url ?? '/';
-  // Route on the raw, still-encoded path: WHATWG URL parsing would resolve `..` and `%2e%2e`
-  // before we could refuse them.
-  if (!target.startsWith('/')) throw new HttpError(400, 'bad request target');
-  const queryAt = target.indexOf('?');
-  const path = queryAt < 0 ? target : target.slice(0, queryAt);
-  const query = new URLSearchParams(queryAt < 0 ? '' : target.slice(queryAt + 1));
-  // These URLs answer browsers with HTML (web/) and others with JSON, errors included: a cache
-  // in front must keep the two apart.
-  if (path === '/' || path === '/status' || (path.startsWith('/user/') && !path.endsWith('.zip'))) {
-    res.setHeader('Vary', 'Accept');
-  }
-
-  // Load balancers may always ask whether the server is up; only readers see the details.
-  if (path === '/health') {
-    if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
-    return handleHealth(ctx.info, res, access.addressAllowed && access.authenticated);
-  }
-  if (!access.addressAllowed) throw new HttpError(403, 'this registry does not serve your address');
-  // The admin endpoints check their own token.
-  if (!access.authenticated && path !== '/admin/sync') {
-    throw new HttpError(401, 'credentials required', {
-      'WWW-Authenticate': `Basic realm="${headerSafe(ctx.registry.config.registry.name)}", charset="UTF-8"`,
-    });
-  }
-
-  if (path === '/git/index/git-receive-pack') refusePush();
-  if (needsIndex(path)) await waitForFirstIndex(ctx, res);
-  if (path === '/git/index/git-upload-pack') {
-    if (method !== 'POST') throw methodNotAllowed(['POST']);
-    return handleUploadPack(gitContext(ctx), req, res);
-  }
-  if (path === '/git/index/info/refs') {
-    if (method !== 'GET') throw methodNotAllowed(['GET']);
-    return handleInfoRefs(gitContext(ctx), req, res, query.get('service'));
-  }
-  // Everything else under /git is the dumb protocol or a repository file: never served.
-  if (path === '/git' || path.startsWith('/git/')) throw notFound();
-  if (path === '/admin/sync') {
-    if (method !== 'POST') throw methodNotAllowed(['POST']);
-    return handleAdminSync({ tokenSha256: ctx.adminTokenSha256, sync: ctx.sync }, req, res);
-  }
-
-  if (path === '/metrics') {
-    if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
-    const text = await ctx.metrics.text();
-    res.writeHead(200, { 'Content-Type': ctx.metrics.contentType, 'Cache-Control': 'no-store' });
-    res.end(method === 'HEAD' ? undefined : text);
-    return;
-  }
-
-  if (await handleWeb(webContextFor(ctx), req, res, path, query)) return;
-  if (path === '/status') {
-    if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
-    return sendJson(res, 200, await ctx.info.status());
-  }
-  const readRoute = path === '/' || path.startsWith('/user/') || isAbsentResource(path);
-  if (!readRoute) throw notFound();
-  if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
-
-  if (path === '/') return handleRoot(ctx.info, res);
-  if (isAbsentResource(path)) throw notFound('not provided by this registry');
-  const rest = path.slice('/user/'.length);
-  if (rest.endsWith('.zip')) {
-    return handleArchive(
-      {
-        store: ctx.registry.store,
-        index: ctx.index,
-        pullThrough: ctx.pullThrough,
-        onArchive: (result) => {
-          ctx.metrics.archive(result);
-          if (result === 'hit' || result === 'miss') ctx.downloads.record();
-        },
-      },
-      req,
-      res,
-      rest,
-    );
-  }
-  return handleModule(ctx.info, res, rest);
-}
-
-/** Routes whose answer comes from the served index: the index itself, archives, module info. */
-function needsIndex(path: string): boolean {
-  return (
-    path === '/git/index/info/refs' || path === '/git/index/git-upload-pack' || path.startsWith('/user/')
-  );
-}
-
-/**
- * A fresh pull-through server has no index yet: a clone now would get an empty one. Wait for the
- * first (bounded by first_index_wait), then tell the client when to try again.
- */
-async function waitForFirstIndex(ctx: ServerContext, res: ServerResponse): Promise<void> {
-  if (ctx.readiness.ready) return;
-  const left = new AbortController();
-  const onClose = () => left.abort();
-  res.once('close', onClose);
-  try {
-    if (await ctx.readiness.wait(ctx.limits.firstIndexWaitMs, left.signal)) return;
-  } finally {
-    res.off('close', onClose);
-  }
-  const next = ctx.sync?.status().next_run;
-  const seconds = next ? Math.ceil((Date.parse(next) - Date.now()) / 1000) : FIRST_INDEX_RETRY_S;
-  throw new HttpError(503, 'this registry is fetching its first index; try again shortly', {
-    'Retry-After': String(Math.min(60, Math.max(1, seconds))),
-  });
-}
-
-/** Retry-After while the first sync is still running (its end is unknown). */
-const FIRST_INDEX_RETRY_S = 5;
-
-/** Symbols and prebuilt wasm are optional for `moon`: a 404 means "none" (PROTOCOL.md 5). */
-function isAbsentResource(path: string): boolean {
-  return path === '/symbols.zip' || path.startsWith('/assets/');
-}
-
-function gitContext(ctx: ServerContext) {
-  return {
-    gitDir: ctx.gitDir,
-    logger: ctx.logger,
-    limiter: ctx.gitLimiter,
-    maxRequestBody: ctx.limits.maxRequestBody,
-  };
-}
-
 /** Node's own limits against slow and oversized requests (it answers 408, 431 or 400 itself). */
 function httpOptions(limits: ServerLimits) {
   // Node refuses a headers timeout longer than the request timeout.
@@ -328,11 +187,6 @@ function sendError(ctx: ServerContext, res: ServerResponse, error: unknown): voi
     ctx.logger?.error({ err: failure }, 'could not send an error response');
     res.destroy();
   }
-}
-
-/** Printable ASCII without quotes or backslashes: what a quoted header parameter may hold. */
-function headerSafe(text: string): string {
-  return text.replace(/[^\x20-\x7e]|["\\]/g, '').trim() || 'moonbit-registry';
 }
 
 function listen(server: Server | TlsServer, host: string, port: number): Promise<void> {

@@ -66,6 +66,7 @@ export async function collectStatus(
           : await fetchedIndex(layout, source.name);
       return {
         name: source.name,
+        type: source.type,
         url: source.url,
         priority: source.priority,
         enabled: source.enabled,
@@ -78,6 +79,24 @@ export async function collectStatus(
       };
     }),
   );
+  // Published modules: a source with no upstream, always up, listed by its priority.
+  const hostedCommit = (await registry.hosted.head()) ?? null;
+  if (hostedCommit) {
+    sources.push({
+      name: config.hosted.name,
+      type: 'hosted',
+      url: inputs.publicUrl,
+      priority: config.hosted.priority,
+      enabled: true,
+      default: false,
+      state: 'ok',
+      last_sync: null,
+      last_error: null,
+      index_commit: hostedCommit,
+      versions_served: servedBySource.get(config.hosted.name) ?? 0,
+    });
+    sources.sort((a, b) => a.priority - b.priority);
+  }
   return {
     registry: { name: config.registry.name, url: inputs.publicUrl, mode },
     server: live?.server ?? { running: false, pid: null, started_at: null, url: null },

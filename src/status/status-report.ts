@@ -7,6 +7,8 @@ export type SourceState = 'ok' | 'failing' | 'unknown' | 'disabled';
 
 export interface SourceStatus {
   name: string;
+  /** A `[[sources]]` type, or `hosted` for the modules published here. */
+  type: string;
   url: string;
   priority: number;
   enabled: boolean;

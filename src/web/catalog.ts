@@ -78,7 +78,8 @@ export function lineFacts(raw: string): LineFacts {
     homepage: line.homepage,
     createdAt: text(line.created_at),
     deprecated: flag(line.deprecated),
-    yanked: flag(line.yanked),
+    // `yank --reason` keeps its reason beside the flag (hosted/version-marks.ts).
+    yanked: line.yanked === true ? (text(line.yanked_reason) ?? '') : flag(line.yanked),
   };
 }
 

@@ -73,7 +73,16 @@ export function howToUse(ctx: WebContext, example: string | undefined): SafeHtml
 ${commandBox('use-cmd', usageLine(ctx.publicUrl), 'Copy the moon update command')}
 ${example ? commandBox('use-add', `moon add ${example}`, 'Copy the moon add command') : ''}
 <p class="muted">Set <code>MOONCAKES_REGISTRY</code> for every later <code>moon</code> command too (export it in your shell or CI).</p>
+<h3>Publish your own modules</h3>
+<p>Ask the registry's operator for a publish token (<code>moonbit-registry token add NAME --publish "company/*"</code>), keep it in a <code>MOON_HOME</code> of its own so your mooncakes.io login stays, and publish with <code>moon</code>:</p>
+${commandBox('publish-cmd', publishLine(ctx.publicUrl), 'Copy the moon publish commands')}
+<p class="muted">Or, without <code>moon</code>: <code>moonbit-registry publish . --registry ${ctx.publicUrl} --token TOKEN</code>.</p>
 </section>`;
+}
+
+/** The shell lines that make `moon publish` upload to this registry with its own token. */
+export function publishLine(publicUrl: string): string {
+  return `export MOON_HOME=~/.moon-registry && mkdir -p $MOON_HOME && echo '{"token": "TOKEN"}' > $MOON_HOME/credentials.json && MOONCAKES_REGISTRY=${publicUrl} moon publish`;
 }
 
 export function usageLine(publicUrl: string): string {

@@ -387,6 +387,19 @@ describe('HTTPS', () => {
       const body = (await root.json()) as { url: string; usage: string };
       assert.equal(body.url, 'https://registry.example.test');
       assert.equal(body.usage, 'MOONCAKES_REGISTRY=https://registry.example.test moon update');
+      // A client that offers HTTP/2 in TLS (curl, reqwest with http2) is answered in HTTP/1.1.
+      const offered = await exec('curl', [
+        '-s',
+        '--http2',
+        '--cacert',
+        first.cert,
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_version} %{http_code}',
+        `${server.url}/health`,
+      ]);
+      assert.equal(offered.stdout, '1.1 200');
       // Without the CA, a client refuses the server: the certificate is really in use.
       await assert.rejects(update(server.url, path.join(scratch.path, 'home-untrusted')), /SSL|certificate/i);
 

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { strToU8, zipSync } from 'fflate';
+import { formatIndexLine, indexTimestamp as pythonTimestamp } from '../../src/core/index-line-format.js';
 import { git, gitBuffer } from './git.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -155,30 +156,8 @@ export function archiveMarker(flavor: string, overridden = false): string {
   return overridden ? `${flavor}:override` : flavor;
 }
 
-/**
- * Serializes like the real index (Python json.dumps defaults): `", "` and `": "` separators and
- * non-ASCII escaped as \uXXXX (so 🐫 becomes a surrogate pair escape).
- */
-export function formatIndexLine(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(formatIndexLine).join(', ')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value).filter(([, v]) => v !== undefined);
-    return `{${entries.map(([k, v]) => `${asciiJson(k)}: ${formatIndexLine(v)}`).join(', ')}}`;
-  }
-  return asciiJson(value);
-}
-
-function asciiJson(value: unknown): string {
-  return (JSON.stringify(value) ?? 'null').replace(
-    /[\u0080-\uffff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
-}
-
-/** Python's datetime.isoformat() shape, as in the real `created_at`. */
-export function pythonTimestamp(date = new Date()): string {
-  return date.toISOString().replace(/Z$/, '000+00:00');
-}
+/** The real index's line format (one rule, in src/core/index-line-format.ts). */
+export { formatIndexLine, pythonTimestamp };
 
 export function indexFilePath(module: string): string {
   return `user/${module}.index`;

@@ -11,7 +11,10 @@ export function registerConfigCommand(program: Command): void {
     .command('config')
     .description('show registry.toml, read one dotted key (server.port), or set it')
     .argument('[key]', 'dotted key, e.g. server.port, mirror.concurrency, sources.0.priority')
-    .argument('[value]', 'new value (numbers and true/false are typed; anything else is a string)')
+    .argument(
+      '[value]',
+      'new value (numbers, true/false and JSON lists such as \'["a/*"]\' are typed; anything else is a string)',
+    )
     .action(
       async (key: string | undefined, value: string | undefined, _options: unknown, command: Command) => {
         const registry = await openRegistry(registryDir(command));
@@ -45,8 +48,17 @@ function splitKey(key: string): string[] {
   return parts;
 }
 
-function parseValue(value: string): string | number | boolean {
+function parseValue(value: string): string | number | boolean | unknown[] {
   if (value === 'true' || value === 'false') return value === 'true';
+  // A list, written as JSON: '["company/*", "team/**"]'.
+  if (value.trimStart().startsWith('[')) {
+    try {
+      const list: unknown = JSON.parse(value);
+      if (Array.isArray(list)) return list;
+    } catch {
+      // Not JSON after all: kept as the string it is.
+    }
+  }
   if (/^-?\d+(\.\d+)?$/.test(value)) return Number(value);
   return value;
 }
@@ -60,7 +72,7 @@ function getPath(root: unknown, path: string[]): unknown {
   return node;
 }
 
-/** Sets a scalar inside existing tables; a table missing on the way is created (e.g. [server]). */
+/** Sets a scalar or a list inside existing tables; a table missing on the way is created (e.g. [server]). */
 function setPath(raw: Record<string, unknown>, path: string[], value: unknown, key: string): void {
   let node: Record<string, unknown> = raw;
   for (const part of path.slice(0, -1)) {
@@ -72,7 +84,8 @@ function setPath(raw: Record<string, unknown>, path: string[], value: unknown, k
   }
   const last = path[path.length - 1] as string;
   const current = node[last];
-  if (typeof current === 'object' && current !== null) {
+  // A list is a value (replaced whole); a table is not.
+  if (typeof current === 'object' && current !== null && !Array.isArray(current)) {
     throw new RegistryError('USAGE', `"${key}" is a table; set one of its keys instead`);
   }
   node[last] = value;

@@ -53,7 +53,7 @@ export function registerSourceCommand(program: Command): void {
     .description('show the configured sources')
     .action(async (_options: unknown, command: Command) => {
       const registry = await openRegistry(registryDir(command));
-      printLine(formatSourceList(registry.config));
+      printLine(formatSourceList(registry.config, (await registry.hosted.head()) !== undefined));
     });
 
   source
@@ -97,7 +97,8 @@ async function editSources(command: Command, edit: (raw: Record<string, unknown>
 }
 
 /** The layout of the user's documentation (seed multiple-sources.txt). */
-export function formatSourceList(config: RegistryConfig): string {
+/** The seeds' layout; the hosted source follows once something was published or it is exclusive. */
+export function formatSourceList(config: RegistryConfig, hostedInUse = false): string {
   if (config.sources.length === 0) return 'No sources configured.';
   const lines = ['Configured sources:'];
   for (const source of config.sources) {
@@ -108,5 +109,11 @@ export function formatSourceList(config: RegistryConfig): string {
     lines.push(`Index: ${source.index_url} (${source.index_type})`);
     lines.push(`Priority: ${source.priority}`);
   }
+  const { hosted } = config;
+  if (!hostedInUse && hosted.exclusive.length === 0) return lines.join('\n');
+  lines.push(`${hosted.name} [hosted: modules published to this registry]`);
+  lines.push('Type: hosted');
+  lines.push(`Priority: ${hosted.priority}`);
+  if (hosted.exclusive.length > 0) lines.push(`Exclusive: ${hosted.exclusive.join(', ')}`);
   return lines.join('\n');
 }

@@ -1,0 +1,53 @@
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { HostedConfig } from '../config/schema.js';
+import type { IndexEntry, IndexWarning } from '../index/index-file.js';
+import { type PublishResult, ServedIndex } from '../index/served-index.js';
+import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
+
+/**
+ * The index of modules published to this registry: a bare git repository of
+ * `user/<module>.index` files, like a fetched source's, so the hosted source is merged by
+ * priority like any other. Only publish, yank and deprecate write it (under the registry lock);
+ * its archives live in the archive store with everyone else's.
+ */
+export class HostedIndex {
+  private readonly index: ServedIndex;
+
+  constructor(
+    readonly config: HostedConfig,
+    readonly gitDir: string,
+  ) {
+    this.index = new ServedIndex(gitDir);
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** The current commit, or undefined while nothing was ever published. */
+  async head(): Promise<string | undefined> {
+    try {
+      await access(join(this.gitDir, 'HEAD'));
+    } catch {
+      return undefined;
+    }
+    return this.index.headFast();
+  }
+
+  /** Everything published, or undefined while nothing was. */
+  async catalog(warn?: IndexWarning): Promise<SourceCatalog | undefined> {
+    const head = await this.head();
+    return head ? this.readCatalog(head, warn) : undefined;
+  }
+
+  readCatalog(commit: string, warn?: IndexWarning): Promise<SourceCatalog> {
+    return readSourceCatalog(this.name, this.gitDir, commit, warn);
+  }
+
+  /** Replaces one module's lines (in file order) with one commit; the repository is made on first use. */
+  async writeModule(module: string, entries: IndexEntry[], message: string): Promise<PublishResult> {
+    if ((await this.head()) === undefined) await this.index.initialize(`${this.name} (hosted)`);
+    return this.index.update(new Map([[module, entries]]), message);
+  }
+}

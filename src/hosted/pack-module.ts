@@ -1,0 +1,105 @@
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import picomatch from 'picomatch';
+import yazl from 'yazl';
+import { RegistryError } from '../core/errors.js';
+import { runGit } from '../git/run-git.js';
+
+/** Build output and tool folders `moon package` never packs. */
+const NEVER_PACKED = new Set(['.git', '_build', 'target', '.mooncakes']);
+
+export interface PackedModule {
+  bytes: Buffer;
+  /** Paths in the zip, in zip order. */
+  files: string[];
+}
+
+/**
+ * Packs a module folder the way `moon package` does: moon.mod.json at the root, without `.git`,
+ * `_build`, `target`, `.mooncakes` and git-ignored files (when the folder is in a git work
+ * tree), honouring moon.mod.json's `include` and `exclude` globs. Deterministic: entries sorted,
+ * one fixed timestamp and mode, so the same files give the same checksum on every machine with
+ * the same Node.js. Symbolic links are left out (a registry refuses them in a zip).
+ */
+export async function packModule(dir: string): Promise<PackedModule> {
+  const manifest = await readManifestGlobs(dir);
+  const include = manifest.include.length > 0 ? picomatch(manifest.include, { dot: true }) : () => true;
+  const exclude = picomatch(manifest.exclude.length > 0 ? manifest.exclude : ['\0'], { dot: true });
+  const candidates = (await gitFiles(dir)) ?? (await walk(dir));
+  const files: string[] = [];
+  for (const file of candidates) {
+    if (file.split('/').some((segment) => NEVER_PACKED.has(segment))) continue;
+    if (file !== 'moon.mod.json' && (!include(file) || exclude(file))) continue;
+    const info = await lstat(join(dir, file)).catch(() => undefined);
+    if (info?.isFile()) files.push(file);
+  }
+  files.sort();
+  const zip = new yazl.ZipFile();
+  // Local midnight: DOS times are local, so this encodes the same on every machine.
+  const mtime = new Date(1980, 0, 1, 0, 0, 0);
+  for (const file of files) {
+    zip.addBuffer(await readFile(join(dir, file)), file, { mtime, mode: 0o100644, forceDosTimestamp: true });
+  }
+  zip.end();
+  const parts: Buffer[] = [];
+  for await (const chunk of zip.outputStream as AsyncIterable<Buffer>) parts.push(chunk);
+  return { bytes: Buffer.concat(parts), files };
+}
+
+async function readManifestGlobs(dir: string): Promise<{ include: string[]; exclude: string[] }> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'moon.mod.json'), 'utf8');
+  } catch {
+    throw new RegistryError('USAGE', `${dir} has no moon.mod.json: not a MoonBit module folder`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new RegistryError(
+      'INVALID',
+      `${join(dir, 'moon.mod.json')} is not valid JSON (${(error as Error).message})`,
+    );
+  }
+  const globs = (key: string) => {
+    const list = (value as Record<string, unknown> | null)?.[key];
+    return Array.isArray(list) ? list.filter((g): g is string => typeof g === 'string') : [];
+  };
+  return { include: globs('include'), exclude: globs('exclude') };
+}
+
+/** The folder's files git does not ignore (tracked or not), or undefined outside a work tree. */
+async function gitFiles(dir: string): Promise<string[] | undefined> {
+  try {
+    const { stdout } = await runGit([
+      '-C',
+      dir,
+      'ls-files',
+      '-z',
+      '--cached',
+      '--others',
+      '--exclude-standard',
+      '--',
+      '.',
+    ]);
+    return stdout
+      .toString('utf8')
+      .split('\0')
+      .filter((path) => path !== '');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every file below `dir`, as `/`-separated relative paths, skipping folders never packed. */
+async function walk(dir: string, root = dir): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (NEVER_PACKED.has(entry.name)) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await walk(path, root)));
+    else if (entry.isFile()) out.push(relative(root, path).split(sep).join('/'));
+  }
+  return out;
+}

@@ -1,0 +1,117 @@
+import { RegistryError } from '../core/errors.js';
+import { formatIndexLine, indexTimestamp } from '../core/index-line-format.js';
+import { moduleMatcher } from '../core/module-glob.js';
+import { writeFileAtomic } from '../fs/atomic-write.js';
+import { type IndexEntry, parseIndexLine } from '../index/index-file.js';
+import { acquireRegistryLock } from '../registry/lock.js';
+import { republishServedIndexes } from '../registry/rebuild-index.js';
+import type { Registry } from '../registry/registry.js';
+import type { IndexLog } from '../registry/source-indexes.js';
+import { type ArchiveLimits, checkModuleArchive, type ModuleArchive } from './module-archive.js';
+
+export interface PublishRequest {
+  /** The module zip as uploaded or packed. */
+  bytes: Buffer;
+  /** Who publishes (a token's name, or "local" for the CLI on this machine): in the commit. */
+  publisher: string;
+  /** The publisher's module globs; undefined: any module (the registry's own operator). */
+  scope?: readonly string[];
+  /** Check everything and make the line, but store nothing. */
+  dryRun?: boolean;
+}
+
+export interface PublishOutcome {
+  module: string;
+  version: string;
+  checksum: string;
+  /** published: new; unchanged: the same bytes were published before; checked: a dry run. */
+  result: 'published' | 'unchanged' | 'checked';
+  /** The index line of this version. */
+  line: string;
+  /** The served index commit after the publish (none for a dry run or unchanged). */
+  commit?: string;
+}
+
+/** The `[hosted]` limits for one upload. */
+export function archiveLimits(registry: Pick<Registry, 'config'>): ArchiveLimits {
+  const { hosted } = registry.config;
+  return {
+    maxBytes: hosted.max_archive_size,
+    maxEntries: hosted.max_entries,
+    maxUncompressed: hosted.max_uncompressed_size,
+  };
+}
+
+/**
+ * Checks a module zip and makes its index line: moon.mod.json's keys as written (as
+ * mooncakes.io writes them), then `checksum` and `created_at`, which overwrite any it had.
+ */
+export async function preparePublish(
+  bytes: Buffer,
+  limits: ArchiveLimits,
+): Promise<{ archive: ModuleArchive; entry: IndexEntry }> {
+  const archive = await checkModuleArchive(bytes, limits);
+  const { checksum: _c, created_at: _t, ...manifest } = archive.manifest;
+  const line = formatIndexLine({ ...manifest, checksum: archive.checksum, created_at: indexTimestamp() });
+  const entry = parseIndexLine(archive.module, line);
+  if (typeof entry === 'string') throw new RegistryError('INVALID', `bad archive: ${entry}`);
+  return { archive, entry };
+}
+
+/**
+ * Publishes a module zip to the hosted source: checks it, stores the archive, appends its line
+ * to the hosted index (one commit, `update <module>`), and republishes the served indexes so the
+ * next `moon update` sees it. Checked in this order: the archive (INVALID, TOO_LARGE), the
+ * publisher's scope (FORBIDDEN), then what is already published (the same bytes: unchanged;
+ * other bytes: CONFLICT). A version only an upstream has is no conflict: publishing it is how a
+ * patched version overrules the public one. Under the registry lock, so two publishes of one
+ * version cannot both land; anything that fails leaves the indexes as they were.
+ */
+export async function publishModule(
+  registry: Registry,
+  request: PublishRequest,
+  log: IndexLog,
+): Promise<PublishOutcome> {
+  const { archive, entry } = await preparePublish(request.bytes, archiveLimits(registry));
+  const { module, version, checksum } = archive;
+  const line = entry.raw;
+  if (request.scope && !moduleMatcher(request.scope)(module)) {
+    throw new RegistryError('FORBIDDEN', `"${request.publisher}" may not publish ${module}`, {
+      hint: `its token may publish: ${request.scope.join(', ') || 'nothing (a read-only token)'}`,
+    });
+  }
+  if (request.dryRun) return { module, version, checksum, result: 'checked', line };
+
+  const { hosted, store, layout } = registry;
+  const lock = await acquireRegistryLock(layout.lockTarget, `publish ${module}@${version}`, {
+    brief: true,
+    waitForBriefMs: 60_000,
+  });
+  try {
+    const published = (await hosted.catalog())?.modules.get(module);
+    const before = published?.get(version);
+    if (before && before.checksum !== checksum) {
+      throw new RegistryError(
+        'CONFLICT',
+        `${module}@${version} is already published with other bytes (checksum ${before.checksum.slice(0, 12)}…)`,
+        { hint: 'versions are immutable: publish a new version' },
+      );
+    }
+    // The archive first: a line is never published before the bytes it names are stored. The
+    // same bytes again also bring back an archive that was lost (verify says to do just that).
+    if (!(await store.has(module, version, checksum))) {
+      await writeFileAtomic(store.pathFor(module, version, checksum), request.bytes);
+    }
+    if (before) return { module, version, checksum, result: 'unchanged', line: before.raw };
+    lock.assertHeld();
+    await hosted.writeModule(
+      module,
+      [...(published?.values() ?? []), entry],
+      `update ${module}\n\n${version} published by ${request.publisher}.\n`,
+    );
+    const served = await republishServedIndexes(registry, lock, log, `publish ${module}@${version}`);
+    return { module, version, checksum, result: 'published', line, commit: served.commit };
+  } finally {
+    await lock.release();
+  }
+}

@@ -1,0 +1,278 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import busboy from 'busboy';
+import type { Logger } from 'pino';
+import type { AccessToken } from '../config/schema.js';
+import { bearerToken, matchToken } from '../core/access-token.js';
+import { describeError, isRegistryError } from '../core/errors.js';
+import { publishModule } from '../hosted/publish.js';
+import { markVersions, type VersionMark } from '../hosted/version-marks.js';
+import type { Registry } from '../registry/registry.js';
+import { HttpError, sendJson } from './http-error.js';
+
+export interface PublishContext {
+  registry: Registry;
+  /** The tokens in force (`[server.access] tokens`, reloaded on SIGHUP). */
+  tokens(): readonly AccessToken[];
+  /** The upload limit: `[hosted] max_archive_size`. */
+  maxArchiveSize: number;
+  logger: Logger | undefined;
+  /** Counts each publish by how it ended (metrics). */
+  onResult(result: string): void;
+  /** After a publish or mark that changed the indexes: let the server's own views catch up. */
+  onPublished(): Promise<void>;
+}
+
+/** The multipart upload as `moon publish` sends it: a `token` field and a `file` field. */
+interface Upload {
+  token?: string;
+  file?: Buffer;
+  /** The file went past the limit: its bytes were dropped as they came. */
+  tooLarge: boolean;
+}
+
+/** Multipart fields other than the file: a token is short. */
+const MAX_FIELD_BYTES = 4096;
+
+/**
+ * `POST /api/v0/publish` (PROTOCOL.md 5b): the zip in a multipart `file` field, the token in a
+ * `token` field or `Authorization: Bearer`. A publish token is needed even on an open registry.
+ * Errors are `{"error": ...}`, decided in this order: 401 no or unknown token, 413 too large,
+ * 400 a bad archive or upload, 403 the token may not publish that module (a read-only token
+ * included), 409 that version is published with other bytes. 200 `{"status":"ok"}` otherwise,
+ * the same bytes again included.
+ */
+export async function handlePublish(ctx: PublishContext, req: IncomingMessage, res: ServerResponse) {
+  let result = 'error';
+  try {
+    const upload = await readUpload(req, ctx.maxArchiveSize);
+    result = 'unauthorized';
+    const token = presentedToken(req, upload.token, ctx.tokens());
+    result = 'error';
+    if (upload.tooLarge) {
+      result = 'too_large';
+      throw new HttpError(413, `the archive is larger than ${ctx.maxArchiveSize} bytes`);
+    }
+    if (!upload.file) {
+      result = 'invalid';
+      throw new HttpError(400, 'no "file" field with the module zip in the form');
+    }
+    const outcome = await publishModule(
+      ctx.registry,
+      { bytes: upload.file, publisher: token.name, scope: token.publish ?? [] },
+      {
+        info: (message) => ctx.logger?.info(message),
+        warn: (message) => ctx.logger?.warn(message),
+      },
+    );
+    result = outcome.result;
+    if (outcome.result === 'published') await ctx.onPublished();
+    ctx.logger?.info(
+      {
+        module: outcome.module,
+        version: outcome.version,
+        checksum: outcome.checksum,
+        token: token.name,
+        result,
+      },
+      'publish',
+    );
+    sendJson(res, 200, {
+      status: 'ok',
+      module: outcome.module,
+      version: outcome.version,
+      checksum: outcome.checksum,
+      result: outcome.result,
+    });
+  } catch (error) {
+    if (isRegistryError(error)) result = resultOf(error.code) ?? result;
+    if (result !== 'unauthorized')
+      ctx.logger?.info({ result, error: describeError(error) }, 'publish refused');
+    throw busyAsRetry(error);
+  } finally {
+    ctx.onResult(result);
+  }
+}
+
+function resultOf(code: string): string | undefined {
+  const results: Record<string, string> = {
+    INVALID: 'invalid',
+    TOO_LARGE: 'too_large',
+    FORBIDDEN: 'forbidden',
+    CONFLICT: 'conflict',
+  };
+  return results[code];
+}
+
+/**
+ * The token of a publish, yank or deprecate: `Authorization: Bearer`, else the one in the body
+ * (moon sends it as a form field). Every stored hash is compared in constant time (matchToken).
+ * 401 without one, or with one this registry does not know.
+ */
+function presentedToken(
+  req: IncomingMessage,
+  inBody: string | undefined,
+  tokens: readonly AccessToken[],
+): AccessToken {
+  const secret = bearerToken(req.headers.authorization) ?? inBody;
+  const name = secret === undefined ? undefined : matchToken(secret, tokens);
+  const token = name === undefined ? undefined : tokens.find((t) => t.name === name);
+  if (!token) {
+    throw new HttpError(401, secret === undefined ? 'a publish token is required' : 'unknown token', {
+      'WWW-Authenticate': 'Bearer realm="moonbit-registry publish"',
+    });
+  }
+  return token;
+}
+
+/** A mirror holds the registry (a long run): the client should come back, not give up. */
+function busyAsRetry(error: unknown): unknown {
+  if (!isRegistryError(error) || error.code !== 'LOCKED') return error;
+  return new HttpError(503, `the registry is busy (${error.message}); try again shortly`, {
+    'Retry-After': '10',
+  });
+}
+
+/** The mark each path asks for. */
+const MARKS = {
+  yank: (body: Record<string, unknown>): VersionMark => ({
+    kind: 'yank',
+    ...(typeof body.reason === 'string' && body.reason !== '' ? { reason: body.reason } : {}),
+  }),
+  unyank: (): VersionMark => ({ kind: 'unyank' }),
+  deprecate: (body: Record<string, unknown>): VersionMark => {
+    if (typeof body.message !== 'string') throw new HttpError(400, '"message" (a string) is required');
+    return { kind: 'deprecate', message: body.message };
+  },
+} as const;
+
+/** Most bytes of a yank or deprecate request's JSON body. */
+const MAX_MARK_BODY = 16 * 1024;
+
+/**
+ * `POST /api/v0/yank`, `/api/v0/unyank` and `/api/v0/deprecate`: a JSON body `{"module",
+ * "version", "reason" | "message"}` (no version: every version, deprecate only) and a publish
+ * token whose globs cover the module. Answers `{"status":"ok","versions":[...]}`.
+ */
+export async function handleMark(
+  ctx: PublishContext,
+  kind: keyof typeof MARKS,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const body = await readJsonBody(req);
+  const token = presentedToken(req, typeof body.token === 'string' ? body.token : undefined, ctx.tokens());
+  try {
+    await mark(ctx, kind, body, token, res);
+  } catch (error) {
+    throw busyAsRetry(error);
+  }
+}
+
+async function mark(
+  ctx: PublishContext,
+  kind: keyof typeof MARKS,
+  body: Record<string, unknown>,
+  token: AccessToken,
+  res: ServerResponse,
+): Promise<void> {
+  if (typeof body.module !== 'string') throw new HttpError(400, '"module" (a string) is required');
+  if (body.version !== undefined && typeof body.version !== 'string') {
+    throw new HttpError(400, '"version" must be a string');
+  }
+  const outcome = await markVersions(
+    ctx.registry,
+    {
+      module: body.module,
+      ...(body.version === undefined ? {} : { version: body.version }),
+      mark: MARKS[kind](body),
+      by: token.name,
+      scope: token.publish ?? [],
+    },
+    { info: (message) => ctx.logger?.info(message), warn: (message) => ctx.logger?.warn(message) },
+  );
+  if (outcome.versions.length > 0) await ctx.onPublished();
+  ctx.logger?.info({ module: outcome.module, versions: outcome.versions, token: token.name }, kind);
+  sendJson(res, 200, { status: 'ok', module: outcome.module, versions: outcome.versions });
+}
+
+async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    if (bytes > MAX_MARK_BODY) throw new HttpError(413, `the body is larger than ${MAX_MARK_BODY} bytes`);
+    parts.push(chunk);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(parts).toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'the body must be a JSON object');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new HttpError(400, 'the body must be a JSON object');
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Reads the multipart body. The file is kept in memory up to `maxFile` bytes (a module zip is
+ * small, and it must be hashed and checked whole anyway); past that it is drained and dropped,
+ * so the answer can still be 401 for a bad token. A body cut short is a 400.
+ */
+function readUpload(req: IncomingMessage, maxFile: number): Promise<Upload> {
+  const type = req.headers['content-type'] ?? '';
+  if (!/^multipart\/form-data/i.test(type)) {
+    req.resume();
+    return Promise.reject(new HttpError(400, 'expected multipart/form-data with a "file" field'));
+  }
+  return new Promise((resolve, reject) => {
+    const upload: Upload = { tooLarge: false };
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({
+        headers: req.headers,
+        limits: { fileSize: maxFile, files: 1, fields: 8, fieldSize: MAX_FIELD_BYTES, parts: 16 },
+      });
+    } catch (error) {
+      req.resume();
+      reject(new HttpError(400, `bad multipart request: ${(error as Error).message}`));
+      return;
+    }
+    let failed = false;
+    const fail = (error: HttpError) => {
+      if (failed) return;
+      failed = true;
+      req.unpipe(parser);
+      req.resume();
+      reject(error);
+    };
+    parser.on('field', (name, value) => {
+      if (name === 'token') upload.token = value.trim();
+    });
+    parser.on('file', (name, stream) => {
+      if (name !== 'file') {
+        stream.resume();
+        return;
+      }
+      const parts: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => {
+        if (!upload.tooLarge) parts.push(chunk);
+      });
+      stream.on('limit', () => {
+        upload.tooLarge = true;
+        parts.length = 0;
+      });
+      stream.on('end', () => {
+        if (!upload.tooLarge) upload.file = Buffer.concat(parts);
+      });
+    });
+    parser.on('error', (error: Error) => fail(new HttpError(400, `bad multipart request: ${error.message}`)));
+    parser.on('close', () => {
+      if (!failed) resolve(upload);
+    });
+    req.on('aborted', () => fail(new HttpError(400, 'the upload was cut short')));
+    req.on('error', () => fail(new HttpError(400, 'the upload was cut short')));
+    req.pipe(parser);
+  });
+}
