@@ -4,6 +4,8 @@
  * place that decides what may become a path segment on our disk.
  */
 
+import { portableSegmentProblem } from './portable-path.js';
+
 const INDEX_PREFIX = 'user/';
 const INDEX_SUFFIX = '.index';
 
@@ -27,6 +29,24 @@ export function isValidSegment(segment: string): boolean {
     Buffer.byteLength(segment, 'utf8') <= MAX_SEGMENT_BYTES &&
     !segment.startsWith('.') &&
     !FORBIDDEN_IN_SEGMENT.test(segment)
+  );
+}
+
+/**
+ * A name this registry lets someone publish: stricter than what it accepts from upstreams.
+ * Each segment is ASCII letters, digits, `_`, `.` and `-` (no spaces: `moon` form-encodes them
+ * as `+`, which nothing decodes back), starts with a letter, digit or `_`, and is a portable
+ * file name (no `git~1`, no Windows device names, no trailing dot).
+ */
+export function isPublishableModuleName(name: string): boolean {
+  return (
+    isValidModuleName(name) &&
+    name
+      .split('/')
+      .every(
+        (segment) =>
+          /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(segment) && portableSegmentProblem(segment) === undefined,
+      )
   );
 }
 

@@ -2,8 +2,10 @@ import type { Readable } from 'node:stream';
 import yauzl, { type Entry, type ZipFile } from 'yauzl';
 import { sha256Hex } from '../core/checksum.js';
 import { RegistryError } from '../core/errors.js';
+import { hasLoneSurrogate, jsonShapeProblem } from '../core/json-text.js';
 import { quoteForLog } from '../core/log-text.js';
-import { isValidModuleName } from '../core/module-name.js';
+import { isPublishableModuleName } from '../core/module-name.js';
+import { foldedPath, portableSegmentProblem } from '../core/portable-path.js';
 import { isValidVersion } from '../core/version.js';
 
 /** What a published zip may cost (`[hosted]` limits). */
@@ -29,6 +31,8 @@ export interface ModuleArchive {
 const MANIFEST = 'moon.mod.json';
 /** moon.mod.json is a small file; a bigger one is not a module description. */
 const MAX_MANIFEST_BYTES = 1024 * 1024;
+/** moon.mod.json nests a few levels (deps, targets); deeper is no manifest but a trap. */
+const MAX_MANIFEST_DEPTH = 32;
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
 
@@ -52,18 +56,16 @@ export async function checkModuleArchive(bytes: Buffer, limits: ArchiveLimits): 
     if (zip.entryCount > limits.maxEntries) {
       throw invalid(`${zip.entryCount} entries; this registry takes at most ${limits.maxEntries}`);
     }
-    const names = new Set<string>();
+    const paths = new EntryPaths();
     let declared = 0;
     let inflated = 0;
-    let manifestText: string | undefined;
+    let manifestBytes: Buffer | undefined;
     for await (const entry of entries(zip)) {
-      const name = entry.fileName;
+      const name = await entryName(zip, entry);
       checkEntryName(name);
       const mode = (entry.externalFileAttributes >>> 16) & S_IFMT;
       if (mode === S_IFLNK) throw invalid(`${quoteForLog(name)} is a symbolic link`);
-      const key = name.replace(/\/$/, '');
-      if (names.has(key)) throw invalid(`${quoteForLog(name)} appears twice`);
-      names.add(key);
+      paths.add(name);
       declared += entry.uncompressedSize;
       if (declared > limits.maxUncompressed) throw bomb(limits);
       if (name.endsWith('/')) continue;
@@ -73,10 +75,10 @@ export async function checkModuleArchive(bytes: Buffer, limits: ArchiveLimits): 
         inflated += n;
         if (inflated > limits.maxUncompressed) throw bomb(limits);
       });
-      if (wanted) manifestText = content?.toString('utf8');
+      if (wanted) manifestBytes = content;
     }
-    if (manifestText === undefined) throw invalid(`no ${MANIFEST} at the root of the zip`);
-    return { ...readManifest(manifestText), checksum: sha256Hex(bytes), bytes: bytes.length };
+    if (manifestBytes === undefined) throw invalid(`no ${MANIFEST} at the root of the zip`);
+    return { ...readManifest(manifestBytes), checksum: sha256Hex(bytes), bytes: bytes.length };
   } finally {
     zip.close();
   }
@@ -98,9 +100,93 @@ function checkEntryName(name: string): void {
   if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) throw bad('is an absolute path');
   const segments = name.replace(/\/$/, '').split('/');
   if (segments.some((s) => s === '..' || s === '.' || s === '')) throw bad('leaves or hides in the root');
+  for (const segment of segments) {
+    const problem = portableSegmentProblem(segment);
+    if (problem) throw bad(`has a part that ${problem}`);
+  }
 }
 
-function readManifest(text: string): Pick<ModuleArchive, 'module' | 'version' | 'manifest'> {
+/**
+ * The paths seen so far, as case-insensitive, normalising file systems see them: two entries
+ * that land on one file there (`A.mbt` and `a.mbt`, `MOON.MOD.JSON` next to `moon.mod.json`), or
+ * a file where another entry needs a folder, would let an unpacked zip differ from what was
+ * checked here.
+ */
+class EntryPaths {
+  private readonly files = new Set<string>();
+  /** Folders named in the zip or implied by the paths of its files. */
+  private readonly folders = new Set<string>();
+  /** Folder entries named in the zip. */
+  private readonly explicit = new Set<string>();
+
+  add(name: string): void {
+    const isFolder = name.endsWith('/');
+    const key = foldedPath(name.replace(/\/$/, ''));
+    const clash = () =>
+      invalid(
+        `${quoteForLog(name)} clashes with another entry (the same path, in another case or Unicode form, or a file where a folder is)`,
+      );
+    if (this.files.has(key) || (!isFolder && this.folders.has(key))) throw clash();
+    const segments = key.split('/');
+    for (let i = 1; i < segments.length; i++) {
+      const folder = segments.slice(0, i).join('/');
+      if (this.files.has(folder)) throw clash();
+      this.folders.add(folder);
+    }
+    if (isFolder) {
+      if (this.folders.has(key) && this.explicit.has(key)) throw clash();
+      this.explicit.add(key);
+      this.folders.add(key);
+    } else {
+      this.files.add(key);
+    }
+  }
+}
+
+/**
+ * An entry's name exactly as its bytes say, in UTF-8. A zip can carry three names per entry: the
+ * central directory's, an Info-ZIP Unicode path field (which yauzl prefers), and the local
+ * header's (which streaming unzippers read). All three must agree, or the path checked here is
+ * not the path a client writes.
+ */
+async function entryName(zip: ZipFile, entry: Entry): Promise<string> {
+  let raw: string;
+  try {
+    raw = new TextDecoder('utf-8', { fatal: true }).decode(entry.fileNameRaw);
+  } catch {
+    throw invalid(`an entry name is not UTF-8 (${quoteForLog(entry.fileNameRaw.toString('latin1'))})`);
+  }
+  if (raw !== entry.fileName) {
+    throw invalid(
+      `entry ${quoteForLog(raw)} carries another name (${quoteForLog(entry.fileName)}) in a Unicode path field`,
+    );
+  }
+  const local = await new Promise<Buffer>((resolve, reject) => {
+    zip.readLocalFileHeader(entry, (error, header) => {
+      if (error) reject(invalid(`${quoteForLog(raw)}: ${error.message}`));
+      else resolve(header.fileName);
+    });
+  });
+  if (!local.equals(entry.fileNameRaw)) {
+    throw invalid(
+      `entry ${quoteForLog(raw)} has another name in its local header (${quoteForLog(local.toString('latin1'))})`,
+    );
+  }
+  return raw;
+}
+
+/**
+ * moon.mod.json as `moon` (serde_json) would read it: UTF-8, no duplicate keys (parsers differ
+ * on which one wins: the index must not say another name than a client reads), no lone
+ * surrogates, a bounded depth.
+ */
+function readManifest(bytes: Buffer): Pick<ModuleArchive, 'module' | 'version' | 'manifest'> {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw invalid(`${MANIFEST} is not UTF-8`);
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -110,10 +196,16 @@ function readManifest(text: string): Pick<ModuleArchive, 'module' | 'version' | 
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw invalid(`${MANIFEST} is not a JSON object`);
   }
+  const problem =
+    jsonShapeProblem(text, MAX_MANIFEST_DEPTH) ??
+    (hasLoneSurrogate(value) ? 'has a lone surrogate, which JSON parsers refuse' : undefined);
+  if (problem) throw invalid(`${MANIFEST} ${problem}`);
   const manifest = value as Record<string, unknown>;
   const { name, version } = manifest;
-  if (typeof name !== 'string' || !name.includes('/') || !isValidModuleName(name)) {
-    throw invalid(`${MANIFEST} "name" ${quoteForLog(name)} is not a module name (owner/name)`);
+  if (typeof name !== 'string' || !name.includes('/') || !isPublishableModuleName(name)) {
+    throw invalid(
+      `${MANIFEST} "name" ${quoteForLog(name)} is not a module name (owner/name: letters, digits, "_", "." and "-")`,
+    );
   }
   if (typeof version !== 'string' || !isValidVersion(version)) {
     throw invalid(`${MANIFEST} "version" ${quoteForLog(version)} is not a semver version`);

@@ -1,8 +1,10 @@
 import { RegistryError } from '../core/errors.js';
 import { formatIndexLine, indexTimestamp } from '../core/index-line-format.js';
 import { moduleMatcher } from '../core/module-glob.js';
+import { foldedPath } from '../core/portable-path.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { type IndexEntry, parseIndexLine } from '../index/index-file.js';
+import { ServedIndex } from '../index/served-index.js';
 import { acquireRegistryLock } from '../registry/lock.js';
 import { republishServedIndexes } from '../registry/rebuild-index.js';
 import type { Registry } from '../registry/registry.js';
@@ -97,6 +99,7 @@ export async function publishModule(
         { hint: 'versions are immutable: publish a new version' },
       );
     }
+    if (!published) await refuseCaseTwin(registry, module);
     // The archive first: a line is never published before the bytes it names are stored. The
     // same bytes again also bring back an archive that was lost (verify says to do just that).
     if (!(await store.has(module, version, checksum))) {
@@ -113,5 +116,29 @@ export async function publishModule(
     return { module, version, checksum, result: 'published', line, commit: served.commit };
   } finally {
     await lock.release();
+  }
+}
+
+/**
+ * A new module whose name differs from a served one only in case or Unicode form would share its
+ * index file on macOS and Windows checkouts (`user/Company/app.index` is `user/company/app.index`
+ * there): every such client's index would break.
+ */
+async function refuseCaseTwin(registry: Registry, module: string): Promise<void> {
+  const folded = foldedPath(module);
+  const listed = [
+    ...(await registry.servedIndex.moduleNames()),
+    ...(await new ServedIndex(registry.layout.proxyIndexDir).moduleNames().catch(() => [])),
+    ...((await registry.hosted.catalog())?.modules.keys() ?? []),
+  ];
+  const twin = listed.find((name) => name !== module && foldedPath(name) === folded);
+  if (twin) {
+    throw new RegistryError(
+      'CONFLICT',
+      `${module} differs from the served module ${twin} only in case or Unicode form`,
+      {
+        hint: `publish it as ${twin}, or under a name of its own`,
+      },
+    );
   }
 }

@@ -1,5 +1,6 @@
 import { RegistryError } from '../core/errors.js';
 import { formatIndexLine } from '../core/index-line-format.js';
+import { hasLoneSurrogate } from '../core/json-text.js';
 import { moduleMatcher } from '../core/module-glob.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { type IndexEntry, parseIndexLine } from '../index/index-file.js';
@@ -53,6 +54,10 @@ export async function markVersions(
   if (!isValidModuleName(module)) throw new RegistryError('INVALID', `"${module}" is not a module name`);
   if (version === undefined && mark.kind !== 'deprecate') {
     throw new RegistryError('USAGE', `${mark.kind} needs MODULE@VERSION`);
+  }
+  const text = mark.kind === 'yank' ? mark.reason : mark.kind === 'deprecate' ? mark.message : undefined;
+  if (text !== undefined && hasLoneSurrogate(text)) {
+    throw new RegistryError('INVALID', 'the text has a lone surrogate, which JSON parsers refuse');
   }
   if (request.scope && !moduleMatcher(request.scope)(module)) {
     throw new RegistryError('FORBIDDEN', `"${request.by}" may not change ${module}`, {

@@ -137,6 +137,12 @@ export class ServedIndex {
     return { commit, changed: true };
   }
 
+  /** The modules listed at the tip (names only: no file is read). */
+  async moduleNames(): Promise<string[]> {
+    const head = await this.head();
+    return head ? [...(await this.moduleFiles(head)).keys()] : [];
+  }
+
   /** module -> blob id of its index file at `commit`. */
   private async moduleFiles(commit: string): Promise<Map<string, string>> {
     const files = new Map<string, string>();

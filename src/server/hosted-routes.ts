@@ -7,7 +7,8 @@ import { describeError, isRegistryError } from '../core/errors.js';
 import { publishModule } from '../hosted/publish.js';
 import { markVersions, type VersionMark } from '../hosted/version-marks.js';
 import type { Registry } from '../registry/registry.js';
-import { HttpError, sendJson } from './http-error.js';
+import { errorResponse, HttpError, sendJson } from './http-error.js';
+import { LimiterBusyError, type ProcessLimiter, type Release } from './process-limiter.js';
 
 export interface PublishContext {
   registry: Registry;
@@ -15,6 +16,8 @@ export interface PublishContext {
   tokens(): readonly AccessToken[];
   /** The upload limit: `[hosted] max_archive_size`. */
   maxArchiveSize: number;
+  /** Uploads read into memory at once (the rest wait in a short line). */
+  uploads: ProcessLimiter;
   logger: Logger | undefined;
   /** Counts each publish by how it ended (metrics). */
   onResult(result: string): void;
@@ -43,19 +46,15 @@ const MAX_FIELD_BYTES = 4096;
  */
 export async function handlePublish(ctx: PublishContext, req: IncomingMessage, res: ServerResponse) {
   let result = 'error';
+  let release: Release | undefined;
   try {
-    const upload = await readUpload(req, ctx.maxArchiveSize);
-    result = 'unauthorized';
+    // A token in the header is checked before a byte of the body is read.
+    if (bearerToken(req.headers.authorization) !== undefined) presentedToken(req, undefined, ctx.tokens());
+    release = await uploadSlot(ctx.uploads, res);
+    const upload = await readUpload(req, ctx.maxArchiveSize, (secret) => knownToken(secret, ctx.tokens()));
     const token = presentedToken(req, upload.token, ctx.tokens());
-    result = 'error';
-    if (upload.tooLarge) {
-      result = 'too_large';
-      throw new HttpError(413, `the archive is larger than ${ctx.maxArchiveSize} bytes`);
-    }
-    if (!upload.file) {
-      result = 'invalid';
-      throw new HttpError(400, 'no "file" field with the module zip in the form');
-    }
+    if (upload.tooLarge) throw new HttpError(413, `the archive is larger than ${ctx.maxArchiveSize} bytes`);
+    if (!upload.file) throw new HttpError(400, 'no "file" field with the module zip in the form');
     const outcome = await publishModule(
       ctx.registry,
       { bytes: upload.file, publisher: token.name, scope: token.publish ?? [] },
@@ -66,41 +65,55 @@ export async function handlePublish(ctx: PublishContext, req: IncomingMessage, r
     );
     result = outcome.result;
     if (outcome.result === 'published') await ctx.onPublished();
-    ctx.logger?.info(
-      {
-        module: outcome.module,
-        version: outcome.version,
-        checksum: outcome.checksum,
-        token: token.name,
-        result,
-      },
-      'publish',
-    );
-    sendJson(res, 200, {
-      status: 'ok',
-      module: outcome.module,
-      version: outcome.version,
-      checksum: outcome.checksum,
-      result: outcome.result,
-    });
+    const { module, version, checksum } = outcome;
+    ctx.logger?.info({ module, version, checksum, token: token.name, result }, 'publish');
+    sendJson(res, 200, { status: 'ok', module, version, checksum, result });
   } catch (error) {
-    if (isRegistryError(error)) result = resultOf(error.code) ?? result;
+    result = resultOf(error);
     if (result !== 'unauthorized')
       ctx.logger?.info({ result, error: describeError(error) }, 'publish refused');
     throw busyAsRetry(error);
   } finally {
+    release?.();
     ctx.onResult(result);
   }
 }
 
-function resultOf(code: string): string | undefined {
-  const results: Record<string, string> = {
-    INVALID: 'invalid',
-    TOO_LARGE: 'too_large',
-    FORBIDDEN: 'forbidden',
-    CONFLICT: 'conflict',
+/**
+ * One of the few upload slots: each upload is held in memory (up to max_archive_size) while it
+ * is checked, so their number is bounded; a client beyond the line is told to come back.
+ */
+async function uploadSlot(uploads: ProcessLimiter, res: ServerResponse): Promise<Release> {
+  const gone = new AbortController();
+  const onClose = () => gone.abort();
+  res.once('close', onClose);
+  try {
+    return await uploads.acquire(gone.signal);
+  } catch (error) {
+    if (error instanceof LimiterBusyError) {
+      throw new HttpError(503, 'too many uploads at once; try again shortly', {
+        'Retry-After': '5',
+        Connection: 'close',
+      });
+    }
+    throw error;
+  } finally {
+    res.off('close', onClose);
+  }
+}
+
+/** How a refused publish ended, for the metric: from the error's status, one place. */
+function resultOf(error: unknown): string {
+  const { status } = errorResponse(error);
+  const results: Record<number, string> = {
+    400: 'invalid',
+    401: 'unauthorized',
+    403: 'forbidden',
+    409: 'conflict',
+    413: 'too_large',
+    503: 'busy',
   };
-  return results[code];
+  return results[status] ?? 'error';
 }
 
 /**
@@ -114,14 +127,22 @@ function presentedToken(
   tokens: readonly AccessToken[],
 ): AccessToken {
   const secret = bearerToken(req.headers.authorization) ?? inBody;
-  const name = secret === undefined ? undefined : matchToken(secret, tokens);
-  const token = name === undefined ? undefined : tokens.find((t) => t.name === name);
-  if (!token) {
-    throw new HttpError(401, secret === undefined ? 'a publish token is required' : 'unknown token', {
-      'WWW-Authenticate': 'Bearer realm="moonbit-registry publish"',
-    });
-  }
+  const token = secret === undefined ? undefined : knownToken(secret, tokens);
+  if (!token) throw unauthorized(secret === undefined ? 'a publish token is required' : 'unknown token');
   return token;
+}
+
+function knownToken(secret: string, tokens: readonly AccessToken[]): AccessToken | undefined {
+  const name = matchToken(secret, tokens);
+  return name === undefined ? undefined : tokens.find((t) => t.name === name);
+}
+
+/** The body may still be coming: the connection is closed after the answer, not drained. */
+function unauthorized(message: string): HttpError {
+  return new HttpError(401, message, {
+    'WWW-Authenticate': 'Bearer realm="moonbit-registry publish"',
+    Connection: 'close',
+  });
 }
 
 /** A mirror holds the registry (a long run): the client should come back, not give up. */
@@ -134,10 +155,12 @@ function busyAsRetry(error: unknown): unknown {
 
 /** The mark each path asks for. */
 const MARKS = {
-  yank: (body: Record<string, unknown>): VersionMark => ({
-    kind: 'yank',
-    ...(typeof body.reason === 'string' && body.reason !== '' ? { reason: body.reason } : {}),
-  }),
+  yank: (body: Record<string, unknown>): VersionMark => {
+    if (body.reason !== undefined && typeof body.reason !== 'string') {
+      throw new HttpError(400, '"reason" must be a string');
+    }
+    return { kind: 'yank', ...(body.reason ? { reason: body.reason } : {}) };
+  },
   unyank: (): VersionMark => ({ kind: 'unyank' }),
   deprecate: (body: Record<string, unknown>): VersionMark => {
     if (typeof body.message !== 'string') throw new HttpError(400, '"message" (a string) is required');
@@ -159,6 +182,8 @@ export async function handleMark(
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
+  // A token in the header is checked before the body is read.
+  if (bearerToken(req.headers.authorization) !== undefined) presentedToken(req, undefined, ctx.tokens());
   const body = await readJsonBody(req);
   const token = presentedToken(req, typeof body.token === 'string' ? body.token : undefined, ctx.tokens());
   try {
@@ -220,7 +245,11 @@ async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknow
  * small, and it must be hashed and checked whole anyway); past that it is drained and dropped,
  * so the answer can still be 401 for a bad token. A body cut short is a 400.
  */
-function readUpload(req: IncomingMessage, maxFile: number): Promise<Upload> {
+function readUpload(
+  req: IncomingMessage,
+  maxFile: number,
+  isKnown: (secret: string) => AccessToken | undefined,
+): Promise<Upload> {
   const type = req.headers['content-type'] ?? '';
   if (!/^multipart\/form-data/i.test(type)) {
     req.resume();
@@ -247,10 +276,18 @@ function readUpload(req: IncomingMessage, maxFile: number): Promise<Upload> {
       req.resume();
       reject(error);
     };
+    const cutShort = () => fail(new HttpError(400, 'the upload was cut short', { Connection: 'close' }));
+    // A token field that comes before the file is checked at once: no unknown client uploads.
+    let tokenOk = false;
     parser.on('field', (name, value) => {
-      if (name === 'token') upload.token = value.trim();
+      if (name !== 'token') return;
+      upload.token = value.trim();
+      tokenOk = isKnown(upload.token) !== undefined;
+      if (!tokenOk) fail(unauthorized('unknown token'));
     });
     parser.on('file', (name, stream) => {
+      // A body that ends inside a part errors the part's stream too: never leave that unheard.
+      stream.on('error', cutShort);
       if (name !== 'file') {
         stream.resume();
         return;
@@ -262,6 +299,11 @@ function readUpload(req: IncomingMessage, maxFile: number): Promise<Upload> {
       stream.on('limit', () => {
         upload.tooLarge = true;
         parts.length = 0;
+        // With a known token the answer is 413 now; without one, the rest is read (not kept)
+        // for the token that may follow, so the answer can still be 401.
+        if (tokenOk || bearerToken(req.headers.authorization) !== undefined) {
+          fail(new HttpError(413, `the archive is larger than ${maxFile} bytes`, { Connection: 'close' }));
+        }
       });
       stream.on('end', () => {
         if (!upload.tooLarge) upload.file = Buffer.concat(parts);
@@ -271,8 +313,8 @@ function readUpload(req: IncomingMessage, maxFile: number): Promise<Upload> {
     parser.on('close', () => {
       if (!failed) resolve(upload);
     });
-    req.on('aborted', () => fail(new HttpError(400, 'the upload was cut short')));
-    req.on('error', () => fail(new HttpError(400, 'the upload was cut short')));
+    req.on('aborted', cutShort);
+    req.on('error', cutShort);
     req.pipe(parser);
   });
 }

@@ -97,7 +97,7 @@ export class ServerMetrics {
     });
     this.publishes = new Counter({
       name: 'moonbit_registry_publishes_total',
-      help: 'POST /api/v0/publish by result: published, unchanged (the same bytes again), unauthorized, forbidden, too_large, invalid, conflict, error',
+      help: 'POST /api/v0/publish by result: published, unchanged (the same bytes again), unauthorized, forbidden, too_large, invalid, conflict, busy (503), error',
       labelNames: ['result'],
       registers,
     });

@@ -71,6 +71,12 @@ export interface ServerContext {
   close(): Promise<void>;
 }
 
+/**
+ * Publishes read at once: each holds its upload in memory (up to [hosted] max_archive_size) and
+ * the registry lock makes them one at a time anyway.
+ */
+const MAX_UPLOADS = 4;
+
 /** Live facts and download counts go to data/state this often (and at each sync and shutdown). */
 const STATE_WRITE_MS = 60_000;
 /** A scan of data/packages is reused this long by /metrics and /status. */
@@ -314,6 +320,7 @@ export async function createServerContext(
     registry,
     tokens: () => behaviour.access.tokens,
     maxArchiveSize: registry.config.hosted.max_archive_size,
+    uploads: new ProcessLimiter({ concurrency: MAX_UPLOADS, maxQueue: 64, maxWaitMs: 60_000 }),
     logger,
     onResult: (result) => metrics.publish(result),
     // The publish moved the indexes on disk; the pull-through view reads the new catalog.

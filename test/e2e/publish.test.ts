@@ -245,7 +245,83 @@ describe('publishing over HTTP as moon publish does', () => {
           { name: 'moon.mod.json', data: good },
         ]),
         400,
-        /appears twice/,
+        /clashes with another entry/,
+      ],
+      [
+        'a case twin of moon.mod.json (one file on macOS and Windows)',
+        makeZip([
+          { name: 'moon.mod.json', data: good },
+          { name: 'MOON.MOD.JSON', data: JSON.stringify({ name: 'company/evil', version: '9.9.9' }) },
+        ]),
+        400,
+        /clashes with another entry/,
+      ],
+      [
+        'a file where a folder is',
+        makeZip([
+          { name: 'moon.mod.json', data: good },
+          { name: 'srcs', data: 'x' },
+          { name: 'srcs/lib.mbt', data: 'x' },
+        ]),
+        400,
+        /clashes with another entry/,
+      ],
+      [
+        'a .git folder',
+        makeZip([
+          { name: 'moon.mod.json', data: good },
+          { name: '.git/config', data: '[core]\n\tfsmonitor = evil\n' },
+        ]),
+        400,
+        /git's own folder name/,
+      ],
+      [
+        'a Windows device name',
+        makeZip([
+          { name: 'moon.mod.json', data: good },
+          { name: 'src/con.mbt', data: 'x' },
+        ]),
+        400,
+        /reserved device name/,
+      ],
+      [
+        'another name in the local header',
+        makeZip([
+          { name: 'moon.mod.json', data: good },
+          { name: 'src/a.mbtx', data: 'x', localName: '../../x.sh' },
+        ]),
+        400,
+        /another name in its local header/,
+      ],
+      [
+        'a key twice in moon.mod.json',
+        makeZip([
+          { name: 'moon.mod.json', data: '{"name": "other/x", "version": "1.0.0", "name": "company/dup"}' },
+        ]),
+        400,
+        /has the key "name" twice/,
+      ],
+      [
+        'a lone surrogate',
+        makeZip([
+          {
+            name: 'moon.mod.json',
+            data: '{"name": "company/app", "version": "1.0.0", "description": "\\ud800"}',
+          },
+        ]),
+        400,
+        /lone surrogate/,
+      ],
+      [
+        'nesting a thousand deep',
+        makeZip([
+          {
+            name: 'moon.mod.json',
+            data: `{"name": "company/app", "version": "1.0.0", "x": ${'['.repeat(1000)}${']'.repeat(1000)}}`,
+          },
+        ]),
+        400,
+        /nests deeper than/,
       ],
       ['no moon.mod.json', makeZip([{ name: 'src/lib.mbt', data: 'x' }]), 400, /no moon\.mod\.json/],
       [
@@ -256,6 +332,20 @@ describe('publishing over HTTP as moon publish does', () => {
       ],
       ['invalid JSON', makeZip([{ name: 'moon.mod.json', data: '{"name": ' }]), 400, /not valid JSON/],
       ['bad name', moduleZip({ name: 'company', version: '1.0.0' }), 400, /not a module name/],
+      [
+        'a space in the name',
+        moduleZip({ name: 'company/sp ace', version: '1.0.0' }),
+        400,
+        /not a module name/,
+      ],
+      [
+        'git~1 in the name',
+        moduleZip({ name: 'company/git~1/x', version: '1.0.0' }),
+        400,
+        /not a module name/,
+      ],
+      ['a device name', moduleZip({ name: 'company/con', version: '1.0.0' }), 400, /not a module name/],
+      ['a trailing dot', moduleZip({ name: 'company/app.', version: '1.0.0' }), 400, /not a module name/],
       ['bad name (climbs)', moduleZip({ name: 'company/../x', version: '1.0.0' }), 400, /not a module name/],
       ['bad version', moduleZip({ name: APP, version: 'latest' }), 400, /not a semver version/],
       [
@@ -328,6 +418,41 @@ describe('publishing over HTTP as moon publish does', () => {
       (v) => v.version,
     );
     assert.ok(!listed.includes('0.4.0'));
+  });
+
+  test('hostile uploads: a form that ends inside the file, a huge body with a wrong token, a case twin of a module', async () => {
+    // No closing boundary: the parser and the file part both fail. One request used to kill the server.
+    const unterminated = await fetch(`${server.url}/api/v0/publish`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'multipart/form-data; boundary=B' },
+      body: '--B\r\nContent-Disposition: form-data; name="file"; filename="m.zip"\r\n\r\nPK',
+    });
+    assert.equal(unterminated.status, 400);
+    await unterminated.body?.cancel();
+    assert.equal((await fetch(`${server.url}/health`)).status, 200, 'the server is still up');
+
+    // An unknown bearer token is refused before the body is read: a 1 GB promise costs nothing.
+    const { port } = new URL(server.url);
+    const started = performance.now();
+    const head = await new Promise<string>((resolve) => {
+      const socket = net.connect(Number(port), '127.0.0.1');
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('utf8');
+        if (text.includes('\r\n\r\n')) socket.destroy();
+      });
+      socket.on('close', () => resolve(text));
+      socket.write(
+        'POST /api/v0/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer mbr_wrong\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: 1000000000\r\n\r\n--B\r\n',
+      );
+    });
+    assert.match(head, /^HTTP\/1\.1 401/);
+    assert.ok(performance.now() - started < 5000, 'answered without waiting for the body');
+
+    // company/App would share company/app's index file on macOS and Windows.
+    const twin = await publish(moduleZip({ name: 'company/App', version: '5.0.0' }), ciToken);
+    assert.equal(twin.status, 409, JSON.stringify(twin.body));
+    assert.match(String(twin.body.error), /differs from the served module company\/app only in case/);
   });
 
   test('concurrent publishes: different versions all land; the same version with other bytes: exactly one wins', async () => {

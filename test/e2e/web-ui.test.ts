@@ -91,7 +91,7 @@ describe('web UI in a browser', { skip: browserCheck.skip }, () => {
             module: 'acme/app',
             version: '0.9.0',
             deps: { 'moonbitlang/x': '0.4.37' },
-            fields: { description: 'Our deployment tool', yanked: true, license: 'MIT' },
+            fields: { description: 'Our deployment tool', license: 'MIT' },
           },
           {
             module: 'acme/app',
@@ -151,6 +151,8 @@ describe('web UI in a browser', { skip: browserCheck.skip }, () => {
     );
     await runCliOk(['mirror', '-q', 'moonbitlang/*', 'mizchi/*', 'illusory0x0/*'], { cwd });
     await runCliOk(['mirror', '-q', '-s', 'internal', 'acme/*', 'webtest/*'], { cwd });
+    // Yanked here: the served line is the hosted source's, the bytes still the internal ones.
+    await runCliOk(['yank', 'acme/app@0.9.0', '--reason', 'broken deploy'], { cwd });
     server = await startServe(cwd);
     cleanups.push(() => server.stop());
 
@@ -287,12 +289,13 @@ describe('web UI in a browser', { skip: browserCheck.skip }, () => {
     const rows = page.locator('#versions tbody tr');
     const versions = await rows.locator('td:first-child').allInnerTexts();
     assert.deepEqual(versions, info.versions.map((v) => v.version).sort(semver.rcompare));
-    for (const row of await rows.all()) {
+    for (const [i, row] of (await rows.all()).entries()) {
       assert.match(await text(row.locator('td').nth(1)), /^\d{4}-\d\d-\d\d$/);
-      assert.equal(await text(row.locator('.badge.source')), 'internal');
+      assert.equal(await text(row.locator('.badge.source')), i === 1 ? 'local' : 'internal');
       assert.equal(await text(row.locator('td').nth(3)), 'stored');
     }
     assert.equal(await text(rows.nth(1).locator('.badge.yanked')), 'yanked');
+    assert.equal(await rows.nth(1).locator('.badge.yanked').getAttribute('title'), 'broken deploy');
     assert.equal(await page.locator('.facts a[href^="https://git.example.com"]').count(), 1);
     assert.match(await text(page.locator('.facts')), /License\s*MIT/);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'module.png') });

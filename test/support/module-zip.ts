@@ -11,6 +11,8 @@ export interface ZipEntry {
   data?: string | Uint8Array;
   /** A symbolic link whose target is `data`. */
   symlink?: boolean;
+  /** Another name of the same byte length in the local header only (streaming unzippers read it). */
+  localName?: string;
 }
 
 /** A module zip as `moon package` makes it: moon.mod.json at the root, plus `files`. */
@@ -24,17 +26,24 @@ export function moduleZip(manifest: Record<string, unknown>, files: Record<strin
 /** Any entries, byte for byte as named (see the file comment). */
 export function makeZip(entries: ZipEntry[]): Buffer {
   const files: Zippable = {};
-  const patches: Array<[Buffer, Buffer]> = [];
+  const patches: Array<[Buffer, Buffer, Buffer | undefined]> = [];
   entries.forEach((entry, i) => {
     const wanted = Buffer.from(entry.name, 'utf8');
     const placeholder = placeholderFor(i, wanted.length);
-    patches.push([Buffer.from(placeholder, 'utf8'), wanted]);
+    const local = entry.localName === undefined ? undefined : Buffer.from(entry.localName, 'utf8');
+    if (local && local.length !== wanted.length)
+      throw new Error('test zip: localName must have the same length');
+    patches.push([Buffer.from(placeholder, 'utf8'), wanted, local]);
     const data = typeof entry.data === 'string' ? strToU8(entry.data) : (entry.data ?? new Uint8Array());
     // Unix mode in the high 16 bits of the external attributes; os 3 = Unix.
     files[placeholder] = entry.symlink ? [data, { os: 3, attrs: (0o120777 << 16) >>> 0 }] : data;
   });
   const zip = Buffer.from(zipSync(files, { mtime: new Date(2024, 0, 1) }));
-  for (const [from, to] of patches) replaceAll(zip, from, to);
+  for (const [from, to, local] of patches) {
+    // The local header comes first in the file, the central directory's copy last.
+    if (local) local.copy(zip, zip.indexOf(from));
+    replaceAll(zip, from, to);
+  }
   return zip;
 }
 
