@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { HostedConfig } from '../config/schema.js';
 import type { IndexEntry, IndexWarning } from '../index/index-file.js';
 import { type PublishResult, ServedIndex } from '../index/served-index.js';
-import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
+import { readModuleCatalog, readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
 
 /**
  * The index of modules published to this registry: a bare git repository of
@@ -43,6 +43,16 @@ export class HostedIndex {
 
   readCatalog(commit: string, warn?: IndexWarning): Promise<SourceCatalog> {
     return readSourceCatalog(this.name, this.gitDir, commit, warn);
+  }
+
+  /** One module's published lines at `commit`, as a catalog of that module alone. */
+  readModule(commit: string, module: string): Promise<SourceCatalog> {
+    return readModuleCatalog(this.name, this.gitDir, commit, module);
+  }
+
+  /** The published modules (names only). */
+  async moduleNames(): Promise<string[]> {
+    return (await this.head()) ? this.index.moduleNames() : [];
   }
 
   /** Replaces one module's lines (in file order) with one commit; the repository is made on first use. */

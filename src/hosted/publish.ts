@@ -5,8 +5,8 @@ import { foldedPath } from '../core/portable-path.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { type IndexEntry, parseIndexLine } from '../index/index-file.js';
 import { ServedIndex } from '../index/served-index.js';
-import { acquireRegistryLock } from '../registry/lock.js';
-import { republishServedIndexes } from '../registry/rebuild-index.js';
+import { withRegistryLock } from '../registry/lock.js';
+import { refreshServedModule } from '../registry/module-refresh.js';
 import type { Registry } from '../registry/registry.js';
 import type { IndexLog } from '../registry/source-indexes.js';
 import { type ArchiveLimits, checkModuleArchive, type ModuleArchive } from './module-archive.js';
@@ -85,12 +85,10 @@ export async function publishModule(
   if (request.dryRun) return { module, version, checksum, result: 'checked', line };
 
   const { hosted, store, layout } = registry;
-  const lock = await acquireRegistryLock(layout.lockTarget, `publish ${module}@${version}`, {
-    brief: true,
-    waitForBriefMs: 60_000,
-  });
-  try {
-    const published = (await hosted.catalog())?.modules.get(module);
+  const what = `publish ${module}@${version}`;
+  return withRegistryLock(layout.lockTarget, what, { brief: true, waitForBriefMs: 60_000 }, async (lock) => {
+    const head = await hosted.head();
+    const published = head ? (await hosted.readModule(head, module)).modules.get(module) : undefined;
     const before = published?.get(version);
     if (before && before.checksum !== checksum) {
       throw new RegistryError(
@@ -112,11 +110,9 @@ export async function publishModule(
       [...(published?.values() ?? []), entry],
       `update ${module}\n\n${version} published by ${request.publisher}.\n`,
     );
-    const served = await republishServedIndexes(registry, lock, log, `publish ${module}@${version}`);
+    const served = await refreshServedModule(registry, lock, module, what, log);
     return { module, version, checksum, result: 'published', line, commit: served.commit };
-  } finally {
-    await lock.release();
-  }
+  });
 }
 
 /**
@@ -129,7 +125,7 @@ async function refuseCaseTwin(registry: Registry, module: string): Promise<void>
   const listed = [
     ...(await registry.servedIndex.moduleNames()),
     ...(await new ServedIndex(registry.layout.proxyIndexDir).moduleNames().catch(() => [])),
-    ...((await registry.hosted.catalog())?.modules.keys() ?? []),
+    ...(await registry.hosted.moduleNames()),
   ];
   const twin = listed.find((name) => name !== module && foldedPath(name) === folded);
   if (twin) {

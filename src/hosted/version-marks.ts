@@ -4,15 +4,10 @@ import { hasLoneSurrogate } from '../core/json-text.js';
 import { moduleMatcher } from '../core/module-glob.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { type IndexEntry, parseIndexLine } from '../index/index-file.js';
-import { acquireRegistryLock } from '../registry/lock.js';
-import { republishServedIndexes } from '../registry/rebuild-index.js';
+import { withRegistryLock } from '../registry/lock.js';
+import { moduleView, refreshServedModule } from '../registry/module-refresh.js';
 import type { Registry } from '../registry/registry.js';
-import {
-  cachedCatalogs,
-  enabledUpstreams,
-  type IndexLog,
-  mergeWithHosted,
-} from '../registry/source-indexes.js';
+import type { IndexLog } from '../registry/source-indexes.js';
 
 /** What to change on a version's line (the predecessor's convention, PROTOCOL.md 5b). */
 export type VersionMark =
@@ -64,42 +59,44 @@ export async function markVersions(
       hint: `its token may publish: ${request.scope.join(', ') || 'nothing (a read-only token)'}`,
     });
   }
-  const lock = await acquireRegistryLock(registry.layout.lockTarget, `${mark.kind} ${module}`, {
-    brief: true,
-    waitForBriefMs: 60_000,
-  });
-  try {
-    const quiet: IndexLog = { info: () => undefined, warn: () => undefined };
-    const upstreams = await cachedCatalogs(enabledUpstreams(registry.config, registry.layout), quiet);
-    const merged = await mergeWithHosted(registry, upstreams, quiet);
-    const known = merged.versions(module);
-    if (known.length === 0) throw new RegistryError('NOT_FOUND', `no source lists ${module}`);
-    const targets = version === undefined ? known : [version];
-    if (version !== undefined && !known.includes(version)) {
-      throw new RegistryError('NOT_FOUND', `no source lists ${module}@${version}`);
-    }
-    const hosted = new Map((await registry.hosted.catalog())?.modules.get(module) ?? []);
-    const changed: string[] = [];
-    for (const target of targets) {
-      const current = merged.winner(module, target)?.entry as IndexEntry;
-      const next = marked(current, mark);
-      if (next.raw === current.raw) continue;
-      hosted.set(target, next);
-      changed.push(target);
-    }
-    if (changed.length === 0) return { module, versions: [] };
-    lock.assertHeld();
-    const what = version === undefined ? `${changed.length} versions` : version;
-    await registry.hosted.writeModule(
-      module,
-      [...hosted.values()],
-      `${mark.kind} ${module}\n\n${what} by ${request.by}.\n`,
-    );
-    const served = await republishServedIndexes(registry, lock, log, `${mark.kind} ${module}@${what}`);
-    return { module, versions: changed, commit: served.commit };
-  } finally {
-    await lock.release();
-  }
+  const what = `${mark.kind} ${module}`;
+  return withRegistryLock(
+    registry.layout.lockTarget,
+    what,
+    { brief: true, waitForBriefMs: 60_000 },
+    async (lock) => {
+      const merged = await moduleView(registry, module, { info: () => undefined, warn: () => undefined });
+      const known = merged.versions(module);
+      if (known.length === 0) throw new RegistryError('NOT_FOUND', `no source lists ${module}`);
+      const targets = version === undefined ? known : [version];
+      if (version !== undefined && !known.includes(version)) {
+        throw new RegistryError('NOT_FOUND', `no source lists ${module}@${version}`);
+      }
+      const head = await registry.hosted.head();
+      const published = head
+        ? (await registry.hosted.readModule(head, module)).modules.get(module)
+        : undefined;
+      const hosted = new Map(published ?? []);
+      const changed: string[] = [];
+      for (const target of targets) {
+        const current = merged.winner(module, target)?.entry as IndexEntry;
+        const next = marked(current, mark);
+        if (next.raw === current.raw) continue;
+        hosted.set(target, next);
+        changed.push(target);
+      }
+      if (changed.length === 0) return { module, versions: [] };
+      lock.assertHeld();
+      const which = version === undefined ? `${changed.length} versions` : version;
+      await registry.hosted.writeModule(
+        module,
+        [...hosted.values()],
+        `${what}\n\n${which} by ${request.by}.\n`,
+      );
+      const served = await refreshServedModule(registry, lock, module, `${what}@${which}`, log);
+      return { module, versions: changed, commit: served.commit };
+    },
+  );
 }
 
 /** The line with the mark applied, every other key as it was. */

@@ -1,6 +1,7 @@
 import { quoteForLog } from '../core/log-text.js';
-import { moduleFromIndexPath } from '../core/module-name.js';
+import { indexPathForModule, moduleFromIndexPath } from '../core/module-name.js';
 import { listTree, readBlobs } from '../git/objects.js';
+import { runGit } from '../git/run-git.js';
 import { type IndexEntry, type IndexWarning, parseIndexFile } from './index-file.js';
 
 /** Everything one source's index says, at one commit: module -> version -> entry (file order). */
@@ -46,6 +47,36 @@ export async function readSourceCatalog(
     if (bad > LINES_NAMED_PER_FILE) warn?.(`${module}: ${bad - LINES_NAMED_PER_FILE} more lines skipped`);
     if (entries.size > 0) modules.set(module, entries);
   }
+  return { source, commit, modules };
+}
+
+/**
+ * One module's part of a source index at `commit` (a catalog of that module alone, empty when
+ * the source does not list it): what a publish or yank needs, without reading the other files.
+ */
+export async function readModuleCatalog(
+  source: string,
+  gitDir: string,
+  commit: string,
+  module: string,
+  warn?: IndexWarning,
+): Promise<SourceCatalog> {
+  const modules = new Map<string, Map<string, IndexEntry>>();
+  let text: string;
+  try {
+    const { stdout } = await runGit([
+      '--git-dir',
+      gitDir,
+      'cat-file',
+      'blob',
+      `${commit}:${indexPathForModule(module)}`,
+    ]);
+    text = stdout.toString('utf8');
+  } catch {
+    return { source, commit, modules }; // the file does not exist at that commit
+  }
+  const entries = parseIndexFile(module, text, warn);
+  if (entries.size > 0) modules.set(module, entries);
   return { source, commit, modules };
 }
 

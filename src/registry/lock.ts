@@ -144,3 +144,38 @@ async function readOwner(path: string): Promise<LockOwner | undefined> {
     return undefined;
   }
 }
+
+/** Per lock target: the turn of this process's writers (see withRegistryLock). */
+const turns = new Map<string, Promise<void>>();
+
+/**
+ * Runs `work` holding the registry lock. Writers of one process (a server's concurrent
+ * publishes) first take turns among themselves, so they neither poll the lock folder against
+ * each other nor give up on a line of brief holders; other processes are met at the lock.
+ */
+export async function withRegistryLock<T>(
+  target: string,
+  what: string,
+  options: LockOptions,
+  work: (lock: RegistryLock) => Promise<T>,
+): Promise<T> {
+  const before = turns.get(target) ?? Promise.resolve();
+  let done: () => void = () => undefined;
+  const mine = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  const queue = before.then(() => mine);
+  turns.set(target, queue);
+  await before;
+  try {
+    const lock = await acquireRegistryLock(target, what, options);
+    try {
+      return await work(lock);
+    } finally {
+      await lock.release();
+    }
+  } finally {
+    done();
+    if (turns.get(target) === queue) turns.delete(target);
+  }
+}
