@@ -100,10 +100,13 @@ export async function publishModule(
     if (!published) await refuseCaseTwin(registry, module);
     // The archive first: a line is never published before the bytes it names are stored. The
     // same bytes again also bring back an archive that was lost (verify says to do just that).
-    if (!(await store.has(module, version, checksum))) {
-      await writeFileAtomic(store.pathFor(module, version, checksum), request.bytes);
+    const restored = !(await store.has(module, version, checksum));
+    if (restored) await writeFileAtomic(store.pathFor(module, version, checksum), request.bytes);
+    if (before) {
+      // A restored archive makes its version servable again (a rebuild left it out meanwhile).
+      if (restored) await refreshServedModule(registry, lock, module, `${what} (archive restored)`, log);
+      return { module, version, checksum, result: 'unchanged', line: before.raw };
     }
-    if (before) return { module, version, checksum, result: 'unchanged', line: before.raw };
     lock.assertHeld();
     await hosted.writeModule(
       module,

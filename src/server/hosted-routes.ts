@@ -48,8 +48,8 @@ export async function handlePublish(ctx: PublishContext, req: IncomingMessage, r
   let result = 'error';
   let release: Release | undefined;
   try {
-    // A token in the header is checked before a byte of the body is read.
-    if (bearerToken(req.headers.authorization) !== undefined) presentedToken(req, undefined, ctx.tokens());
+    // A token in the header is checked before a byte of the body is kept.
+    if (bearerToken(req.headers.authorization) !== undefined) await refuseUnknownBearer(req, ctx);
     release = await uploadSlot(ctx.uploads, res);
     const upload = await readUpload(req, ctx.maxArchiveSize, (secret) => knownToken(secret, ctx.tokens()));
     const token = presentedToken(req, upload.token, ctx.tokens());
@@ -78,6 +78,31 @@ export async function handlePublish(ctx: PublishContext, req: IncomingMessage, r
     ctx.onResult(result);
   }
 }
+
+/**
+ * An unknown bearer token is refused before the upload is kept. A body of a size a module may
+ * have is read and dropped first, so the client (which is still sending) reads the 401 instead
+ * of a reset connection; a larger or unannounced one is answered at once and the connection
+ * closed.
+ */
+async function refuseUnknownBearer(req: IncomingMessage, ctx: PublishContext): Promise<void> {
+  try {
+    presentedToken(req, undefined, ctx.tokens());
+  } catch (error) {
+    const announced = Number(req.headers['content-length'] ?? Number.NaN);
+    if (announced <= ctx.maxArchiveSize + MAX_FORM_OVERHEAD) {
+      req.resume();
+      await new Promise<void>((resolve) => {
+        req.once('end', resolve);
+        req.once('close', resolve);
+      });
+    }
+    throw error;
+  }
+}
+
+/** Multipart framing and the token field around a module zip. */
+const MAX_FORM_OVERHEAD = 64 * 1024;
 
 /**
  * One of the few upload slots: each upload is held in memory (up to max_archive_size) while it
@@ -277,13 +302,13 @@ function readUpload(
       reject(error);
     };
     const cutShort = () => fail(new HttpError(400, 'the upload was cut short', { Connection: 'close' }));
-    // A token field that comes before the file is checked at once: no unknown client uploads.
-    let tokenOk = false;
+    // A token field that comes before the file is checked at once: the file of an unknown
+    // client is read to the end (the client is still sending) but never kept.
+    let tokenRefused = false;
     parser.on('field', (name, value) => {
       if (name !== 'token') return;
       upload.token = value.trim();
-      tokenOk = isKnown(upload.token) !== undefined;
-      if (!tokenOk) fail(unauthorized('unknown token'));
+      tokenRefused = isKnown(upload.token) === undefined;
     });
     parser.on('file', (name, stream) => {
       // A body that ends inside a part errors the part's stream too: never leave that unheard.
@@ -294,19 +319,16 @@ function readUpload(
       }
       const parts: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => {
-        if (!upload.tooLarge) parts.push(chunk);
+        if (!upload.tooLarge && !tokenRefused) parts.push(chunk);
       });
       stream.on('limit', () => {
+        // Read on to the end but kept no more: the client is still sending, and a reset would
+        // hide the 413 (or the 401 of a token field that follows) from it.
         upload.tooLarge = true;
         parts.length = 0;
-        // With a known token the answer is 413 now; without one, the rest is read (not kept)
-        // for the token that may follow, so the answer can still be 401.
-        if (tokenOk || bearerToken(req.headers.authorization) !== undefined) {
-          fail(new HttpError(413, `the archive is larger than ${maxFile} bytes`, { Connection: 'close' }));
-        }
       });
       stream.on('end', () => {
-        if (!upload.tooLarge) upload.file = Buffer.concat(parts);
+        if (!upload.tooLarge && !tokenRefused) upload.file = Buffer.concat(parts);
       });
     });
     parser.on('error', (error: Error) => fail(new HttpError(400, `bad multipart request: ${error.message}`)));

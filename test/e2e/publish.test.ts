@@ -555,6 +555,10 @@ describe('the CLI, verify, dependency confusion and a downstream registry', () =
       (await readIndex(home)).modules.get(APP)?.has('0.1.0'),
       'the published version is still listed',
     );
+    // index rebuild recomputes the served index from the sources and the published modules.
+    await runCliOk(['index', 'rebuild'], { cwd: registry.root });
+    await update(server.url, home);
+    assert.ok((await readIndex(home)).modules.get(APP)?.has('0.2.0'), 'published versions survive a rebuild');
     // Publishing the same bytes again brings the archive back.
     const again = appZip('0.1.0');
     assert.equal((await publish(again, ciToken)).status, 200);
