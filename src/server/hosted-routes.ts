@@ -69,10 +69,11 @@ export async function handlePublish(ctx: PublishContext, req: IncomingMessage, r
     ctx.logger?.info({ module, version, checksum, token: token.name, result }, 'publish');
     sendJson(res, 200, { status: 'ok', module, version, checksum, result });
   } catch (error) {
-    result = resultOf(error);
+    const answered = busyAsRetry(error);
+    result = resultOf(answered);
     if (result !== 'unauthorized')
       ctx.logger?.info({ result, error: describeError(error) }, 'publish refused');
-    throw busyAsRetry(error);
+    throw answered;
   } finally {
     release?.();
     ctx.onResult(result);
