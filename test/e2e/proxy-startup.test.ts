@@ -5,14 +5,14 @@
  * serves it at once, stale if its upstream is down.
  */
 import assert from 'node:assert/strict';
-import { cp, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   copyRegistry,
-  initRegistryWithSource,
   isRecord,
+  pristineRegistry,
   type RunningServer,
   startServe,
   tempDir,
@@ -36,13 +36,7 @@ before(async () => {
   fixture = await buildFixture();
   upstream = await FakeUpstream.start({ fixture });
   scratch = await tempDir('mr-proxy-startup-');
-  const base = await initRegistryWithSource(SOURCE, upstream.url);
-  try {
-    pristine = path.join(scratch.path, 'pristine');
-    await cp(base.root, pristine, { recursive: true });
-  } finally {
-    await base.remove();
-  }
+  pristine = await pristineRegistry(SOURCE, upstream.url, path.join(scratch.path, 'pristine'));
 });
 
 beforeEach(() => {

@@ -5,7 +5,7 @@
  * on first request, and failures of the upstream give bounded, clear answers.
  */
 import assert from 'node:assert/strict';
-import { cp, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
@@ -13,8 +13,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import semver from 'semver';
 import {
   copyRegistry,
-  initRegistryWithSource,
   isRecord,
+  pristineRegistry,
   type RunningServer,
   runCliOk,
   startServe,
@@ -349,13 +349,7 @@ describe('serve --proxy: pull-through from the upstream', () => {
     fixture = await buildFixture();
     upstream = await FakeUpstream.start({ fixture });
     scratch = await tempDir('mr-pull-through-');
-    const base = await initRegistryWithSource(SOURCE, upstream.url);
-    try {
-      pristine = path.join(scratch.path, 'pristine');
-      await cp(base.root, pristine, { recursive: true });
-    } finally {
-      await base.remove();
-    }
+    pristine = await pristineRegistry(SOURCE, upstream.url, path.join(scratch.path, 'pristine'));
   });
 
   beforeEach(() => {

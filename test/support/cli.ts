@@ -149,6 +149,20 @@ export async function initRegistryWithSource(
   return { root, remove: dir.remove };
 }
 
+/**
+ * `initRegistryWithSource` kept at `path` as a pristine copy to start each test registry from
+ * (copyRegistry): nothing fetched, nothing stored.
+ */
+export async function pristineRegistry(sourceName: string, sourceUrl: string, path: string): Promise<string> {
+  const base = await initRegistryWithSource(sourceName, sourceUrl);
+  try {
+    await cp(base.root, path, { recursive: true });
+  } finally {
+    await base.remove();
+  }
+  return path;
+}
+
 export interface JsonFailure {
   module: string;
   version: string;
