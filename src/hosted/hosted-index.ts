@@ -1,6 +1,6 @@
-import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HostedConfig } from '../config/schema.js';
+import { pathExists } from '../fs/path-exists.js';
 import type { IndexEntry, IndexWarning } from '../index/index-file.js';
 import { type PublishResult, ServedIndex } from '../index/served-index.js';
 import { readModuleCatalog, readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
@@ -27,12 +27,7 @@ export class HostedIndex {
 
   /** The current commit, or undefined while nothing was ever published. */
   async head(): Promise<string | undefined> {
-    try {
-      await access(join(this.gitDir, 'HEAD'));
-    } catch {
-      return undefined;
-    }
-    return this.index.headFast();
+    return (await pathExists(join(this.gitDir, 'HEAD'))) ? this.index.headFast() : undefined;
   }
 
   /** Everything published, or undefined while nothing was. */

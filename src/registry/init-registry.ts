@@ -1,8 +1,9 @@
-import { access, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { PRESETS } from '../config/presets.js';
 import { parseConfigText } from '../config/toml-file.js';
 import { RegistryError } from '../core/errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
+import { pathExists } from '../fs/path-exists.js';
 import { ServedIndex } from '../index/served-index.js';
 import { type RegistryLayout, registryLayout } from './layout.js';
 
@@ -18,7 +19,7 @@ export interface InitOptions {
  */
 export async function initRegistry(dir: string, options: InitOptions): Promise<RegistryLayout> {
   const layout = registryLayout(dir);
-  if (!options.force && (await exists(layout.configFile))) {
+  if (!options.force && (await pathExists(layout.configFile))) {
     throw new RegistryError('EXISTS', `${layout.configFile} already exists`, {
       hint: 'pass --force to overwrite it (data/ is kept)',
     });
@@ -78,13 +79,4 @@ index_type = "${preset.index_type}"
 enabled = true
 priority = ${preset.priority}
 `;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

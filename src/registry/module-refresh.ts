@@ -1,7 +1,7 @@
-import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { moduleKey } from '../core/module-name.js';
 import { compareVersions } from '../core/version.js';
+import { pathExists } from '../fs/path-exists.js';
 import type { IndexEntry } from '../index/index-file.js';
 import type { MergedCatalog } from '../index/merged-catalog.js';
 import { type PublishResult, ServedIndex } from '../index/served-index.js';
@@ -9,7 +9,7 @@ import { readModuleCatalog, type SourceCatalog } from '../index/source-catalog.j
 import type { RegistryLock } from './lock.js';
 import { readProvenance, writeProvenance } from './provenance.js';
 import type { Registry } from './registry.js';
-import { planServedVersions } from './served-plan.js';
+import { planServedVersions, servedLine } from './served-plan.js';
 import { enabledUpstreams, type IndexLog } from './source-indexes.js';
 import { SourcePolicy, shadowWarning } from './source-policy.js';
 
@@ -32,7 +32,7 @@ export async function refreshServedModule(
 
   // Mirror mode's index: the versions whose archive is here, each with its winning line.
   const served = plan.flatMap((p) => {
-    const line = p.present ? p.winner : p.standIn;
+    const line = servedLine(p);
     return line ? [{ version: p.version, line }] : [];
   });
   const entries = (lines: IndexEntry[]) => lines.sort((a, b) => compareVersions(a.version, b.version));
@@ -50,7 +50,7 @@ export async function refreshServedModule(
 
   // Pull-through's index: every version any source lists, with the winner's line.
   const proxy = registry.layout.proxyIndexDir;
-  if (await exists(join(proxy, 'HEAD'))) {
+  if (await pathExists(join(proxy, 'HEAD'))) {
     const winners = merged.versions(module).flatMap((v) => merged.winner(module, v)?.entry ?? []);
     await new ServedIndex(proxy).update(new Map([[module, entries(winners)]]), `${title}\n`);
   }
@@ -70,11 +70,4 @@ export async function moduleView(registry: Registry, module: string, log: IndexL
   const hostedHead = await registry.hosted.head();
   if (hostedHead) catalogs.push(await registry.hosted.readModule(hostedHead, module));
   return new SourcePolicy(registry.config).merge(catalogs, (attempt) => log.warn(shadowWarning(attempt)));
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }

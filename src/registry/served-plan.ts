@@ -22,7 +22,7 @@ export interface PlannedVersion {
 }
 
 /** The line to serve for a planned version: the winner's once its archive is here, else its stand-in. */
-function servedLine(p: PlannedVersion): SourcedEntry | undefined {
+export function servedLine(p: PlannedVersion): SourcedEntry | undefined {
   return p.present ? p.winner : p.standIn;
 }
 
