@@ -55,6 +55,8 @@ export interface FakeUpstreamOptions {
 }
 
 const INDEX_PREFIX = '/git/index';
+/** How long the `truncate` fault waits between the half it sends and closing the connection. */
+const TRUNCATE_CLOSE_DELAY_MS = 50;
 
 export class FakeUpstream {
   fixture: Fixture;
@@ -310,8 +312,12 @@ export class FakeUpstream {
       case 'truncate': {
         const full = body ?? makeArchive(module, version, archiveMarker(this.fixture.flavor));
         res.writeHead(200, { 'Content-Type': 'application/zip', 'Content-Length': full.length });
-        // Half the bytes, then close: the client sees a body shorter than promised.
-        res.write(full.subarray(0, Math.floor(full.length / 2)), () => res.destroy());
+        // Half the bytes, then close: the client sees a body shorter than promised. The close
+        // waits a little: sent together, a client may report the close before the bytes, and
+        // then it never had a part of the body (a different fault: nothing, then a reset).
+        res.write(full.subarray(0, Math.floor(full.length / 2)), () => {
+          setTimeout(() => res.destroy(), TRUNCATE_CLOSE_DELAY_MS);
+        });
         return;
       }
       case 'reset':
