@@ -3,6 +3,8 @@ import { SHA256_HEX } from '../core/access-token.js';
 import { parseDuration } from '../core/duration.js';
 import { parseAddressBlock } from '../core/ip-address.js';
 import { isModuleGlob } from '../core/module-glob.js';
+import { isPackageUrlPattern } from '../upstream/archive-location.js';
+import { withLegacyUpstream } from './legacy-upstream.js';
 
 /**
  * `registry.toml`, as one schema that gives both the TypeScript types and the validation.
@@ -130,7 +132,15 @@ export const SourceSchema = z
       'Base URL; archives at URL/user/<module%2Fversion>.zip unless package_url_pattern says otherwise.',
     ),
     index_url: httpUrl.describe('The git index (smart HTTP), usually URL/git/index.'),
-    index_type: z.literal('git').default('git').describe('Only "git".'),
+    index_type: z
+      .literal('git', {
+        error: (issue) =>
+          issue.input === 'http'
+            ? '"http" indexes are not supported: `moon` reads the index only through git (smart HTTP, PROTOCOL.md 2), and moonbit-registry-tools never implemented them either; set index_type = "git" and index_url to the registry\'s git index (usually URL/git/index)'
+            : 'must be "git"',
+      })
+      .default('git')
+      .describe('Only "git": `moon` reads indexes through git.'),
     enabled: z
       .boolean()
       .default(true)
@@ -146,13 +156,13 @@ export const SourceSchema = z
     package_url_pattern: z
       .string()
       .refine(
-        (p) =>
-          /^(\{url\}|https?:\/\/)/.test(p) &&
-          (p.includes('{key}') || (p.includes('{module}') && p.includes('{version}'))),
-        'must start with {url} or http(s):// and contain {key}, or both {module} and {version}',
+        isPackageUrlPattern,
+        'must start with {url} or http(s):// and contain {key}, or {version} with {module} or with {username} and {name}',
       )
       .optional()
-      .describe('Archive URL template with {url}, {key} (module/version, encoded), {module} and {version}.'),
+      .describe(
+        'Archive URL template with {url}, {key} (module/version, encoded), {module}, {username} (the owner), {name} and {version}; ${...} works too.',
+      ),
     auth: AuthSchema.optional().describe(
       '[sources.auth]: type = "bearer" with token, or "basic" with username and password; ${VAR} reads the environment.',
     ),
@@ -218,7 +228,41 @@ const HostedSchema = z
   })
   .strict();
 
-export const ConfigSchema = z
+/**
+ * `[git]`: where `sync --push` (and auto_push) sends the served index, and where `sync --pull`
+ * takes it from. Any URL git can use; credentials only in `[git.auth]`.
+ */
+const GitSchema = z
+  .object({
+    remote_url: z
+      .string()
+      .default('')
+      .refine(
+        (value) => !URL.canParse(value) || new URL(value).password === '',
+        'must not contain a password (use [git.auth])',
+      )
+      .refine((value) => !/[\s\0]/.test(value) && !value.startsWith('-'), 'must be a git URL or path')
+      .describe('The git remote of the served index ("" = none): https, ssh, git, file URL or a path.'),
+    branch: z
+      .string()
+      .regex(
+        /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._/-]+(?<![./])(?<!\.lock)$/,
+        'must be a git branch name',
+      )
+      .default('main')
+      .describe('The branch of remote_url that holds the index.'),
+    auto_push: z
+      .boolean()
+      .default(false)
+      .describe('Push after every change of the served index (mirror, publish, yank, sync).'),
+    auth: AuthSchema.optional().describe(
+      '[git.auth]: like [sources.auth], for http(s) remotes; ${VAR} reads the environment.',
+    ),
+  })
+  .strict();
+
+/** The file's tables as written; ConfigSchema adds what the legacy [upstream] implies. */
+export const ConfigObjectSchema = z
   .object({
     registry: z
       .object({
@@ -227,9 +271,26 @@ export const ConfigSchema = z
           .min(1)
           .default('moonbit-registry')
           .describe('The name shown to clients and in the index commits.'),
+        data_dir: z
+          .string()
+          .min(1)
+          .refine((value) => !value.includes('\0'), 'must be a folder path')
+          .default('data')
+          .describe('Where the index, archives and state live, relative to the registry folder.'),
       })
       .strict()
       .prefault({}),
+    upstream: z
+      .object({
+        enabled: z.boolean().default(true),
+        url: httpUrl,
+        index_url: httpUrl.optional(),
+      })
+      .strict()
+      .optional()
+      .describe(
+        "moonbit-registry-tools' single source, before [[sources]]: used as a source named mooncakes (or upstream); `config migrate` rewrites it.",
+      ),
     default_source: z
       .string()
       .optional()
@@ -331,6 +392,13 @@ export const ConfigSchema = z
         idle_timeout: duration('1s', '24d')
           .default('5m')
           .describe('A connection that neither sends nor reads for this long is cut.'),
+        smart_http: z
+          .object({ enabled: z.boolean().optional(), git_http_backend_path: z.string().optional() })
+          .strict()
+          .optional()
+          .describe(
+            "moonbit-registry-tools' switch: accepted and ignored, the server always speaks smart HTTP.",
+          ),
       })
       .strict()
       .prefault({}),
@@ -374,6 +442,12 @@ export const ConfigSchema = z
         sync_interval: duration('1s', '24d')
           .default('1h')
           .describe('How often auto_sync runs: "30s", "5m", "1h", "1h30m" (at most "24d").'),
+        packages: z
+          .array(moduleGlob)
+          .default([])
+          .describe(
+            'Module globs `mirror` mirrors when given none (from default_source); a mirror-mode auto_sync keeps them current.',
+          ),
       })
       .strict()
       .prefault({}),
@@ -382,50 +456,52 @@ export const ConfigSchema = z
       .default([])
       .describe('[[sources]]: the upstream registries, one table each.'),
     hosted: HostedSchema.prefault({}),
+    git: GitSchema.prefault({}),
   })
-  .strict()
-  .superRefine((config, ctx) => {
-    const { server } = config;
-    if ((server.tls_cert === undefined) !== (server.tls_key === undefined)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['server', server.tls_cert === undefined ? 'tls_cert' : 'tls_key'],
-        message: 'tls_cert and tls_key go together',
-      });
-    }
-    if (server.admin_token !== undefined && server.admin_token_sha256 !== undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['server', 'admin_token_sha256'],
-        message: 'set admin_token or admin_token_sha256, not both',
-      });
-    }
-    const seen = new Set<string>();
-    config.sources.forEach((source, i) => {
-      if (seen.has(source.name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['sources', i, 'name'],
-          message: `duplicate source name "${source.name}"`,
-        });
-      }
-      seen.add(source.name);
+  .strict();
+
+export const ConfigSchema = ConfigObjectSchema.transform(withLegacyUpstream).superRefine((config, ctx) => {
+  const { server } = config;
+  if ((server.tls_cert === undefined) !== (server.tls_key === undefined)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['server', server.tls_cert === undefined ? 'tls_cert' : 'tls_key'],
+      message: 'tls_cert and tls_key go together',
     });
-    if (seen.has(config.hosted.name)) {
+  }
+  if (server.admin_token !== undefined && server.admin_token_sha256 !== undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['server', 'admin_token_sha256'],
+      message: 'set admin_token or admin_token_sha256, not both',
+    });
+  }
+  const seen = new Set<string>();
+  config.sources.forEach((source, i) => {
+    if (seen.has(source.name)) {
       ctx.addIssue({
         code: 'custom',
-        path: ['hosted', 'name'],
-        message: `"${config.hosted.name}" is also a [[sources]] name: published modules need a name of their own`,
+        path: ['sources', i, 'name'],
+        message: `duplicate source name "${source.name}"`,
       });
     }
-    if (config.default_source !== undefined && !seen.has(config.default_source)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['default_source'],
-        message: `names no configured source ("${config.default_source}")`,
-      });
-    }
+    seen.add(source.name);
   });
+  if (seen.has(config.hosted.name)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['hosted', 'name'],
+      message: `"${config.hosted.name}" is also a [[sources]] name: published modules need a name of their own`,
+    });
+  }
+  if (config.default_source !== undefined && !seen.has(config.default_source)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['default_source'],
+      message: `names no configured source ("${config.default_source}")`,
+    });
+  }
+});
 
 export type RegistryConfig = z.infer<typeof ConfigSchema>;
 export type SourceConfig = z.infer<typeof SourceSchema>;

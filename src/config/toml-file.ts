@@ -3,7 +3,10 @@ import * as TOML from '@decimalturn/toml-patch';
 import type { z } from 'zod';
 import { RegistryError } from '../core/errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
-import { ConfigSchema, type RegistryConfig } from './schema.js';
+import { configNotices } from './config-notices.js';
+import { formatPath, locateKey } from './key-location.js';
+import { keySuggestion } from './key-suggestion.js';
+import { ConfigObjectSchema, ConfigSchema, type RegistryConfig } from './schema.js';
 
 /**
  * `registry.toml` on disk. We keep the text and the raw (un-defaulted) table together so that a
@@ -15,6 +18,8 @@ export interface ConfigFile {
   text: string;
   raw: Record<string, unknown>;
   config: RegistryConfig;
+  /** Things that load but deserve a word (config-notices.ts). */
+  notices: string[];
 }
 
 export async function loadConfigFile(path: string): Promise<ConfigFile> {
@@ -42,7 +47,12 @@ export function parseConfigText(path: string, text: string): ConfigFile {
     const where = line ? `line ${line}${column ? `, column ${column}` : ''}` : 'unknown line';
     throw new RegistryError('CONFIG', `${path}: invalid TOML at ${where}${reason ? `: ${reason}` : ''}`);
   }
-  return { path, text, raw, config: validateConfig(path, text, raw) };
+  const config = validateConfig(path, text, raw);
+  return { path, text, raw, config, notices: notices(path, text, raw, config) };
+}
+
+function notices(path: string, text: string, raw: Record<string, unknown>, config: RegistryConfig): string[] {
+  return configNotices(path, text, ConfigObjectSchema.parse(raw), config);
 }
 
 export function validateConfig(path: string, text: string, raw: Record<string, unknown>): RegistryConfig {
@@ -54,9 +64,13 @@ export function validateConfig(path: string, text: string, raw: Record<string, u
     issue.code === 'unrecognized_keys' && issue.keys[0] ? [...issue.path, issue.keys[0]] : issue.path;
   const key = formatPath(keyPath);
   const line = locateKey(text, keyPath);
+  const suggestion =
+    issue.code === 'unrecognized_keys' && issue.keys[0]
+      ? keySuggestion(issue.path, issue.keys[0])
+      : undefined;
   throw new RegistryError(
     'CONFIG',
-    `${path}${line ? ` line ${line}` : ''}: ${key ? `${key}: ` : ''}${issue.message}`,
+    `${path}${line ? ` line ${line}` : ''}: ${key ? `${key}: ` : ''}${issue.message}${suggestion ? `; did you mean "${suggestion}"?` : ''}`,
   );
 }
 
@@ -75,7 +89,7 @@ export async function updateConfigFile<T>(
   const result = change(raw);
   if (sameData(raw, file.raw)) return { file, changed: false, result };
   const config = validateConfig(file.path, file.text, raw);
-  const text = TOML.patch(withoutRemovedItems(file.text, file.raw, raw), raw);
+  const text = patchText(file.text, file.raw, raw);
   if (!sameData(TOML.parse(text), raw)) {
     throw new RegistryError(
       'CONFIG',
@@ -86,7 +100,25 @@ export async function updateConfigFile<T>(
     );
   }
   await writeFileAtomic(file.path, text);
-  return { file: { path: file.path, text, raw, config }, changed: true, result };
+  return {
+    file: { path: file.path, text, raw, config, notices: notices(file.path, text, raw, config) },
+    changed: true,
+    result,
+  };
+}
+
+/**
+ * The user's text changed to say `after`. toml-patch cannot start an array of tables that the
+ * text does not have yet (the first `[[sources]]`): such arrays are appended as new blocks.
+ */
+function patchText(text: string, before: Record<string, unknown>, after: Record<string, unknown>): string {
+  const started = Object.keys(after).filter(
+    (key) => before[key] === undefined && Array.isArray(after[key]) && (after[key] as unknown[]).length > 0,
+  );
+  const rest = Object.fromEntries(Object.entries(after).filter(([key]) => !started.includes(key)));
+  let out = TOML.patch(withoutRemovedItems(text, before, after), rest);
+  for (const key of started) out = `${out.trimEnd()}\n\n${TOML.stringify({ [key]: after[key] })}`;
+  return out;
 }
 
 /**
@@ -147,12 +179,6 @@ function cutArrayItem(text: string, key: string, index: number): string {
   return lines.join('\n');
 }
 
-export function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  return path
-    .map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i === 0 ? '' : '.'}${String(part)}`))
-    .join('');
-}
-
 /**
  * Where a syntax error is, 1-based. toml-patch gives a 1-based line and a 0-based column, and
  * reports an unclosed `[table` on the line after it.
@@ -163,38 +189,6 @@ function syntaxErrorPosition(text: string, error: unknown): { line?: number; col
   const previous = text.split('\n')[line - 2];
   if (column === 0 && previous !== undefined && /^\s*\[[^\]]*$/.test(previous)) return { line: line - 1 };
   return { line, column: typeof column === 'number' ? column + 1 : undefined };
-}
-
-/**
- * Best-effort line of a key such as ['sources', 1, 'priority'] or of a table such as
- * ['servr']: follows table headers (counting `[[sources]]` items) and key lines; when the key
- * itself is not written (a default, an inline table) it gives the line of its closest parent.
- */
-export function locateKey(text: string, path: ReadonlyArray<PropertyKey>): number | undefined {
-  const names = path.filter((p) => typeof p !== 'number').map(String);
-  // An item of a top-level array of tables ([[sources]]); a later index is inside a value.
-  const item = typeof path[1] === 'number' ? path[1] : undefined;
-  const lines = text.split('\n');
-  let table: string[] = [];
-  let arrayItem = -1;
-  let best: { line: number; depth: number } | undefined;
-  const consider = (keyPath: string[], line: number) => {
-    const inItem = item === undefined || keyPath[0] !== names[0] || arrayItem === item;
-    if (!inItem || keyPath.length === 0 || !keyPath.every((part, k) => part === names[k])) return;
-    if (!best || keyPath.length > best.depth) best = { line, depth: keyPath.length };
-  };
-  for (const [i, text] of lines.entries()) {
-    const header = /^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$/.exec(text);
-    if (header) {
-      table = (header[2] as string).split('.').map((part) => part.trim().replace(/^"(.*)"$/, '$1'));
-      if (header[1] === '[[' && table.join('.') === names[0]) arrayItem++;
-      consider(table, i + 1);
-      continue;
-    }
-    const key = /^\s*"?([A-Za-z0-9_-]+)"?\s*=/.exec(text)?.[1];
-    if (key) consider([...table, key], i + 1);
-  }
-  return best?.line;
 }
 
 /** toml-patch puts the reason on the last line, after the quoted source and a caret. */

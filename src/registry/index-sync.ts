@@ -1,6 +1,7 @@
 import { describeError, isRegistryError } from '../core/errors.js';
 import type { ServedIndex } from '../index/served-index.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import { adoptLegacyArchives } from './legacy-data.js';
 import { acquireRegistryLock, type RegistryLock } from './lock.js';
 import { type MirrorReporter, remirror } from './mirror.js';
 import { publishProxyIndex } from './proxy-index.js';
@@ -101,6 +102,7 @@ export async function syncIndexes(
     let mirrored: SyncReport['mirrored'];
     const title = `sync (${options.trigger})`;
     if (options.mode === 'proxy') {
+      if (lock) await adoptLegacyArchives(registry, merged, (message) => log.warn(`sync: ${message}`));
       index = await publishProxyIndex(options.proxyIndex, merged, title);
     } else if (lock) {
       // Mirror mode: what `mirror` was asked for is asked again, and new versions are

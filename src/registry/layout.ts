@@ -35,13 +35,22 @@ export interface RegistryLayout {
   downloadsFile: string;
   /** What the running `serve` knows live (sync schedule, source health), for `status`. */
   serverStateFile: string;
+  /**
+   * What was taken over from moonbit-registry-tools: its index repository (`index/`) and the
+   * archives no source vouched for yet (`packages/<owner>/<name>/<version>.zip`).
+   */
+  legacyDir: string;
   /** Held by `mirror` (and other writers) while they change the registry. */
   lockTarget: string;
 }
 
-export function registryLayout(root: string): RegistryLayout {
+/** `dataDir` is `[registry] data_dir`, relative to the registry folder. */
+export function registryLayout(root: string, dataDir = 'data'): RegistryLayout {
   const abs = resolve(root);
-  const dataDir = join(abs, 'data');
+  return layoutIn(abs, resolve(abs, dataDir));
+}
+
+function layoutIn(abs: string, dataDir: string): RegistryLayout {
   return {
     root: abs,
     configFile: join(abs, 'registry.toml'),
@@ -57,6 +66,7 @@ export function registryLayout(root: string): RegistryLayout {
     mirrorRunsFile: join(dataDir, 'state', 'mirror-runs.json'),
     downloadsFile: join(dataDir, 'state', 'downloads.json'),
     serverStateFile: join(dataDir, 'state', 'server.json'),
+    legacyDir: join(dataDir, 'legacy'),
     lockTarget: join(dataDir, 'registry'),
   };
 }

@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import pLimit from 'p-limit';
-import type { SourceConfig } from '../config/schema.js';
+import type { RegistryConfig, SourceConfig } from '../config/schema.js';
 import { describeError, RegistryError } from '../core/errors.js';
 import { moduleKey } from '../core/module-name.js';
 import { removeStaleTemps } from '../fs/atomic-write.js';
@@ -9,6 +9,7 @@ import type { MergedCatalog } from '../index/merged-catalog.js';
 import { fetchArchive } from '../upstream/archive-fetch.js';
 import { createSourceAgents } from '../upstream/http-agent.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
+import { adoptLegacyArchives } from './legacy-data.js';
 import { acquireRegistryLock, type RegistryLock } from './lock.js';
 import {
   describeRequest,
@@ -147,7 +148,10 @@ export async function remirror(
 ): Promise<MirrorSummary> {
   const started = performance.now();
   const selections: Selection[] = [];
-  const requests = await readMirrorRequests(registry.layout.mirrorRequestsFile);
+  const requests = withConfiguredPackages(
+    await readMirrorRequests(registry.layout.mirrorRequestsFile),
+    registry.config,
+  );
   if (requests.length === 0) {
     reporter.warn('no mirror run is recorded yet, so there is nothing to keep current: run `mirror` once');
   }
@@ -165,6 +169,23 @@ export async function remirror(
   }
   const selection = mergeSelections(selections);
   return mirrorSelection(registry, { upstreams, merged, selection, lock, reporter, title, started });
+}
+
+/**
+ * `[mirror] packages` (moonbit-registry-tools' list) is kept current like a recorded `mirror`
+ * of those patterns from the default source, even before `mirror` ever ran.
+ */
+function withConfiguredPackages(requests: MirrorRequest[], config: RegistryConfig): MirrorRequest[] {
+  const { packages } = config.mirror;
+  if (packages.length === 0 || config.default_source === undefined) return requests;
+  const configured: MirrorRequest = {
+    patterns: packages,
+    full: false,
+    strict: false,
+    source: config.default_source,
+  };
+  const key = (r: MirrorRequest) => describeRequest(r);
+  return requests.some((r) => key(r) === key(configured)) ? requests : [...requests, configured];
 }
 
 interface MirrorJob {
@@ -194,6 +215,10 @@ async function mirrorSelection(registry: Registry, job: MirrorJob): Promise<Mirr
       `${selection.versions.size} versions selected (${selection.matched} matched, ${dependencies} dependencies)`,
     );
 
+    // moonbit-registry-tools' archives whose checksum a source lists need no download.
+    const legacy = await adoptLegacyArchives(registry, merged, (message) => reporter.warn(message));
+    if (legacy.adopted > 0)
+      reporter.info(`${legacy.adopted} archive(s) of moonbit-registry-tools joined the store`);
     const wanted = new Set(selection.versions.keys());
     const plan = await planServedVersions(registry, merged, wanted);
     const skipped = plan.filter((p) => p.present && wanted.has(moduleKey(p.module, p.version))).length;

@@ -1,3 +1,4 @@
+import { adoptLegacyArchives } from './legacy-data.js';
 import { acquireRegistryLock } from './lock.js';
 import type { Registry } from './registry.js';
 import { type PublishOutcome, planServedVersions, publishServed } from './served-plan.js';
@@ -20,6 +21,7 @@ export async function rebuildIndex(registry: Registry, log: IndexLog): Promise<R
   try {
     const upstreams = enabledUpstreams(registry.config, registry.layout);
     const merged = await mergeWithHosted(registry, await cachedCatalogs(upstreams, log), log);
+    await adoptLegacyArchives(registry, merged, (message) => log.warn(message));
     const plan = await planServedVersions(registry, merged, new Set());
     lock.assertHeld();
     const outcome = await publishServed(registry, plan, 'index rebuild');

@@ -6,7 +6,9 @@ import { RegistryError } from '../core/errors.js';
 import { HostedIndex } from '../hosted/hosted-index.js';
 import { ServedIndex } from '../index/served-index.js';
 import { type ArchiveStore, createArchiveStore } from '../store/archive-store.js';
+import { autoPushHook } from './index-remote.js';
 import { type RegistryLayout, registryLayout } from './layout.js';
+import { prepareDataDir } from './legacy-data.js';
 
 /** An opened registry folder: its config, its layout and its served data. */
 export interface Registry {
@@ -19,21 +21,40 @@ export interface Registry {
   hosted: HostedIndex;
 }
 
-export async function openRegistry(dir: string): Promise<Registry> {
-  const layout = registryLayout(resolve(dir));
+export interface OpenOptions {
+  /** What opening did: a data folder made or taken over. */
+  notice?: (message: string) => void;
+  /** What went wrong later without failing the change: a failed auto_push. */
+  warn?: (message: string) => void;
+}
+
+/**
+ * Opens a registry folder. A registry.toml without its data folder (written by hand, or
+ * brought from moonbit-registry-tools) gets one on first use, and moonbit-registry-tools' data
+ * folder is taken over (registry/legacy-data.ts).
+ */
+export async function openRegistry(dir: string, options: OpenOptions = {}): Promise<Registry> {
+  const root = resolve(dir);
+  const configPath = registryLayout(root).configFile;
   try {
-    await access(layout.configFile);
+    await access(configPath);
   } catch {
-    throw new RegistryError('CONFIG', `${layout.root} is not a registry (no registry.toml)`, {
+    throw new RegistryError('CONFIG', `${root} is not a registry (no registry.toml)`, {
       hint: 'run `moonbit-registry init` there, or pass -d/--dir with a registry folder',
     });
   }
-  const configFile = await loadConfigFile(layout.configFile);
+  const configFile = await loadConfigFile(configPath);
+  const { config } = configFile;
+  const layout = registryLayout(root, config.registry.data_dir);
+  const ignore = () => undefined;
+  await prepareDataDir(layout, config.registry.name, options.notice ?? ignore);
   return {
     layout,
     configFile,
-    config: configFile.config,
-    servedIndex: new ServedIndex(layout.indexDir),
+    config,
+    servedIndex: new ServedIndex(layout.indexDir, {
+      afterCommit: autoPushHook(config, layout, options.warn ?? ignore),
+    }),
     store: createArchiveStore(layout.packagesDir),
     hosted: new HostedIndex(configFile.config.hosted, layout.hostedIndexDir),
   };

@@ -5,19 +5,37 @@ import { archiveKeyEncoded, archiveUrl, formUrlEncode, trimTrailingSlash } from 
  * Where a source keeps module@version's archive. mooncakes.io serves archives from a separate
  * host (PROTOCOL.md 1); other registries serve them under their own URL like we do, unless
  * `package_url_pattern` says otherwise. Placeholders: {url} (the source URL), {key} (the
- * form-urlencoded `module/version`, as `moon` sends it), {module}, {version} (each
- * form-urlencoded; {module} keeps its slashes).
+ * form-urlencoded `module/version`, as `moon` sends it), {module}, {username} (the owner, the
+ * module's first segment), {name} (the rest), {version}; each form-urlencoded, {module} and
+ * {name} keep their slashes. moonbit-registry-tools wrote them `${url}`: both spellings work.
  */
 const MOONCAKES_HOST = 'mooncakes.io';
 const MOONCAKES_DOWNLOAD_BASE = 'https://download.mooncakes.io';
+const PLACEHOLDER = /\$?\{(url|key|module|username|name|version)\}/g;
+
+/** Whether a package_url_pattern can name every archive (the schema's check). */
+export function isPackageUrlPattern(pattern: string): boolean {
+  const used = new Set([...pattern.matchAll(PLACEHOLDER)].map((m) => m[1]));
+  const startsWell = /^(\$?\{url\}|https?:\/\/)/.test(pattern);
+  const names =
+    used.has('key') ||
+    (used.has('version') && (used.has('module') || (used.has('username') && used.has('name'))));
+  return startsWell && names;
+}
 
 export function sourceArchiveUrl(source: SourceConfig, module: string, version: string): string {
   if (source.package_url_pattern) {
-    return source.package_url_pattern
-      .replaceAll('{url}', trimTrailingSlash(source.url))
-      .replaceAll('{key}', archiveKeyEncoded(module, version))
-      .replaceAll('{module}', module.split('/').map(formUrlEncode).join('/'))
-      .replaceAll('{version}', formUrlEncode(version));
+    const [owner = '', ...rest] = module.split('/');
+    const encodePath = (segments: string[]) => segments.map(formUrlEncode).join('/');
+    const values: Record<string, string> = {
+      url: trimTrailingSlash(source.url),
+      key: archiveKeyEncoded(module, version),
+      module: encodePath(module.split('/')),
+      username: formUrlEncode(owner),
+      name: encodePath(rest),
+      version: formUrlEncode(version),
+    };
+    return source.package_url_pattern.replace(PLACEHOLDER, (_, key: string) => values[key] ?? '');
   }
   if (source.type === 'mooncakes' && new URL(source.url).hostname === MOONCAKES_HOST) {
     return archiveUrl(MOONCAKES_DOWNLOAD_BASE, module, version);

@@ -3,9 +3,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import * as TOML from '@decimalturn/toml-patch';
+import { migrateConfig } from '../../src/config/migrate-config.js';
+import type { SourceConfig } from '../../src/config/schema.js';
 import { addSource, removeSource, setSourceEnabled } from '../../src/config/source-edits.js';
 import { loadConfigFile, parseConfigText, updateConfigFile } from '../../src/config/toml-file.js';
 import { RegistryError } from '../../src/core/errors.js';
+import { sourceArchiveUrl } from '../../src/upstream/archive-location.js';
 import { authorizationHeader, redact } from '../../src/upstream/credentials.js';
 
 const handWritten = `# our registry, edited by hand
@@ -194,6 +198,145 @@ password = "\${P}"
       );
       assert.equal(after.includes('# last one'), name !== 't');
     }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("moonbit-registry-tools' keys load: [upstream] becomes a source, with notices", () => {
+  const text = `[registry]
+name = "old"
+data_dir = "./data"
+
+[upstream]
+enabled = true
+url = "https://mooncakes.io"
+index_url = "https://mooncakes.io/git/index"
+
+[mirror]
+packages = ["moonbitlang/*"]
+
+[server]
+[server.smart_http]
+enabled = false
+
+[git]
+remote_url = ""
+branch = "main"
+auto_push = true
+`;
+  const { config, notices } = parseConfigText('registry.toml', text);
+  assert.equal(config.default_source, 'mooncakes');
+  assert.deepEqual(
+    config.sources.map((s) => [s.name, s.type, s.priority, s.enabled]),
+    [['mooncakes', 'mooncakes', 100, true]],
+  );
+  assert.deepEqual(config.mirror.packages, ['moonbitlang/*']);
+  assert.equal(config.registry.data_dir, './data');
+  assert.equal(notices.length, 3);
+  assert.match(
+    notices[0] ?? '',
+    /line 5: \[upstream\].*source "mooncakes", priority 100, the default source/,
+  );
+  assert.match(notices[1] ?? '', /line 14: \[server\.smart_http\] is ignored/);
+  assert.match(notices[2] ?? '', /line 20: \[git\] auto_push is on but remote_url is empty/);
+
+  // Another registry's URL: a custom source named "upstream"; a [[sources]] of that name wins.
+  const other = text.replaceAll('https://mooncakes.io', 'https://registry.example.com');
+  assert.equal(parseConfigText('r', other).config.sources[0]?.name, 'upstream');
+  const both = `${other}\n[[sources]]\nname = "upstream"\nurl = "https://x.example"\nindex_url = "https://x.example/git/index"\n`;
+  const parsed = parseConfigText('r', both);
+  assert.deepEqual(
+    parsed.config.sources.map((s) => s.url),
+    ['https://x.example'],
+  );
+  assert.match(parsed.notices[0] ?? '', /\[upstream\] is ignored/);
+});
+
+test('an unknown key gets a "did you mean" when one is close, in any table', () => {
+  assert.match(configError('[server]\nprot = 1\n'), /line 2: server\.prot: .*did you mean "port"\?/);
+  assert.match(configError('[mirror]\npackage = []\n'), /did you mean "packages"\?/);
+  assert.match(
+    configError('[[sources]]\nname = "a"\nurl = "http://x"\nindex_url = "http://x"\nprioriti = 1\n'),
+    /line 5: sources\[0\]\.prioriti: .*did you mean "priority"\?/,
+  );
+  assert.match(configError('[servr]\n'), /did you mean "server"\?/);
+  assert.doesNotMatch(configError('[server]\ncompletely_unrelated = 1\n'), /did you mean/);
+});
+
+test('[git] checks its URL and branch; secrets belong in [git.auth]', () => {
+  assert.match(
+    configError('[git]\nremote_url = "https://u:secret@h/x.git"\n'),
+    /git\.remote_url: must not contain a password/,
+  );
+  assert.match(configError('[git]\nbranch = "a..b"\n'), /git\.branch: must be a git branch name/);
+  assert.match(configError('[git]\nremote_url = "--upload-pack=evil"\n'), /must be a git URL or path/);
+  const { config } = parseConfigText(
+    'r',
+    '[git]\nremote_url = "git@example.com:team/index.git"\n[git.auth]\ntype = "bearer"\ntoken = "${T}"\n',
+  );
+  assert.equal(config.git.branch, 'main');
+  assert.deepEqual(config.git.auth, { type: 'bearer', token: '${T}' });
+});
+
+test('package_url_pattern: ${...} and {...} placeholders, {username} and {name}', () => {
+  const source = (pattern: string) =>
+    parseConfigText(
+      'r',
+      `[[sources]]\nname = "s"\nurl = "https://s.example/r/"\nindex_url = "https://s.example/r/git/index"\npackage_url_pattern = "${pattern}"\n`,
+    ).config.sources[0] as SourceConfig;
+  const old = source('${url}/user/${username}/${name}/${version}.zip');
+  assert.equal(
+    sourceArchiveUrl(old, 'tonyfettes/js/test', '1.0.0+b'),
+    'https://s.example/r/user/tonyfettes/js/test/1.0.0%2Bb.zip',
+  );
+  const mixed = source('https://cdn.example/{username}/${name}@{version}');
+  assert.equal(sourceArchiveUrl(mixed, 'a/b', '2.0.0'), 'https://cdn.example/a/b@2.0.0');
+  assert.match(
+    configError(
+      `[[sources]]\nname = "s"\nurl = "https://s"\nindex_url = "https://s/g"\npackage_url_pattern = "{url}/{name}/{version}"\n`,
+    ),
+    /package_url_pattern: must start with/,
+  );
+});
+
+test('config migrate: [upstream] becomes [[sources]] in the text, comments and other keys kept', () => {
+  const text = `# my registry
+[registry]
+name = "old"
+
+[upstream]  # legacy
+enabled = true
+url = "https://registry.example.com"
+
+[server]
+port = 9000 # ours
+[server.smart_http]
+enabled = true
+`;
+  const raw = TOML.parse(text) as Record<string, unknown>;
+  const changes = migrateConfig(raw);
+  assert.equal(changes.length, 3);
+  const { config } = parseConfigText('r', TOML.stringify(raw));
+  assert.deepEqual(
+    config.sources.map((s) => [s.name, s.index_url]),
+    [['upstream', 'https://registry.example.com/git/index']],
+  );
+  assert.equal(config.default_source, 'upstream');
+  assert.deepEqual(migrateConfig(raw), [], 'a second migration changes nothing');
+});
+
+test('updateConfigFile can start the first [[sources]] of a file that has none', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mr-config-'));
+  try {
+    const path = join(dir, 'registry.toml');
+    await writeFile(path, '# empty but for this\n[server]\nport = 1 # keep\n');
+    await updateConfigFile(await loadConfigFile(path), (raw) =>
+      addSource(raw, { name: 'first', url: 'https://first.example' }),
+    );
+    const text = await readFile(path, 'utf8');
+    assert.match(text, /port = 1 # keep/);
+    assert.equal((await loadConfigFile(path)).config.sources[0]?.name, 'first');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -1,13 +1,14 @@
 import * as TOML from '@decimalturn/toml-patch';
 import type { Command } from 'commander';
-import { updateConfigFile } from '../../config/toml-file.js';
+import { migrateConfig } from '../../config/migrate-config.js';
+import { type ConfigFile, loadConfigFile, updateConfigFile } from '../../config/toml-file.js';
 import { RegistryError } from '../../core/errors.js';
-import { openRegistry } from '../../registry/registry.js';
+import { registryLayout } from '../../registry/layout.js';
 import { printLine } from '../output.js';
-import { registryDir } from './registry-dir.js';
+import { openCommandRegistry, registryDir } from './registry-dir.js';
 
 export function registerConfigCommand(program: Command): void {
-  program
+  const config = program
     .command('config')
     .description('show registry.toml, read one dotted key (server.port), or set it')
     .argument('[key]', 'dotted key, e.g. server.port, mirror.concurrency, sources.0.priority')
@@ -17,7 +18,7 @@ export function registerConfigCommand(program: Command): void {
     )
     .action(
       async (key: string | undefined, value: string | undefined, _options: unknown, command: Command) => {
-        const registry = await openRegistry(registryDir(command));
+        const registry = await openCommandRegistry(command);
         const effective = redactSecrets(registry.config) as Record<string, unknown>;
         if (key === undefined) {
           printLine(TOML.stringify(effective).trimEnd());
@@ -40,6 +41,29 @@ export function registerConfigCommand(program: Command): void {
         printLine(`${key} = ${JSON.stringify(redactSecrets(parsed, path[path.length - 1]))}`);
       },
     );
+  config
+    .command('migrate')
+    .description(
+      "rewrite moonbit-registry-tools' keys ([upstream], [server.smart_http]) in the current layout, keeping comments",
+    )
+    .action(async (_options: unknown, command: Command) => {
+      const { file } = await loadConfigOnly(command);
+      const { changed, result } = await updateConfigFile(file, migrateConfig);
+      if (!changed) {
+        printLine(`${file.path} is already in the current layout; nothing changed`);
+        return;
+      }
+      for (const change of result) printLine(change);
+      printLine(`rewrote ${file.path}`);
+    });
+}
+
+/**
+ * registry.toml alone: `config migrate` must work on a file whose data folder is not taken
+ * over yet, and it prints no notices about the keys it is about to rewrite.
+ */
+async function loadConfigOnly(command: Command): Promise<{ file: ConfigFile }> {
+  return { file: await loadConfigFile(registryLayout(registryDir(command)).configFile) };
 }
 
 function splitKey(key: string): string[] {

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { rebuildIndex } from '../../registry/rebuild-index.js';
-import { openRegistry } from '../../registry/registry.js';
 import { notice, printLine } from '../output.js';
-import { registryDir } from './registry-dir.js';
+import { openCommandRegistry } from './registry-dir.js';
 
 export function registerIndexCommand(program: Command): void {
   const index = program.command('index').description('maintain the served index');
@@ -10,7 +9,7 @@ export function registerIndexCommand(program: Command): void {
     .command('rebuild')
     .description('recompute the served index from fetched source indexes and archives on disk (no network)')
     .action(async (_options: unknown, command: Command) => {
-      const registry = await openRegistry(registryDir(command));
+      const registry = await openCommandRegistry(command);
       const outcome = await rebuildIndex(registry, { info: notice, warn: (m) => notice(`warning: ${m}`) });
       printLine(
         `Served index: ${outcome.modules} modules, ${outcome.versions} versions at ${outcome.commit.slice(0, 12)}` +

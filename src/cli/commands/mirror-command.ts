@@ -2,12 +2,12 @@ import type { Command } from 'commander';
 import { describeError, RegistryError } from '../../core/errors.js';
 import { formatBytes } from '../../core/format-bytes.js';
 import { type MirrorSummary, mirror } from '../../registry/mirror.js';
-import { openRegistry, type Registry } from '../../registry/registry.js';
+import type { Registry } from '../../registry/registry.js';
 import { recordMirrorRun } from '../../status/mirror-runs.js';
 import type { MirrorRunRecord } from '../../status/status-report.js';
 import { notice, printLine } from '../output.js';
 import { type CliReporter, createReporter, progressMode } from '../progress.js';
-import { registryDir } from './registry-dir.js';
+import { openCommandRegistry } from './registry-dir.js';
 
 interface MirrorFlags {
   full: boolean;
@@ -21,7 +21,10 @@ export function registerMirrorCommand(program: Command): void {
   program
     .command('mirror')
     .description('mirror modules (and, by default, their dependencies) from a source into this registry')
-    .argument('[patterns...]', 'globs over full module names: owner/name, "owner/*", "owner/**" (nested)')
+    .argument(
+      '[patterns...]',
+      'globs over full module names: owner/name, "owner/*", "owner/**" (nested) (default: [mirror] packages)',
+    )
     .option('--full', 'mirror every module (of -s SOURCE, or of all enabled sources)', false)
     .option('--strict', 'mirror only what the patterns match, without dependencies', false)
     .option('-s, --source <name>', 'source whose index the patterns match (default: default_source)')
@@ -32,15 +35,11 @@ export function registerMirrorCommand(program: Command): void {
       '\nDependencies: for each dependency "x.y.z" the version `moon` would pick is mirrored (the smallest\n' +
         'version >= x.y.z in its compatibility set), resolved across all enabled sources by priority.',
     )
-    .action(async (patterns: string[], flags: MirrorFlags, command: Command) => {
-      if (!flags.full && patterns.length === 0) {
-        throw new RegistryError('USAGE', 'mirror needs at least one PATTERN, or --full', {
-          hint: 'for example: moonbit-registry mirror "moonbitlang/*"',
-        });
-      }
-      if (flags.full && patterns.length > 0) {
+    .action(async (given: string[], flags: MirrorFlags, command: Command) => {
+      if (flags.full && given.length > 0) {
         throw new RegistryError('USAGE', '--full mirrors everything: drop the patterns or drop --full');
       }
+      let patterns = given;
       let summary: MirrorSummary;
       const reporter = createReporter(progressMode(flags));
       const stop = stopOnSignals(reporter, flags.json);
@@ -49,7 +48,9 @@ export function registerMirrorCommand(program: Command): void {
       const record = (outcome: Omit<MirrorRunRecord, 'started_at' | 'finished_at' | 'request'>) =>
         registry ? recordRun(registry, started, patterns, flags, outcome) : Promise.resolve();
       try {
-        registry = await openRegistry(registryDir(command));
+        const opened = await openCommandRegistry(command);
+        patterns = chosenPatterns(given, flags, opened.config.mirror.packages);
+        registry = opened; // a usage error is no mirror run: it is not recorded
         summary = await mirror(registry, {
           patterns,
           full: flags.full,
@@ -207,4 +208,13 @@ function printSummary(summary: MirrorSummary, interruptedBy: StopSignal | undefi
   if (perSource) printLine(`By source: ${perSource}`);
   for (const failure of summary.failures)
     printLine(`  failed ${failure.module}@${failure.version}: ${failure.error}`);
+}
+
+/** The patterns given, else `[mirror] packages` (moonbit-registry-tools' list), else none with --full. */
+function chosenPatterns(given: string[], flags: MirrorFlags, packages: string[]): string[] {
+  if (given.length > 0 || flags.full) return given;
+  if (packages.length > 0) return packages;
+  throw new RegistryError('USAGE', 'mirror needs at least one PATTERN, or --full', {
+    hint: 'for example: moonbit-registry mirror "moonbitlang/*" (or list patterns in [mirror] packages)',
+  });
 }

@@ -5,9 +5,8 @@ import { ConfigSchema } from '../../config/schema.js';
 import { describeError, RegistryError } from '../../core/errors.js';
 import { packModule } from '../../hosted/pack-module.js';
 import { archiveLimits, type PublishOutcome, preparePublish, publishModule } from '../../hosted/publish.js';
-import { openRegistry } from '../../registry/registry.js';
 import { notice, printLine } from '../output.js';
-import { registryDir } from './registry-dir.js';
+import { openCommandRegistry } from './registry-dir.js';
 
 interface PublishFlags {
   registry?: string;
@@ -60,7 +59,7 @@ export function registerPublishCommand(program: Command): void {
         );
         outcome = { ...archive, result: 'checked', line: entry.raw };
       } else {
-        const registry = await openRegistry(registryDir(command));
+        const registry = await openCommandRegistry(command);
         outcome = await publishModule(
           registry,
           { bytes, publisher: 'local', dryRun: flags.dryRun },

@@ -7,14 +7,13 @@ import { loadConfigFile } from '../../config/toml-file.js';
 import { tokenSha256 } from '../../core/access-token.js';
 import { parseDuration } from '../../core/duration.js';
 import { describeError, RegistryError } from '../../core/errors.js';
-import { openRegistry } from '../../registry/registry.js';
 import { AccessControl } from '../../server/access-control.js';
 import { serverLimits } from '../../server/limits.js';
 import { type RunningServer, startServer, type TlsFiles } from '../../server/server.js';
 import { resolveAdminToken } from '../../upstream/credentials.js';
 import { createLogger, type LogFormat, type LogLevel } from '../logger.js';
 import { notice } from '../output.js';
-import { parseInteger, registryDir } from './registry-dir.js';
+import { openCommandRegistry, parseInteger } from './registry-dir.js';
 
 interface ServeFlags {
   host?: string;
@@ -58,8 +57,18 @@ export function registerServeCommand(program: Command): void {
         'SIGTERM/SIGINT stop accepting, let responses in flight finish ([server] shutdown_timeout), exit 0.',
     )
     .action(async (options: ServeFlags, command: Command) => {
-      const registry = await openRegistry(registryDir(command));
+      // Warnings raised while serving (a failed auto_push) go to the server log once it exists.
+      let warn = (message: string) => notice(`warning: ${message}`);
+      const registry = await openCommandRegistry(command, {
+        notice: (message) => notice(`notice: ${message}`),
+        warn: (message) => warn(message),
+      });
       const { server: serverConfig, mirror: mirrorConfig } = registry.config;
+      const logger = createLogger(
+        options.logLevel ?? serverConfig.log_level,
+        options.logFormat ?? serverConfig.log_format,
+      );
+      warn = (message) => logger.warn(message);
       const proxy = options.proxy ?? serverConfig.upstream_fallback;
       const tlsPaths = tlsFiles(options, serverConfig, registry.layout.root);
       const tls = tlsPaths ? await readTls(tlsPaths) : undefined;
@@ -74,10 +83,7 @@ export function registerServeCommand(program: Command): void {
         negativeTtlMs: parseDuration(serverConfig.negative_cache_ttl) ?? 0,
         limits: serverLimits(serverConfig),
         access,
-        logger: createLogger(
-          options.logLevel ?? serverConfig.log_level,
-          options.logFormat ?? serverConfig.log_format,
-        ),
+        logger,
         ...(tls ? { tls } : {}),
         ...(serverConfig.base_url ? { baseUrl: registryUrl(serverConfig) } : {}),
       });

@@ -2,9 +2,8 @@ import type { Command } from 'commander';
 import type { RegistryConfig } from '../../config/schema.js';
 import { addSource, removeSource, setDefaultSource, setSourceEnabled } from '../../config/source-edits.js';
 import { updateConfigFile } from '../../config/toml-file.js';
-import { openRegistry } from '../../registry/registry.js';
 import { notice, printLine } from '../output.js';
-import { parseInteger, registryDir } from './registry-dir.js';
+import { openCommandRegistry, parseInteger } from './registry-dir.js';
 
 interface AddOptions {
   url?: string;
@@ -52,7 +51,7 @@ export function registerSourceCommand(program: Command): void {
     .command('list')
     .description('show the configured sources')
     .action(async (_options: unknown, command: Command) => {
-      const registry = await openRegistry(registryDir(command));
+      const registry = await openCommandRegistry(command);
       printLine(formatSourceList(registry.config, (await registry.hosted.head()) !== undefined));
     });
 
@@ -90,7 +89,7 @@ export function registerSourceCommand(program: Command): void {
 
 /** Applies one edit to registry.toml; a no-op edit prints its notice and writes nothing. */
 async function editSources(command: Command, edit: (raw: Record<string, unknown>) => string): Promise<void> {
-  const registry = await openRegistry(registryDir(command));
+  const registry = await openCommandRegistry(command);
   const { changed, result } = await updateConfigFile(registry.configFile, edit);
   if (changed) printLine(result);
   else notice(result);

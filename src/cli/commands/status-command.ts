@@ -2,11 +2,10 @@ import type { Command } from 'commander';
 import { registryUrl } from '../../config/registry-url.js';
 import { formatBytes } from '../../core/format-bytes.js';
 import { readProvenance, sourceOf } from '../../registry/provenance.js';
-import { openRegistry } from '../../registry/registry.js';
 import { collectStatus, countBySource, savedLiveFacts } from '../../status/collect-status.js';
 import type { StatusReport } from '../../status/status-report.js';
 import { printLine } from '../output.js';
-import { registryDir } from './registry-dir.js';
+import { openCommandRegistry } from './registry-dir.js';
 
 export function registerStatusCommand(program: Command): void {
   program
@@ -14,7 +13,7 @@ export function registerStatusCommand(program: Command): void {
     .description('sources, index, archives, syncs and recent mirror runs: what the status page shows')
     .option('--json', 'print the report as JSON (the same as GET /status)', false)
     .action(async (options: { json: boolean }, command: Command) => {
-      const registry = await openRegistry(registryDir(command));
+      const registry = await openCommandRegistry(command);
       const live = await savedLiveFacts(registry.layout);
       const provenance = await readProvenance(registry.layout.provenanceFile);
       const report = await collectStatus(registry, live, {

@@ -4,9 +4,8 @@ import { updateConfigFile } from '../../config/toml-file.js';
 import { generateToken, tokenSha256 } from '../../core/access-token.js';
 import { RegistryError } from '../../core/errors.js';
 import { isModuleGlob } from '../../core/module-glob.js';
-import { openRegistry } from '../../registry/registry.js';
 import { notice, printLine } from '../output.js';
-import { registryDir } from './registry-dir.js';
+import { openCommandRegistry } from './registry-dir.js';
 
 export function registerTokenCommand(program: Command): void {
   const token = program
@@ -28,7 +27,7 @@ export function registerTokenCommand(program: Command): void {
         options: { admin?: boolean; publish?: string[] },
         command: Command,
       ) => {
-        const registry = await openRegistry(registryDir(command));
+        const registry = await openCommandRegistry(command);
         if (!options.admin && name === undefined) {
           command.error('error: missing argument: name (or --admin)', { exitCode: 2 });
         }
@@ -80,7 +79,7 @@ export function registerTokenCommand(program: Command): void {
       'show the tokens (names, dates, what each may publish; the tokens themselves are not stored)',
     )
     .action(async (_options: unknown, command: Command) => {
-      const registry = await openRegistry(registryDir(command));
+      const registry = await openCommandRegistry(command);
       const { access, admin_token, admin_token_sha256 } = registry.config.server;
       printLine(`access mode: ${access.mode}`);
       if (access.tokens.length === 0) printLine('no tokens');
@@ -96,7 +95,7 @@ export function registerTokenCommand(program: Command): void {
     .description('revoke a token (a running serve drops it on SIGHUP or restart)')
     .argument('<name>', 'the token name')
     .action(async (name: string, _options: unknown, command: Command) => {
-      const registry = await openRegistry(registryDir(command));
+      const registry = await openCommandRegistry(command);
       const { file } = await updateConfigFile(registry.configFile, (raw) => removeToken(raw, name));
       notice(`Token "${name}" removed. A running serve drops it on SIGHUP (kill -HUP <pid>) or a restart.`);
       const { access } = file.config.server;

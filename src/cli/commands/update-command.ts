@@ -3,9 +3,8 @@ import type { Command } from 'commander';
 import { registryUrl } from '../../config/registry-url.js';
 import { trimTrailingSlash } from '../../core/archive-url.js';
 import { RegistryError } from '../../core/errors.js';
-import { openRegistry } from '../../registry/registry.js';
 import { notice } from '../output.js';
-import { registryDir } from './registry-dir.js';
+import { openCommandRegistry } from './registry-dir.js';
 
 export function registerUpdateCommand(program: Command): void {
   program
@@ -22,16 +21,12 @@ export function registerUpdateCommand(program: Command): void {
         delete env.MOONCAKES_REGISTRY;
         notice('running `moon update` against mooncakes.io');
       } else {
-        const url = options.registry ?? (await localRegistryUrl(registryDir(command)));
+        const url = options.registry ?? registryUrl((await openCommandRegistry(command)).config.server);
         env.MOONCAKES_REGISTRY = trimTrailingSlash(url);
         notice(`running \`moon update\` with MOONCAKES_REGISTRY=${env.MOONCAKES_REGISTRY}`);
       }
       process.exitCode = await runMoonUpdate(env);
     });
-}
-
-async function localRegistryUrl(dir: string): Promise<string> {
-  return registryUrl((await openRegistry(dir)).config.server);
 }
 
 function runMoonUpdate(env: NodeJS.ProcessEnv): Promise<number> {

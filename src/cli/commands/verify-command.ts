@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { describeError, RegistryError } from '../../core/errors.js';
 import { formatBytes } from '../../core/format-bytes.js';
 import { moduleKey } from '../../core/module-name.js';
-import { openRegistry } from '../../registry/registry.js';
 import {
   type Problem,
   type RepairOutcome,
@@ -10,7 +9,7 @@ import {
   verifyRegistry,
 } from '../../registry/verify.js';
 import { notice, printLine } from '../output.js';
-import { registryDir } from './registry-dir.js';
+import { openCommandRegistry } from './registry-dir.js';
 
 interface VerifyFlags {
   repair: boolean;
@@ -46,7 +45,7 @@ export function registerVerifyCommand(program: Command): void {
     .action(async (flags: VerifyFlags, command: Command) => {
       let report: VerifyReport;
       try {
-        const registry = await openRegistry(registryDir(command));
+        const registry = await openCommandRegistry(command);
         report = await verifyRegistry(registry, {
           repair: flags.repair,
           log: { info: notice, warn: (m) => notice(`warning: ${m}`) },

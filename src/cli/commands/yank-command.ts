@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { RegistryError } from '../../core/errors.js';
 import { markVersions, type VersionMark } from '../../hosted/version-marks.js';
-import { openRegistry } from '../../registry/registry.js';
 import { notice } from '../output.js';
-import { registryDir } from './registry-dir.js';
+import { openCommandRegistry } from './registry-dir.js';
 
 /** `yank`, `unyank` and `deprecate`: marks on served versions' lines, kept in the hosted index. */
 export function registerYankCommands(program: Command): void {
@@ -41,7 +40,7 @@ export function registerYankCommands(program: Command): void {
 }
 
 async function mark(command: Command, module: string, version: string | undefined, what: VersionMark) {
-  const registry = await openRegistry(registryDir(command));
+  const registry = await openCommandRegistry(command);
   const outcome = await markVersions(
     registry,
     { module, ...(version ? { version } : {}), mark: what, by: 'local' },
