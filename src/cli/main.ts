@@ -8,6 +8,7 @@ import { registerPublishCommand } from './commands/publish-command.js';
 import { registerServeCommand } from './commands/serve-command.js';
 import { registerSourceCommand } from './commands/source-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
+import { registerSyncCommand } from './commands/sync-command.js';
 import { registerTokenCommand } from './commands/token-command.js';
 import { registerUpdateCommand } from './commands/update-command.js';
 import { registerVerifyCommand } from './commands/verify-command.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerSourceCommand(program);
   registerMirrorCommand(program);
   registerIndexCommand(program);
+  registerSyncCommand(program);
   registerServeCommand(program);
   registerPublishCommand(program);
   registerYankCommands(program);

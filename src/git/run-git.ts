@@ -13,11 +13,17 @@ export interface RunGitOptions {
   idleTimeoutMs?: number;
   /** Text for error messages instead of the argument list (which may name a URL). */
   describe?: string;
+  /**
+   * Exit codes besides 0 that are answers, not failures: `push --porcelain` exits 1 when it
+   * rejects a ref and says why on stdout; `merge-base --is-ancestor` answers "no" with 1.
+   */
+  okCodes?: number[];
 }
 
 export interface GitResult {
   stdout: Buffer;
   stderr: string;
+  code: number;
 }
 
 /** Runs git without a shell, never prompting, and fails with the tail of its stderr. */
@@ -71,10 +77,10 @@ export function runGit(args: string[], options: RunGitOptions = {}): Promise<Git
             `${what} timed out after ${Math.round((options.idleTimeoutMs ?? 0) / 1000)}s without progress`,
           ),
         );
-      } else if (code !== 0) {
+      } else if (code !== 0 && !options.okCodes?.includes(code ?? -1)) {
         reject(new RegistryError('GIT', `${what} failed: ${lastMeaningfulLine(err) || `exit code ${code}`}`));
       } else {
-        resolve({ stdout: Buffer.concat(out), stderr: err });
+        resolve({ stdout: Buffer.concat(out), stderr: err, code: code ?? 0 });
       }
     });
     child.stdin.on('error', () => {
@@ -84,7 +90,8 @@ export function runGit(args: string[], options: RunGitOptions = {}): Promise<Git
   });
 }
 
-function lastMeaningfulLine(stderr: string): string {
+/** The last lines of git's stderr that say something (progress lines do not). */
+export function lastMeaningfulLine(stderr: string): string {
   const lines = stderr
     .split(/[\r\n]+/)
     .map((line) => line.trim())
@@ -93,6 +100,16 @@ function lastMeaningfulLine(stderr: string): string {
         line && !/^(remote: )?(Counting|Compressing|Receiving|Resolving|Enumerating|Total)/.test(line),
     );
   return lines.slice(-2).join(' ');
+}
+
+/**
+ * Whether a network git command failed because the server refused (or wanted) credentials:
+ * git's own wording, since bare status digits would also match ports and paths.
+ */
+export function gitAuthRefused(reason: string): boolean {
+  return /Authentication failed|returned error: 40[13]\b|could not read Username|Permission denied \(publickey/i.test(
+    reason,
+  );
 }
 
 /**

@@ -8,11 +8,17 @@ import { RegistryError } from '../core/errors.js';
 
 const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
+/** Who holds a credential, for messages: `source "x"` and `[sources.auth]`, or `[git.auth]`. */
+export interface CredentialOwner {
+  owner: string;
+  key: string;
+}
+
 export function expandVariables(
   value: string,
   sourceName: string,
   env: NodeJS.ProcessEnv = process.env,
-  where = { owner: `source "${sourceName}"`, key: '[sources.auth]' },
+  where: CredentialOwner = { owner: `source "${sourceName}"`, key: '[sources.auth]' },
 ): string {
   return value.replace(VARIABLE, (_, name: string) => {
     const resolved = env[name];
@@ -30,13 +36,31 @@ export function resolveAdminToken(value: string, env: NodeJS.ProcessEnv = proces
   return expandVariables(value, '', env, { owner: 'server.admin_token', key: 'server.admin_token' });
 }
 
-/** The `Authorization` header value for a source, or undefined when it has no auth. */
-export function authorizationHeader(auth: SourceAuth | undefined, sourceName: string): string | undefined {
+/**
+ * The `Authorization` header value for a source (or, with `where`, another holder of the same
+ * kind of auth table such as [git.auth]), or undefined when it has no auth.
+ */
+export function authorizationHeader(
+  auth: SourceAuth | undefined,
+  sourceName: string,
+  where?: CredentialOwner,
+): string | undefined {
   if (!auth) return undefined;
-  if (auth.type === 'bearer') return `Bearer ${expandVariables(auth.token, sourceName)}`;
-  const user = expandVariables(auth.username, sourceName);
-  const password = expandVariables(auth.password, sourceName);
-  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+  const expand = (value: string) => expandVariables(value, sourceName, process.env, where);
+  if (auth.type === 'bearer') return `Bearer ${expand(auth.token)}`;
+  return `Basic ${Buffer.from(`${expand(auth.username)}:${expand(auth.password)}`).toString('base64')}`;
+}
+
+/**
+ * Every form of an Authorization header's secret that could reach a message: the header value,
+ * its credentials part, and for Basic the decoded user:password and the password alone.
+ */
+export function headerSecrets(header: string | undefined): string[] {
+  if (!header) return [];
+  const credentials = header.replace(/^\w+ /, '');
+  if (!/^Basic /i.test(header)) return [header, credentials];
+  const decoded = Buffer.from(credentials, 'base64').toString('utf8');
+  return [header, credentials, decoded, decoded.slice(decoded.indexOf(':') + 1)];
 }
 
 /** Removes known secrets (and any userinfo in URLs) from text bound for output. */

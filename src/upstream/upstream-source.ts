@@ -4,11 +4,11 @@ import type { SourceConfig } from '../config/schema.js';
 import { describeError, RegistryError } from '../core/errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { resolveCommit } from '../git/objects.js';
-import { gitConfigEnv, runGit } from '../git/run-git.js';
+import { gitAuthRefused, gitConfigEnv, runGit } from '../git/run-git.js';
 import type { IndexWarning } from '../index/index-file.js';
 import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
 import { sourceArchiveUrl } from './archive-location.js';
-import { authorizationHeader, redact } from './credentials.js';
+import { authorizationHeader, headerSecrets, redact } from './credentials.js';
 
 export interface SourceTimeouts {
   /** To open a connection. */
@@ -71,7 +71,7 @@ export class UpstreamSource {
 
   /** Strips this source's secret from text bound for the terminal or a log. */
   redact(text: string): string {
-    return redact(text, this.authValue ? [this.authValue, this.authValue.replace(/^\w+ /, '')] : []);
+    return redact(text, headerSecrets(this.authValue ?? undefined));
   }
 
   /** Fetches the upstream index; returns the fetched commit. */
@@ -106,8 +106,7 @@ export class UpstreamSource {
       );
     } catch (error) {
       const reason = this.redact(describeError(error));
-      // git's own wording for a refused login; bare digits would also match ports and paths.
-      const auth = /Authentication failed|returned error: 40[13]\b|could not read Username/i.test(reason);
+      const auth = gitAuthRefused(reason);
       throw new RegistryError(
         auth ? 'AUTH' : 'UPSTREAM',
         `source "${this.name}" (${this.config.index_url}): cannot fetch the index: ${reason}`,

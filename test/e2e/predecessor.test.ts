@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { runCli, runCliOk, tempDir } from '../support/cli.js';
+import { runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
 import { buildFixture, type Fixture } from '../support/fixture.js';
 import { git } from '../support/git.js';
@@ -105,6 +105,24 @@ describe('coming from moonbit-registry-tools', () => {
     assert.match(sources.stdout, /upstream \(default\)/);
     // Notices are said again on each command, but the data folder is made once.
     assert.doesNotMatch(sources.stderr, /created the data folder/);
+  });
+
+  test('a mirror-mode sync keeps [mirror] packages current without any mirror run', async () => {
+    const toml = predecessorToml(upstream.url)
+      .replace('auto_sync = false', 'auto_sync = true')
+      .replace('base_url = "http://localhost:8080"', 'admin_token = "${ADMIN}"');
+    const root = await newRoot(toml);
+    const server = await startServe(root, [], { env: { ADMIN: 'admin-secret' } });
+    try {
+      const res = await fetch(`${server.url}/admin/sync`, {
+        method: 'POST',
+        headers: { Authorization: 'Bearer admin-secret' },
+      });
+      assert.equal(res.status, 200, await res.text());
+      assert.deepEqual(await servedFiles(root), ['user/acme/app.index', 'user/acme/lib.index']);
+    } finally {
+      await server.stop();
+    }
   });
 
   test('data_dir is honoured, relative to the registry folder', async () => {

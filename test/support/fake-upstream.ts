@@ -413,7 +413,7 @@ function applyGitFault(fault: GitFault, req: http.IncomingMessage, res: http.Ser
 }
 
 /** Reads CGI headers (`Status:` included) from the child, then streams the rest as the body. */
-function pipeCgiResponse(
+export function pipeCgiResponse(
   child: ChildProcessWithoutNullStreams,
   res: http.ServerResponse,
   stderr: () => string,

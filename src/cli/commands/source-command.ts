@@ -31,7 +31,10 @@ export function registerSourceCommand(program: Command): void {
       parseInteger('--priority', 0, 1_000_000),
     )
     .option('--type <type>', 'mooncakes | moonbit-registry | custom (default: custom)')
-    .option('--package-url-pattern <pattern>', 'archive URL template with {url}, {key}, {module}, {version}')
+    .option(
+      '--package-url-pattern <pattern>',
+      'archive URL template with {url}, {key}, {module}, {username}, {name}, {version}',
+    )
     .option('--from-preset <preset>', 'fill in a known registry (mooncakes)')
     .action(async (name: string, options: AddOptions, command: Command) => {
       await editSources(command, (raw) =>
