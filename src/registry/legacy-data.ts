@@ -31,49 +31,53 @@ export async function prepareDataDir(
   notice: (message: string) => void,
 ): Promise<void> {
   if (await new ServedIndex(layout.indexDir).headFast()) return;
-  await withRegistryLock(
-    layout.lockTarget,
-    'prepare the data folder',
-    { waitForBriefMs: 60_000 },
-    async () => {
-      const served = new ServedIndex(layout.indexDir);
-      if (await served.head()) return; // another process was first
-      const oldIndex = join(layout.legacyDir, 'index');
-      let oldHead: string | undefined;
-      if (await pathExists(join(layout.indexDir, '.git'))) {
-        if (await pathExists(oldIndex)) {
-          throw new RegistryError(
-            'CONFIG',
-            `cannot take over ${layout.indexDir}: ${oldIndex} exists already`,
-            {
-              hint: 'move one of them away',
-            },
-          );
-        }
-        await mkdir(layout.legacyDir, { recursive: true });
-        await rename(layout.indexDir, oldIndex);
-        oldHead = await resolveCommit(join(oldIndex, '.git'), 'HEAD');
-      } else if ((await pathExists(layout.indexDir)) && !(await pathExists(join(layout.indexDir, 'HEAD')))) {
-        throw new RegistryError('CONFIG', `${layout.indexDir} is not an index repository`, {
-          hint: 'move it away; the registry makes a new one on first use',
-        });
-      }
-      const moved = await moveLegacyArchives(layout);
-      await mkdir(layout.packagesDir, { recursive: true });
-      await mkdir(layout.sourcesDir, { recursive: true });
-      if (oldHead) await served.adopt(registryName, join(oldIndex, '.git'), oldHead);
-      else await served.initialize(registryName);
-      if (oldHead !== undefined || moved > 0 || (await pathExists(oldIndex))) {
-        notice(
-          `took over moonbit-registry-tools' data folder ${layout.dataDir}: its index is kept in ${relative(layout.dataDir, oldIndex)}${oldHead ? ' (and its history below the served index)' : ''}` +
-            (moved > 0
-              ? `; ${moved} archive(s) wait in ${relative(layout.dataDir, legacyPackagesDir(layout))} and join the store at the next mirror or sync whose sources list their checksums`
-              : ''),
-        );
-      } else {
-        notice(`created the data folder ${layout.dataDir}`);
-      }
-    },
+  const what = 'prepare the data folder';
+  await withRegistryLock(layout.lockTarget, what, { waitForBriefMs: 60_000 }, () =>
+    createOrTakeOver(layout, registryName, notice),
+  );
+}
+
+async function createOrTakeOver(
+  layout: RegistryLayout,
+  registryName: string,
+  notice: (message: string) => void,
+): Promise<void> {
+  const served = new ServedIndex(layout.indexDir);
+  if (await served.head()) return; // another process was first
+  const oldIndex = join(layout.legacyDir, 'index');
+  if (await pathExists(join(layout.indexDir, '.git'))) {
+    if (await pathExists(oldIndex)) {
+      throw new RegistryError('CONFIG', `cannot take over ${layout.indexDir}: ${oldIndex} exists already`, {
+        hint: 'move one of them away',
+      });
+    }
+    await mkdir(layout.legacyDir, { recursive: true });
+    await rename(layout.indexDir, oldIndex);
+  } else if ((await pathExists(layout.indexDir)) && !(await pathExists(join(layout.indexDir, 'HEAD')))) {
+    throw new RegistryError('CONFIG', `${layout.indexDir} is not an index repository`, {
+      hint: 'move it away; the registry makes a new one on first use',
+    });
+  }
+  // Read from legacy/ even when an earlier run moved it there and was killed before the served
+  // index existed: the history is kept all the same.
+  const tookOver = await pathExists(oldIndex);
+  const oldHead = tookOver ? await resolveCommit(join(oldIndex, '.git'), 'HEAD') : undefined;
+  const moved = await moveLegacyArchives(layout);
+  await mkdir(layout.packagesDir, { recursive: true });
+  await mkdir(layout.sourcesDir, { recursive: true });
+  if (oldHead) await served.adopt(registryName, join(oldIndex, '.git'), oldHead);
+  else await served.initialize(registryName);
+  if (!tookOver && moved === 0) {
+    notice(`created the data folder ${layout.dataDir}`);
+    return;
+  }
+  const history = oldHead ? ' (and its history below the served index)' : '';
+  const waiting =
+    moved > 0
+      ? `; ${moved} archive(s) wait in ${relative(layout.dataDir, legacyPackagesDir(layout))} and join the store at the next mirror or sync whose sources list their checksums`
+      : '';
+  notice(
+    `took over moonbit-registry-tools' data folder ${layout.dataDir}: its index is kept in ${relative(layout.dataDir, oldIndex)}${history}${waiting}`,
   );
 }
 

@@ -181,6 +181,32 @@ describe('coming from moonbit-registry-tools', () => {
     assert.doesNotMatch(again.stderr, /match no source's checksum/);
   });
 
+  test('a takeover killed after moving the old index resumes it, history kept', async () => {
+    const root = await newRoot(predecessorToml(upstream.url));
+    // Where a kill right after the move leaves it: the old index in legacy/, no served index.
+    const moved = path.join(root, 'data', 'legacy', 'index');
+    await fs.mkdir(moved, { recursive: true });
+    await git(['init', '-q', '-b', 'main', moved]);
+    await git([
+      '-C',
+      moved,
+      '-c',
+      'user.name=t',
+      '-c',
+      'user.email=t@t',
+      'commit',
+      '-q',
+      '--allow-empty',
+      '-m',
+      'old',
+    ]);
+    const oldHead = (await git(['-C', moved, 'rev-parse', 'HEAD'])).trim();
+    const listed = await runCliOk(['source', 'list'], { cwd: root });
+    assert.match(listed.stderr, /took over moonbit-registry-tools' data folder/);
+    const served = path.join(root, 'data', 'index');
+    await git(['--git-dir', served, 'merge-base', '--is-ancestor', oldHead, 'refs/heads/main']);
+  });
+
   test('config migrate rewrites the file in the current layout, comments kept', async () => {
     const root = await newRoot(predecessorToml(upstream.url, '# the end\n'));
     const migrated = await runCliOk(['config', 'migrate'], { cwd: root });
