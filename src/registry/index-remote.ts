@@ -94,6 +94,8 @@ export async function pullIndex(registry: Registry): Promise<PullOutcome> {
 /**
  * ServedIndex's afterCommit when `[git] auto_push` is on: pushes one at a time, in commit
  * order, and never throws (the commit is made either way; the warning says how to catch up).
+ * The change does not wait for its push: a slow or hanging remote must not hold the registry
+ * lock (a publish would wait for it). A CLI command still ends only once git has exited.
  */
 export function autoPushHook(
   config: RegistryConfig,
@@ -104,7 +106,7 @@ export function autoPushHook(
   let queue: Promise<void> = Promise.resolve();
   return () => {
     queue = queue.then(() => autoPush(config, layout, warn));
-    return queue;
+    return Promise.resolve();
   };
 }
 
