@@ -39,6 +39,39 @@ export function jsonShapeProblem(text: string, maxDepth: number): string | undef
   return undefined;
 }
 
+/**
+ * Whether JSON text nests arrays and objects deeper than `maxDepth`, by one scan of its
+ * characters (strings skipped), before anything is parsed: JavaScript's parser builds a
+ * million nested arrays where serde_json stops at 128.
+ */
+export function nestsDeeperThan(text: string, maxDepth: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      i = closingQuote(text, i);
+      if (i < 0) return false; // an unterminated string: not JSON, the parser says so
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > maxDepth) return true;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/** Index of the quote closing the string opened at `open` (one not escaped), or -1. */
+function closingQuote(text: string, open: number): number {
+  let at = open;
+  for (;;) {
+    at = text.indexOf('"', at + 1);
+    if (at < 0) return -1;
+    let backslashes = 0;
+    while (text.charCodeAt(at - 1 - backslashes) === 0x5c) backslashes++;
+    if (backslashes % 2 === 0) return at;
+  }
+}
+
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Any string or key holding half a surrogate pair (a `\ud800` escape parses into one). */

@@ -1,4 +1,5 @@
 import { normalizeChecksum } from '../core/checksum.js';
+import { nestsDeeperThan } from '../core/json-text.js';
 import { quoteForLog } from '../core/log-text.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { isValidVersion } from '../core/version.js';
@@ -25,6 +26,9 @@ export interface Dependency {
 
 export type IndexWarning = (message: string) => void;
 
+/** serde_json's recursion limit: `moon` cannot read a line nested deeper. */
+const SERDE_JSON_MAX_DEPTH = 128;
+
 /**
  * Reads an index file as `moon` does: leniently (a bad line is skipped with a warning) and with
  * the last line for a version winning. The map keeps the order of each version's last line.
@@ -32,7 +36,39 @@ export type IndexWarning = (message: string) => void;
 export function parseIndexFile(module: string, text: string, warn?: IndexWarning): Map<string, IndexEntry> {
   const entries = new Map<string, IndexEntry>();
   const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
+  parseLines(module, lines, 0, lines.length, entries, warn);
+  return entries;
+}
+
+/**
+ * parseIndexFile, awaiting `turn` every few hundred lines so that a file of 100k lines does not
+ * hold the event loop (see core/event-loop-turns.ts).
+ */
+export async function parseIndexFileInTurns(
+  module: string,
+  text: string,
+  turn: () => Promise<void>,
+  warn?: IndexWarning,
+): Promise<Map<string, IndexEntry>> {
+  const entries = new Map<string, IndexEntry>();
+  const lines = text.split('\n');
+  const step = 256;
+  for (let from = 0; from < lines.length; from += step) {
+    parseLines(module, lines, from, Math.min(from + step, lines.length), entries, warn);
+    await turn();
+  }
+  return entries;
+}
+
+function parseLines(
+  module: string,
+  lines: string[],
+  from: number,
+  to: number,
+  entries: Map<string, IndexEntry>,
+  warn?: IndexWarning,
+): void {
+  for (let i = from; i < to; i++) {
     const raw = lines[i] as string;
     if (raw.trim() === '') continue;
     const entry = parseIndexLine(module, raw);
@@ -43,11 +79,12 @@ export function parseIndexFile(module: string, text: string, warn?: IndexWarning
     entries.delete(entry.version);
     entries.set(entry.version, entry);
   }
-  return entries;
 }
 
 /** The entry, or a reason why the line cannot be used. */
 export function parseIndexLine(module: string, raw: string): IndexEntry | string {
+  // serde_json (`moon`) refuses such a line; JSON.parse would spend seconds building it.
+  if (nestsDeeperThan(raw, SERDE_JSON_MAX_DEPTH)) return `nests deeper than ${SERDE_JSON_MAX_DEPTH} levels`;
   let value: unknown;
   try {
     value = JSON.parse(raw);

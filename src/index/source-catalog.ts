@@ -1,8 +1,9 @@
+import { eventLoopTurns } from '../core/event-loop-turns.js';
 import { quoteForLog } from '../core/log-text.js';
 import { indexPathForModule, moduleFromIndexPath } from '../core/module-name.js';
 import { listTree, readBlobs } from '../git/objects.js';
 import { runGit } from '../git/run-git.js';
-import { type IndexEntry, type IndexWarning, parseIndexFile } from './index-file.js';
+import { type IndexEntry, type IndexWarning, parseIndexFile, parseIndexFileInTurns } from './index-file.js';
 
 /** Everything one source's index says, at one commit: module -> version -> entry (file order). */
 export interface SourceCatalog {
@@ -37,11 +38,14 @@ export async function readSourceCatalog(
   }
   const blobs = await readBlobs(gitDir, files.values());
   const modules = new Map<string, Map<string, IndexEntry>>();
+  // `serve` reads catalogs while it answers requests: a huge upstream index must not stall it.
+  const turn = eventLoopTurns();
   for (const [module, oid] of files) {
     // A few bad lines of a file are named, the rest counted: a file of 100k junk lines gives
     // four messages, and the other files' problems are still named after it.
     let bad = 0;
-    const entries = parseIndexFile(module, blobs.get(oid)?.toString('utf8') ?? '', (message) => {
+    const text = blobs.get(oid)?.toString('utf8') ?? '';
+    const entries = await parseIndexFileInTurns(module, text, turn, (message) => {
       if (++bad <= LINES_NAMED_PER_FILE) warn?.(message);
     });
     if (bad > LINES_NAMED_PER_FILE) warn?.(`${module}: ${bad - LINES_NAMED_PER_FILE} more lines skipped`);

@@ -358,7 +358,7 @@ const CASES: MalformedCase[] = [
           'alice/ok: line 3 skipped: not valid JSON',
           `alice/ok: line 4 skipped: name "alice/xxxxxxxx`,
           `(${huge.length + 'alice/'.length} characters) does not match`,
-          'alice/ok: line 5 skipped: not a JSON object',
+          'alice/ok: line 5 skipped: nests deeper than 128 levels',
         ],
         refused: [archivePath('alice/ok', '5.0.0'), archivePath('alice/ok', '5.0.1')],
         extraGood: [keyOf('alice/many', '1.0.0')],

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { archiveKeyEncoded, archiveUrl, parseArchivePath } from '../../src/core/archive-url.js';
 import { normalizeChecksum, sha256Hex } from '../../src/core/checksum.js';
+import { nestsDeeperThan } from '../../src/core/json-text.js';
 import { indexPathForModule, isValidModuleName, moduleFromIndexPath } from '../../src/core/module-name.js';
 import { selectForRequirement, selectMinimal } from '../../src/core/version.js';
+import { parseIndexLine } from '../../src/index/index-file.js';
 
 describe('module names', () => {
   test('accepts nested and non-ASCII names as found in the real index', () => {
@@ -111,5 +113,22 @@ describe('version selection (PROTOCOL.md 6)', () => {
     assert.equal(selectForRequirement('*', available), '0.1.0');
     assert.equal(selectForRequirement('^2.0.0', available), '2.0.0');
     assert.equal(selectForRequirement('not a version', available), undefined);
+  });
+});
+
+describe('nestsDeeperThan (serde_json stops at 128 levels)', () => {
+  test('counts brackets outside strings only', () => {
+    assert.equal(nestsDeeperThan('{"a":[1,{"b":2}]}', 3), false);
+    assert.equal(nestsDeeperThan('{"a":[1,{"b":[]}]}', 3), true);
+    assert.equal(nestsDeeperThan('{"a":"[[[[[[[["}', 1), false);
+    assert.equal(nestsDeeperThan('{"a":"\\"[[[["}', 1), false, 'an escaped quote does not end the string');
+    assert.equal(nestsDeeperThan('{"a":"\\\\", "b":[[]]}', 2), true, 'an escaped backslash does');
+    assert.equal(nestsDeeperThan(`${'['.repeat(129)}${']'.repeat(129)}`, 128), true);
+    assert.equal(nestsDeeperThan(`${'['.repeat(128)}${']'.repeat(128)}`, 128), false);
+  });
+
+  test('an index line nested deeper than moon reads is skipped with that reason', () => {
+    const deep = `{"name":"a/b","version":"1.0.0","checksum":"${'0'.repeat(64)}","x":${'['.repeat(200)}${']'.repeat(200)}}`;
+    assert.equal(parseIndexLine('a/b', deep), 'nests deeper than 128 levels');
   });
 });
