@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { locateKey } from './key-location.js';
-import { legacyUpstreamSource } from './legacy-upstream.js';
+import { legacyUpstreamSource, misplacedDefaultSource } from './legacy-keys.js';
 import type { ConfigObjectSchema, RegistryConfig } from './schema.js';
 
 /**
@@ -10,14 +10,21 @@ import type { ConfigObjectSchema, RegistryConfig } from './schema.js';
 export function configNotices(
   path: string,
   text: string,
+  raw: Record<string, unknown>,
   tables: z.output<typeof ConfigObjectSchema>,
   config: RegistryConfig,
 ): string[] {
-  const at = (keyPath: string[]) => {
+  const at = (keyPath: Array<string | number>) => {
     const line = locateKey(text, keyPath);
     return `${path}${line ? ` line ${line}` : ''}`;
   };
   const notices: string[] = [];
+  const misplaced = misplacedDefaultSource(raw);
+  if (misplaced) {
+    notices.push(
+      `${at([...misplaced.path, 'default_source'])}: default_source is written after the [[sources]], where TOML reads it as part of the last one (moonbit-registry-tools wrote it there); it is read as the top-level key; run \`moonbit-registry config migrate\` to move it`,
+    );
+  }
   const upstream = legacyUpstreamSource(tables);
   if (upstream) {
     const shadowed = tables.sources.some((s) => s.name === upstream.name);

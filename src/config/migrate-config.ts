@@ -1,4 +1,4 @@
-import { legacyUpstreamSource } from './legacy-upstream.js';
+import { hoistDefaultSource, legacyUpstreamSource, misplacedDefaultSource } from './legacy-keys.js';
 import { ConfigObjectSchema } from './schema.js';
 
 type RawTable = Record<string, unknown>;
@@ -11,14 +11,18 @@ type RawTable = Record<string, unknown>;
  */
 export function migrateConfig(raw: RawTable): string[] {
   const changes: string[] = [];
+  const misplaced = misplacedDefaultSource(raw);
+  if (misplaced) {
+    Object.assign(raw, hoistDefaultSource(raw));
+    changes.push(`default_source = "${misplaced.value}" moved out of the last [[sources]]`);
+  }
   const tables = ConfigObjectSchema.parse(raw);
   const upstream = legacyUpstreamSource(tables);
   const sources = Array.isArray(raw.sources) ? (raw.sources as RawTable[]) : [];
   if (upstream) {
     if (!sources.some((s) => s.name === upstream.name)) {
-      const { name, type, url, index_url, index_type, enabled, priority } = upstream;
-      raw.sources = [...sources, { name, type, url, index_url, index_type, enabled, priority }];
-      changes.push(`[upstream] is now [[sources]] "${name}"`);
+      raw.sources = [...sources, { ...upstream }];
+      changes.push(`[upstream] is now [[sources]] "${upstream.name}"`);
     } else {
       changes.push(`removed [upstream]: [[sources]] "${upstream.name}" replaced it already`);
     }

@@ -4,7 +4,7 @@ import { parseDuration } from '../core/duration.js';
 import { parseAddressBlock } from '../core/ip-address.js';
 import { isModuleGlob } from '../core/module-glob.js';
 import { isPackageUrlPattern } from '../upstream/archive-location.js';
-import { withLegacyUpstream } from './legacy-upstream.js';
+import { withLegacyUpstream } from './legacy-keys.js';
 
 /**
  * `registry.toml`, as one schema that gives both the TypeScript types and the validation.

@@ -6,6 +6,7 @@ import { writeFileAtomic } from '../fs/atomic-write.js';
 import { configNotices } from './config-notices.js';
 import { formatPath, locateKey } from './key-location.js';
 import { keySuggestion } from './key-suggestion.js';
+import { hoistDefaultSource } from './legacy-keys.js';
 import { ConfigObjectSchema, ConfigSchema, type RegistryConfig } from './schema.js';
 
 /**
@@ -52,11 +53,11 @@ export function parseConfigText(path: string, text: string): ConfigFile {
 }
 
 function notices(path: string, text: string, raw: Record<string, unknown>, config: RegistryConfig): string[] {
-  return configNotices(path, text, ConfigObjectSchema.parse(raw), config);
+  return configNotices(path, text, raw, ConfigObjectSchema.parse(hoistDefaultSource(raw)), config);
 }
 
 export function validateConfig(path: string, text: string, raw: Record<string, unknown>): RegistryConfig {
-  const result = ConfigSchema.safeParse(raw);
+  const result = ConfigSchema.safeParse(hoistDefaultSource(raw));
   if (result.success) return result.data;
   const issue = result.error.issues[0] as z.core.$ZodIssue;
   // An unknown key is reported on its table; point at the key itself.
@@ -112,13 +113,89 @@ export async function updateConfigFile<T>(
  * text does not have yet (the first `[[sources]]`): such arrays are appended as new blocks.
  */
 function patchText(text: string, before: Record<string, unknown>, after: Record<string, unknown>): string {
+  const isNew = (key: string) => before[key] === undefined;
   const started = Object.keys(after).filter(
-    (key) => before[key] === undefined && Array.isArray(after[key]) && (after[key] as unknown[]).length > 0,
+    (key) => isNew(key) && Array.isArray(after[key]) && (after[key] as unknown[]).length > 0,
   );
-  const rest = Object.fromEntries(Object.entries(after).filter(([key]) => !started.includes(key)));
-  let out = TOML.patch(withoutRemovedItems(text, before, after), rest);
+  // New top-level values (default_source) go above the first table and its comment, where a
+  // reader looks for them; toml-patch would put them between that comment and its table.
+  const scalars = Object.keys(after).filter(
+    (key) => isNew(key) && (typeof after[key] !== 'object' || after[key] === null),
+  );
+  const rest = Object.fromEntries(
+    Object.entries(after).filter(([key]) => !started.includes(key) && !scalars.includes(key)),
+  );
+  const cut = removedTables(before, after).reduce(cutTable, withoutRemovedItems(text, before, after));
+  let out = TOML.patch(
+    withTopLevel(
+      cut,
+      scalars.map((key) => TOML.stringify({ [key]: after[key] }).trim()),
+    ),
+    {
+      ...rest,
+      ...Object.fromEntries(scalars.map((key) => [key, after[key]])),
+    },
+  );
   for (const key of started) out = `${out.trimEnd()}\n\n${TOML.stringify({ [key]: after[key] })}`;
-  return out;
+  // toml-patch writes \n: a file written with \r\n keeps them throughout.
+  return text.includes('\r\n') ? out.replace(/\r?\n/g, '\r\n') : out;
+}
+
+/** Inserts `key = value` lines before the first table header and the comments right above it. */
+function withTopLevel(text: string, lines: string[]): string {
+  if (lines.length === 0) return text;
+  const all = text.split('\n');
+  let at = all.findIndex((line) => /^\s*\[/.test(line));
+  if (at < 0) at = all.length;
+  while (at > 0 && /^\s*#/.test(all[at - 1] as string)) at--;
+  all.splice(at, 0, ...lines, ...(at < all.length ? [''] : []));
+  return all.join('\n');
+}
+
+/** Paths of the tables (not arrays) that `before` has and `after` no longer has: ['upstream']. */
+function removedTables(
+  before: Record<string, unknown>,
+  after: Record<string, unknown>,
+  prefix: string[] = [],
+): string[][] {
+  const isTable = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  return Object.entries(before).flatMap(([key, value]) => {
+    if (!isTable(value)) return [];
+    const now = after[key];
+    if (now === undefined) return [[...prefix, key]];
+    return isTable(now) ? removedTables(value, now, [...prefix, key]) : [];
+  });
+}
+
+/**
+ * Cuts a removed table written as `[a.b]` out of the text, with its sub-tables, but not the
+ * comment block and blank lines right above the next table (toml-patch takes those along).
+ * A table written inline is left to toml-patch.
+ */
+function cutTable(text: string, path: string[]): string {
+  const lines = text.split('\n');
+  const headerPath = (line: string) =>
+    /^\s*\[\s*([^\][]+?)\s*\]\s*(#.*)?$/
+      .exec(line.replace(/\r$/, ''))?.[1]
+      ?.split('.')
+      .map((part) => part.trim().replace(/^"(.*)"$/, '$1'));
+  const isHeader = (line: string) => /^\s*\[/.test(line);
+  const start = lines.findIndex((line) => headerPath(line)?.join('.') === path.join('.'));
+  if (start < 0) return text;
+  let end = start + 1;
+  const inside = (line: string) => {
+    const p = headerPath(line);
+    return p !== undefined && p.length > path.length && path.every((part, i) => p[i] === part);
+  };
+  while (end < lines.length && (!isHeader(lines[end] as string) || inside(lines[end] as string))) end++;
+  if (end < lines.length) {
+    const isComment = (i: number) => /^\s*#/.test(lines[i] as string);
+    while (end > start + 1 && isComment(end - 1)) end--;
+    while (end > start + 1 && (lines[end - 1] as string).trim() === '') end--;
+  }
+  lines.splice(start, end - start);
+  return lines.join('\n');
 }
 
 /**
@@ -176,6 +253,8 @@ function cutArrayItem(text: string, key: string, index: number): string {
     while (end > start + 1 && (lines[end - 1] as string).trim() === '') end--;
   }
   lines.splice(start, end - start);
+  const blank = (i: number) => lines[i]?.replace(/\r$/, '').trim() === '';
+  if (start > 0 && blank(start - 1) && blank(start)) lines.splice(start, 1);
   return lines.join('\n');
 }
 

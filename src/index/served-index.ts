@@ -28,7 +28,7 @@ export interface PublishResult {
  */
 export interface ServedIndexOptions {
   /**
-   * Called after each new commit of `main` (not after initialize or adopt), e.g. to push it
+   * Called after each new commit of `main` (not after initialize), e.g. to push it
    * ([git] auto_push). It must not throw: the commit is made whatever it does.
    */
   afterCommit?: (commit: string) => Promise<void>;
@@ -41,14 +41,14 @@ export class ServedIndex {
   ) {}
 
   /** Creates the repository with a first, empty commit, so a fresh registry can be cloned. */
-  async initialize(registryName: string, firstCommit = true): Promise<string | undefined> {
+  async initialize(registryName: string): Promise<string> {
     await mkdir(this.gitDir, { recursive: true });
     await runGit(['init', '--bare', '--quiet', `--initial-branch=${SERVED_BRANCH}`, this.gitDir]);
     // A client that read the refs just before a mirror moved `main` still asks for the old
     // commit; it stays reachable because `main` only moves forward.
     await runGit(['--git-dir', this.gitDir, 'config', 'uploadpack.allowReachableSHA1InWant', 'true']);
     const existing = await this.head();
-    if (existing || !firstCommit) return existing;
+    if (existing) return existing;
     return writeCommit({
       gitDir: this.gitDir,
       branch: SERVED_BRANCH,
@@ -56,41 +56,6 @@ export class ServedIndex {
       message: `Initialize ${registryName} index\n`,
       changes: new Map(),
     });
-  }
-
-  /**
-   * Creates the repository on top of another one's history (moonbit-registry-tools' index):
-   * its commits are fetched and one commit that empties the tree goes on top, so a client that
-   * cloned the old index can still `git pull` (main only moves forward); the next publish fills
-   * it. Returns the new head.
-   */
-  async adopt(registryName: string, fromGitDir: string, fromCommit: string): Promise<string> {
-    await this.initialize(registryName, false);
-    const existing = await this.head();
-    if (existing) return existing;
-    const ref = 'refs/adopted/head';
-    await runGit([
-      '--git-dir',
-      this.gitDir,
-      'fetch',
-      '--quiet',
-      '--no-tags',
-      fromGitDir,
-      `+${fromCommit}:${ref}`,
-    ]);
-    const paths = new Set<string>(); // every entry, symlinks and submodules too
-    for (const path of (await listTree(this.gitDir, fromCommit, (other) => paths.add(other))).keys()) {
-      paths.add(path);
-    }
-    const commit = await writeCommit({
-      gitDir: this.gitDir,
-      branch: SERVED_BRANCH,
-      parent: fromCommit,
-      message: `Adopt moonbit-registry-tools' index for ${registryName}\n\nIts history stays below, so clients that cloned it can pull.\n`,
-      changes: new Map([...paths].map((path) => [path, null])),
-    });
-    await runGit(['--git-dir', this.gitDir, 'update-ref', '-d', ref]);
-    return commit;
   }
 
   async head(): Promise<string | undefined> {

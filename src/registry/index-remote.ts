@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pLimit from 'p-limit';
 import type { RegistryConfig } from '../config/schema.js';
 import { describeError, isRegistryError, RegistryError } from '../core/errors.js';
+import { moduleMatcher } from '../core/module-glob.js';
 import { resolveCommit } from '../git/objects.js';
 import { type GitResult, gitAuthRefused, gitConfigEnv, lastMeaningfulLine, runGit } from '../git/run-git.js';
 import { SERVED_BRANCH } from '../index/served-index.js';
@@ -45,6 +46,11 @@ export interface ServedCounts {
   versions: number;
   /** Versions the index lists whose archive is not in this registry's store. */
   withoutArchives: number;
+  /**
+   * Modules the index lists under `[hosted] exclusive` that were never published here: no
+   * upstream may provide them (dependency confusion), so the next mirror or sync drops them.
+   */
+  unpublishedExclusive: string[];
 }
 
 export interface PullOutcome {
@@ -103,9 +109,23 @@ export function autoPushHook(
   warn: (message: string) => void,
 ): ((commit: string) => Promise<void>) | undefined {
   if (!config.git.auto_push || config.git.remote_url === '') return undefined;
-  let queue: Promise<void> = Promise.resolve();
+  // One push at a time and at most one waiting: each push sends the whole of main, so the
+  // waiting one covers every commit made meanwhile (a dead remote builds no backlog).
+  let running: Promise<void> | undefined;
+  let again = false;
+  const run = (): Promise<void> =>
+    autoPush(config, layout, warn).then(() => {
+      if (!again) {
+        running = undefined;
+        return;
+      }
+      again = false;
+      running = run();
+      return running;
+    });
   return () => {
-    queue = queue.then(() => autoPush(config, layout, warn));
+    if (running) again = true;
+    else running = run();
     return Promise.resolve();
   };
 }
@@ -142,6 +162,9 @@ function indexRemote(config: RegistryConfig, layout: RegistryLayout): IndexRemot
     // Stall detection inside git too, in case a proxy keeps the connection alive.
     ['http.lowSpeedLimit', '1'],
     ['http.lowSpeedTime', String(seconds)],
+    // Transports that run commands or read descriptors, never: even if a user's git allows them.
+    ['protocol.ext.allow', 'never'],
+    ['protocol.fd.allow', 'never'],
   ];
   if (header) pairs.push(['http.extraHeader', `Authorization: ${header}`]);
   return {
@@ -327,9 +350,14 @@ async function servedCounts(registry: Registry): Promise<ServedCounts> {
   const stored = await Promise.all(
     entries.map((e) => limit(() => registry.store.has(e.module, e.version, e.checksum))),
   );
+  const exclusive = moduleMatcher(registry.config.hosted.exclusive);
+  const published = (await registry.hosted.catalog())?.modules ?? new Map();
   return {
     modules: snapshot?.modules.size ?? 0,
     versions: entries.length,
     withoutArchives: stored.filter((has) => !has).length,
+    unpublishedExclusive: [...(snapshot?.modules.keys() ?? [])].filter(
+      (m) => exclusive(m) && !published.has(m),
+    ),
   };
 }

@@ -1,6 +1,6 @@
 import { createReadStream, type Dirent } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join, relative, sep } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { newArchiveHash } from '../core/checksum.js';
 import { RegistryError } from '../core/errors.js';
@@ -8,8 +8,8 @@ import { quoteForLog } from '../core/log-text.js';
 import { isValidModuleName, moduleKey } from '../core/module-name.js';
 import { isValidVersion } from '../core/version.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
+import { moveFile } from '../fs/move-file.js';
 import { pathExists } from '../fs/path-exists.js';
-import { resolveCommit } from '../git/objects.js';
 import type { MergedCatalog } from '../index/merged-catalog.js';
 import { ServedIndex } from '../index/served-index.js';
 import type { RegistryLayout } from './layout.js';
@@ -20,10 +20,14 @@ import type { Registry } from './registry.js';
  * A data folder is made on first use, and moonbit-registry-tools' data folder is taken over as
  * it is. Its `index/` is a git work tree (possibly without commits) where ours is a bare
  * repository, and its archives sit at `packages/<owner>/<name>/<version>.zip` where ours are
- * `packages/<module>/<version>/<sha256>.zip`. Both move under `legacy/` in one locked step;
- * the old index's history is kept below ours (ServedIndex.adopt) and each old archive joins the
- * store once a source's index lists its checksum (adoptLegacyArchives, run by mirror and sync),
- * so nothing is downloaded again.
+ * `packages/<module>/<version>/<sha256>.zip`. Both move under `legacy/` in one locked step, and
+ * each old archive joins the store once a source's index lists its checksum
+ * (adoptLegacyArchives, run by mirror and sync), so nothing is downloaded again.
+ *
+ * The old index's history is not served: nothing proves that a git repository found at
+ * data_dir/index holds only index files in every commit, and serving it would publish whatever
+ * it does hold. Clients of the old index lose nothing: `moon` clones again when its pull fails
+ * (PROTOCOL.md 2).
  */
 export async function prepareDataDir(
   layout: RegistryLayout,
@@ -31,8 +35,9 @@ export async function prepareDataDir(
   notice: (message: string) => void,
 ): Promise<void> {
   if (await new ServedIndex(layout.indexDir).headFast()) return;
-  const what = 'prepare the data folder';
-  await withRegistryLock(layout.lockTarget, what, { waitForBriefMs: 60_000 }, () =>
+  // Brief: commands started together on a fresh folder wait for the first instead of failing.
+  const options = { waitForBriefMs: 60_000, brief: true };
+  await withRegistryLock(layout.lockTarget, 'prepare the data folder', options, () =>
     createOrTakeOver(layout, registryName, notice),
   );
 }
@@ -45,6 +50,7 @@ async function createOrTakeOver(
   const served = new ServedIndex(layout.indexDir);
   if (await served.head()) return; // another process was first
   const oldIndex = join(layout.legacyDir, 'index');
+  let movedIndex = false;
   if (await pathExists(join(layout.indexDir, '.git'))) {
     if (await pathExists(oldIndex)) {
       throw new RegistryError('CONFIG', `cannot take over ${layout.indexDir}: ${oldIndex} exists already`, {
@@ -53,31 +59,28 @@ async function createOrTakeOver(
     }
     await mkdir(layout.legacyDir, { recursive: true });
     await rename(layout.indexDir, oldIndex);
+    movedIndex = true;
   } else if ((await pathExists(layout.indexDir)) && !(await pathExists(join(layout.indexDir, 'HEAD')))) {
     throw new RegistryError('CONFIG', `${layout.indexDir} is not an index repository`, {
       hint: 'move it away; the registry makes a new one on first use',
     });
   }
-  // Read from legacy/ even when an earlier run moved it there and was killed before the served
-  // index existed: the history is kept all the same.
-  const tookOver = await pathExists(oldIndex);
-  const oldHead = tookOver ? await resolveCommit(join(oldIndex, '.git'), 'HEAD') : undefined;
   const moved = await moveLegacyArchives(layout);
   await mkdir(layout.packagesDir, { recursive: true });
   await mkdir(layout.sourcesDir, { recursive: true });
-  if (oldHead) await served.adopt(registryName, join(oldIndex, '.git'), oldHead);
-  else await served.initialize(registryName);
-  if (!tookOver && moved === 0) {
+  await served.initialize(registryName);
+  if (!movedIndex && moved === 0) {
     notice(`created the data folder ${layout.dataDir}`);
     return;
   }
-  const history = oldHead ? ' (and its history below the served index)' : '';
-  const waiting =
+  const parts = [
+    movedIndex ? `its index is kept, not served, in ${relative(layout.dataDir, oldIndex)}` : '',
     moved > 0
-      ? `; ${moved} archive(s) wait in ${relative(layout.dataDir, legacyPackagesDir(layout))} and join the store at the next mirror or sync whose sources list their checksums`
-      : '';
+      ? `${moved} archive(s) wait in ${relative(layout.dataDir, legacyPackagesDir(layout))} and join the store at the next mirror or sync whose sources list their checksums`
+      : '',
+  ];
   notice(
-    `took over moonbit-registry-tools' data folder ${layout.dataDir}: its index is kept in ${relative(layout.dataDir, oldIndex)}${history}${waiting}`,
+    `took over moonbit-registry-tools' data folder ${layout.dataDir}: ${parts.filter(Boolean).join('; ')}`,
   );
 }
 
@@ -115,9 +118,7 @@ async function moveLegacyArchives(layout: RegistryLayout): Promise<number> {
   for await (const path of zipFiles(layout.packagesDir)) {
     const rel = relative(layout.packagesDir, path);
     if (!legacyArchiveRef(rel)) continue;
-    const target = join(legacyPackagesDir(layout), rel);
-    await mkdir(dirname(target), { recursive: true });
-    await rename(path, target);
+    await moveFile(path, join(legacyPackagesDir(layout), rel));
     moved++;
   }
   return moved;
@@ -169,9 +170,8 @@ export async function adoptLegacyArchives(
     const candidates = merged.candidates(ref.module, ref.version);
     if (candidates.some((c) => c.entry.checksum === sha256)) {
       const target = registry.store.pathFor(ref.module, ref.version, sha256);
-      await mkdir(dirname(target), { recursive: true });
       if (await pathExists(target)) await rm(path);
-      else await rename(path, target);
+      else await moveFile(path, target);
       adopted++;
       continue;
     }

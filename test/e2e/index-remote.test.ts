@@ -326,11 +326,28 @@ describe('sync --pull', () => {
         modules: 2,
         versions: 3,
         without_archives: 3,
+        unpublished_exclusive: [],
       },
     });
     const again = await reg.cli.ok(['sync']);
     assert.match(again.stdout, /^already up to date with /);
     assert.equal(await tempRefs(reg.index), '', 'the fetched ref is gone');
+  });
+
+  test('a pulled module under [hosted] exclusive that was never published here is warned about', async () => {
+    const remote = await bareRemote();
+    const source = await registry({ remote_url: remote.fileUrl }, 'origin');
+    await source.cli.ok(['sync', '--push']);
+    const reg = await registry({ remote_url: remote.fileUrl }, 'init');
+    const toml = path.join(reg.root, 'registry.toml');
+    const text = await readFile(toml, 'utf8');
+    assert.match(text, /^exclusive = \[\]/m);
+    await writeFile(toml, text.replace(/^exclusive = \[\]/m, 'exclusive = ["alice/*"]'));
+    const pulled = await reg.cli.ok(['sync']);
+    assert.match(
+      pulled.stderr,
+      /warning: the pulled index lists 1 module\(s\) under \[hosted\] exclusive that were never published here \(alice\/a\)/,
+    );
   });
 
   test('refuses to rewrite served history, and a remote that is down changes nothing', async () => {

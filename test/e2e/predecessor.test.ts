@@ -134,7 +134,7 @@ describe('coming from moonbit-registry-tools', () => {
     assert.equal(existsSync(path.join(root, 'data')), false);
   });
 
-  test('its data folder is taken over: history kept, vouched-for archives not downloaded again', async () => {
+  test('its data folder is taken over: vouched-for archives not downloaded again, its index never served', async () => {
     const root = await newRoot(predecessorToml(upstream.url));
     const data = path.join(root, 'data');
     // The predecessor's index: a work tree with one commit, as its `init` and a publish made it.
@@ -142,6 +142,8 @@ describe('coming from moonbit-registry-tools', () => {
     await fs.mkdir(path.join(oldIndex, 'acme'), { recursive: true });
     await git(['init', '-q', '-b', 'main', oldIndex]);
     await fs.writeFile(path.join(oldIndex, 'acme', 'app'), '{"name":"acme/app","version":"0.9.0"}\n');
+    // Whatever else such a repository holds must not reach clients.
+    await fs.writeFile(path.join(oldIndex, 'secrets.env'), 'TOKEN=do-not-serve\n');
     await git(['-C', oldIndex, 'add', '.']);
     await git(['-C', oldIndex, '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '-m', 'old']);
     const oldHead = (await git(['-C', oldIndex, 'rev-parse', 'HEAD'])).trim();
@@ -165,15 +167,10 @@ describe('coming from moonbit-registry-tools', () => {
     assert.equal(hits(`${APP}@1.0.0`), 0, 'the vouched-for archive was downloaded again');
     assert.equal(hits(`${LIB}@1.0.0`), 1);
     assert.deepEqual(await servedFiles(root), ['user/acme/app.index', 'user/acme/lib.index']);
-    // Clients that cloned the old index can pull: its commit is an ancestor of main.
-    await git([
-      '--git-dir',
-      path.join(data, 'index'),
-      'merge-base',
-      '--is-ancestor',
-      oldHead,
-      'refs/heads/main',
-    ]);
+    // The old index is kept aside, never served: none of its commits is in the served index.
+    await assert.rejects(
+      git(['--git-dir', path.join(data, 'index'), 'cat-file', '-e', `${oldHead}^{commit}`]),
+    );
     assert.ok(existsSync(path.join(data, 'legacy', 'index', '.git')));
     // The unmatched archive stays, and is not reported again while nothing changes.
     assert.ok(existsSync(path.join(data, 'legacy', 'packages', 'acme', 'lib', '1.0.0.zip')));
@@ -181,30 +178,23 @@ describe('coming from moonbit-registry-tools', () => {
     assert.doesNotMatch(again.stderr, /match no source's checksum/);
   });
 
-  test('a takeover killed after moving the old index resumes it, history kept', async () => {
+  test('a takeover killed after moving the old index resumes on the next command', async () => {
     const root = await newRoot(predecessorToml(upstream.url));
-    // Where a kill right after the move leaves it: the old index in legacy/, no served index.
+    // Where a kill right after the move leaves it: the old index in legacy/, no served index,
+    // and an archive still in the old layout.
     const moved = path.join(root, 'data', 'legacy', 'index');
     await fs.mkdir(moved, { recursive: true });
     await git(['init', '-q', '-b', 'main', moved]);
-    await git([
-      '-C',
-      moved,
-      '-c',
-      'user.name=t',
-      '-c',
-      'user.email=t@t',
-      'commit',
-      '-q',
-      '--allow-empty',
-      '-m',
-      'old',
-    ]);
-    const oldHead = (await git(['-C', moved, 'rev-parse', 'HEAD'])).trim();
+    const archive = path.join(root, 'data', 'packages', 'acme', 'app', '1.0.0.zip');
+    await fs.mkdir(path.dirname(archive), { recursive: true });
+    await fs.writeFile(archive, fixture.archiveFor(APP, '1.0.0') as Buffer);
     const listed = await runCliOk(['source', 'list'], { cwd: root });
-    assert.match(listed.stderr, /took over moonbit-registry-tools' data folder/);
-    const served = path.join(root, 'data', 'index');
-    await git(['--git-dir', served, 'merge-base', '--is-ancestor', oldHead, 'refs/heads/main']);
+    assert.match(
+      listed.stderr,
+      /took over moonbit-registry-tools' data folder .*: 1 archive\(s\) wait in legacy\/packages/,
+    );
+    assert.deepEqual(await servedFiles(root), []);
+    assert.ok(existsSync(path.join(root, 'data', 'legacy', 'packages', 'acme', 'app', '1.0.0.zip')));
   });
 
   test('config migrate rewrites the file in the current layout, comments kept', async () => {

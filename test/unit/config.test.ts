@@ -341,3 +341,65 @@ test('updateConfigFile can start the first [[sources]] of a file that has none',
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('default_source written after the [[sources]] (as moonbit-registry-tools does) is read as the top-level key', async () => {
+  const text = `[registry]
+name = "old"
+
+[[sources]]
+name = "mooncakes"
+url = "https://mooncakes.io"
+index_url = "https://mooncakes.io/git/index"
+
+[[sources]]
+name = "company"
+url = "https://company.example"
+index_url = "https://company.example/git/index"
+[sources.auth]
+type = "bearer"
+token = "\${T}"
+default_source = "company"
+
+[mirror]
+packages = []
+`;
+  const parsed = parseConfigText('registry.toml', text);
+  assert.equal(parsed.config.default_source, 'company');
+  assert.deepEqual(parsed.config.sources[1]?.auth, { type: 'bearer', token: '${T}' });
+  assert.match(parsed.notices[0] ?? '', /line 16: default_source is written after the \[\[sources\]\]/);
+  const dir = await mkdtemp(join(tmpdir(), 'mr-config-'));
+  try {
+    const path = join(dir, 'registry.toml');
+    await writeFile(path, text.replaceAll('\n', '\r\n'));
+    const { result } = await updateConfigFile(await loadConfigFile(path), migrateConfig);
+    assert.match(result[0] ?? '', /default_source = "company" moved out of the last \[\[sources\]\]/);
+    const after = await readFile(path, 'utf8');
+    assert.ok(
+      !/\r?\n(?<!\r)\n/.test(after.replace(/\r\n/g, '')) && !/[^\r]\n/.test(after),
+      'CRLF kept throughout',
+    );
+    const reloaded = await loadConfigFile(path);
+    assert.equal(reloaded.config.default_source, 'company');
+    assert.deepEqual(reloaded.notices, []);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('config migrate keeps the comment above the table after [upstream]', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mr-config-'));
+  try {
+    const path = join(dir, 'registry.toml');
+    await writeFile(
+      path,
+      '[upstream]\nurl = "https://old.example.com"\n\n# ---- Server settings: keep port 8080 ----\n[server]\nport = 8080\n',
+    );
+    await updateConfigFile(await loadConfigFile(path), migrateConfig);
+    const after = await readFile(path, 'utf8');
+    assert.match(after, /# ---- Server settings: keep port 8080 ----\n\[server\]/);
+    const { config } = await loadConfigFile(path);
+    assert.equal(config.sources[0]?.package_url_pattern, '{url}/user/{username}/{name}/{version}.zip');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

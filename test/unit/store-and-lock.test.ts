@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { RegistryError } from '../../src/core/errors.js';
+import { moveFile } from '../../src/fs/move-file.js';
 import { clearDeadTemps, processTempDir } from '../../src/fs/temp-dirs.js';
 import { acquireRegistryLock } from '../../src/registry/lock.js';
 import { createArchiveStore } from '../../src/store/archive-store.js';
@@ -82,4 +84,28 @@ test('temp folders: only dead processes of this machine lose theirs', async () =
   assert.deepEqual(left, [folders.otherHost, folders.alive, `${hostname()}-${process.pid}`].sort());
   await mine.remove();
   assert.ok(!(await readdir(root)).includes(`${hostname()}-${process.pid}`));
+});
+
+test('moveFile moves within a file system and across one (a packages/ folder on another disk)', async (t) => {
+  const local = await mkdtemp(join(tmpdir(), 'mr-move-'));
+  const otherDisk = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/mr-move-') : undefined;
+  t.after(async () => {
+    await rm(local, { recursive: true, force: true });
+    if (otherDisk) await rm(otherDisk, { recursive: true, force: true });
+  });
+  const source = join(local, 'a.zip');
+  await writeFile(source, 'bytes');
+  await moveFile(source, join(local, 'sub', 'b.zip'));
+  assert.equal(await readFile(join(local, 'sub', 'b.zip'), 'utf8'), 'bytes');
+  assert.equal(existsSync(source), false);
+  if (!otherDisk || statSync(otherDisk).dev === statSync(local).dev) {
+    t.diagnostic('no second file system here (/dev/shm): the EXDEV path is not exercised');
+    return;
+  }
+  const far = join(otherDisk, 'c.zip');
+  await writeFile(far, 'far bytes');
+  await moveFile(far, join(local, 'deep', 'c.zip'));
+  assert.equal(await readFile(join(local, 'deep', 'c.zip'), 'utf8'), 'far bytes');
+  assert.equal(existsSync(far), false);
+  assert.deepEqual(await readdir(join(local, 'deep')), ['c.zip'], 'no temp file is left beside it');
 });

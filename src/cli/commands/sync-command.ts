@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { type PullOutcome, type PushOutcome, pullIndex, pushIndex } from '../../registry/index-remote.js';
-import { printLine } from '../output.js';
+import { notice, printLine } from '../output.js';
 import { openCommandRegistry } from './registry-dir.js';
 
 interface SyncFlags {
@@ -31,6 +31,12 @@ export function registerSyncCommand(program: Command): void {
       if (flags.pull || !flags.push) {
         result.pull = await pullIndex(registry);
         if (!flags.json) printLine(describePull(result.pull));
+        const shadowed = result.pull.served?.unpublishedExclusive ?? [];
+        if (shadowed.length > 0) {
+          notice(
+            `warning: the pulled index lists ${shadowed.length} module(s) under [hosted] exclusive that were never published here (${shadowed.slice(0, 10).join(', ')}${shadowed.length > 10 ? ', ...' : ''}); no upstream may provide them, so the next mirror or sync drops them`,
+          );
+        }
       }
       if (flags.push) {
         result.push = await pushIndex(registry);
@@ -76,7 +82,12 @@ function syncJson(result: { pull?: PullOutcome; push?: PushOutcome }): Record<st
       to,
       commits,
       ...(served
-        ? { modules: served.modules, versions: served.versions, without_archives: served.withoutArchives }
+        ? {
+            modules: served.modules,
+            versions: served.versions,
+            without_archives: served.withoutArchives,
+            unpublished_exclusive: served.unpublishedExclusive,
+          }
         : {}),
     };
   }
