@@ -2,6 +2,7 @@ import { createReadStream, type Dirent } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import pLimit from 'p-limit';
 import { newArchiveHash } from '../core/checksum.js';
 import { RegistryError } from '../core/errors.js';
 import { quoteForLog } from '../core/log-text.js';
@@ -114,14 +115,22 @@ async function* zipFiles(dir: string): AsyncGenerator<string> {
 
 /** Moves the old layout's archives out of packages/, where the store would not find them. */
 async function moveLegacyArchives(layout: RegistryLayout): Promise<number> {
-  let moved = 0;
-  for await (const path of zipFiles(layout.packagesDir)) {
-    const rel = relative(layout.packagesDir, path);
-    if (!legacyArchiveRef(rel)) continue;
-    await moveFile(path, join(legacyPackagesDir(layout), rel));
-    moved++;
-  }
-  return moved;
+  const rels = (await collect(zipFiles(layout.packagesDir)))
+    .map((path) => relative(layout.packagesDir, path))
+    .filter((rel) => legacyArchiveRef(rel) !== undefined);
+  const limit = pLimit(16);
+  await Promise.all(
+    rels.map((rel) =>
+      limit(() => moveFile(join(layout.packagesDir, rel), join(legacyPackagesDir(layout), rel))),
+    ),
+  );
+  return rels.length;
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const all: T[] = [];
+  for await (const item of items) all.push(item);
+  return all;
 }
 
 interface UnmatchedArchive {
@@ -155,32 +164,36 @@ export async function adoptLegacyArchives(
   const before = await readUnmatched(reportPath);
   if (before === undefined && !(await pathExists(dir))) return { adopted: 0, unmatched: 0 };
   const known = new Map((before ?? []).map((u) => [u.path, u]));
-  const unmatched: UnmatchedArchive[] = [];
-  let adopted = 0;
-  for await (const path of zipFiles(dir)) {
+  const adoptOne = async (path: string): Promise<'adopted' | UnmatchedArchive | undefined> => {
     const rel = relative(dir, path);
     const ref = legacyArchiveRef(rel);
-    if (!ref) continue;
+    if (!ref) return undefined;
     const info = await stat(path);
     const cached = known.get(rel);
-    const sha256 =
-      cached && cached.size === info.size && cached.mtimeMs === info.mtimeMs
-        ? cached.sha256
-        : await hashFile(path);
+    const fresh = cached && cached.size === info.size && cached.mtimeMs === info.mtimeMs;
+    const sha256 = fresh ? cached.sha256 : await hashFile(path);
     const candidates = merged.candidates(ref.module, ref.version);
     if (candidates.some((c) => c.entry.checksum === sha256)) {
       const target = registry.store.pathFor(ref.module, ref.version, sha256);
       if (await pathExists(target)) await rm(path);
       else await moveFile(path, target);
-      adopted++;
-      continue;
+      return 'adopted';
     }
     const reason =
       candidates.length === 0
         ? 'no enabled source lists this version'
         : `checksum ${sha256.slice(0, 12)}… differs from ${candidates.map((c) => `${c.source}'s`).join(', ')}`;
-    unmatched.push({ path: rel, size: info.size, mtimeMs: info.mtimeMs, sha256, reason });
-  }
+    return { path: rel, size: info.size, mtimeMs: info.mtimeMs, sha256, reason };
+  };
+  // Thousands of small files: hashed and moved a few at a time, not one after another.
+  const limit = pLimit(16);
+  const outcomes = await Promise.all(
+    (await collect(zipFiles(dir))).map((path) => limit(() => adoptOne(path))),
+  );
+  const adopted = outcomes.filter((o) => o === 'adopted').length;
+  const unmatched = outcomes
+    .filter((o): o is UnmatchedArchive => typeof o === 'object')
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const changed = JSON.stringify(unmatched) !== JSON.stringify(before ?? []);
   if (changed) {
     await writeFileAtomic(reportPath, `${JSON.stringify(unmatched, null, 2)}\n`);
