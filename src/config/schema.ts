@@ -366,6 +366,15 @@ export const ConfigObjectSchema = z
         git_queue_timeout: duration('0s', '10m')
           .default('30s')
           .describe('A git request that waited this long gets 503 with Retry-After.'),
+        upload_pack_cache_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .max(64 * 1024 ** 3)
+          .default(64 * 1024 * 1024)
+          .describe(
+            'Memory for answers of `git upload-pack` (clones, pulls, ref lists), reused per index commit; 0 turns the cache off.',
+          ),
         max_request_body: z
           .number()
           .int()

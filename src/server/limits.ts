@@ -11,6 +11,8 @@ export interface ServerLimits {
   gitQueueTimeoutMs: number;
   /** Bytes of an upload-pack request body, counted as sent and again after gunzip. */
   maxRequestBody: number;
+  /** Memory for cached upload-pack answers (server/upload-pack-cache.ts); 0: no cache. */
+  uploadPackCacheBytes: number;
   /** Bytes of the request line plus headers (Node answers 431 beyond). */
   maxHeaderSize: number;
   /** The request line and headers must arrive within this (Node answers 408). */
@@ -33,6 +35,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   maxGitQueue: 64,
   gitQueueTimeoutMs: 30_000,
   maxRequestBody: 10 * 1024 * 1024,
+  uploadPackCacheBytes: 64 * 1024 * 1024,
   maxHeaderSize: 16 * 1024,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 60_000,
@@ -50,6 +53,7 @@ export function serverLimits(server: RegistryConfig['server']): ServerLimits {
     maxGitQueue: server.max_git_queue,
     gitQueueTimeoutMs: ms(server.git_queue_timeout),
     maxRequestBody: server.max_request_body,
+    uploadPackCacheBytes: server.upload_pack_cache_bytes,
     maxHeaderSize: server.max_header_size,
     headersTimeoutMs: ms(server.headers_timeout),
     requestTimeoutMs: ms(server.request_timeout),
