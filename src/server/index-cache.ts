@@ -37,6 +37,11 @@ export class IndexCache {
     return promise;
   }
 
+  /** The commit `main` points at now (undefined before the first). */
+  head(): Promise<string | undefined> {
+    return this.readHead();
+  }
+
   /**
    * Requests arriving while the ref file is being read share that read: under load one read
    * serves many requests, and none sees a head older than one read in flight when it came.

@@ -10,6 +10,7 @@ import type { SourceHealthReport } from '../upstream/source-health.js';
 import { notFound, sendJson } from './http-error.js';
 import type { IndexCache } from './index-cache.js';
 import type { SyncScheduler } from './sync-scheduler.js';
+import type { UploadPackCacheStats } from './upload-pack-cache.js';
 
 export interface InfoContext {
   config: RegistryConfig;
@@ -32,7 +33,7 @@ export interface InfoContext {
   /** Pull-through downloads in progress. */
   fetching: number;
   /** `git upload-pack` processes running and requests waiting for one. */
-  git: { running: number; queued: number; max: number };
+  git: { running: number; queued: number; max: number; cache: UploadPackCacheStats };
   logger: Logger | undefined;
 }
 

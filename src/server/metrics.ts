@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ArchiveResult } from './archive-route.js';
+import type { UploadPackCacheStats } from './upload-pack-cache.js';
 
 /**
  * `GET /metrics` (Prometheus text format). Labels take values from small fixed sets (routes,
@@ -35,6 +36,8 @@ export interface MetricsSources {
   mirrorRuns(): Promise<Record<string, number>>;
   /** When the last successful index sync ended (ms), if any. */
   lastSyncSuccess(): number | undefined;
+  /** The upload-pack answer cache. */
+  gitCache(): UploadPackCacheStats;
 }
 
 export class ServerMetrics {
@@ -147,6 +150,55 @@ export class ServerMetrics {
       registers,
       async collect() {
         this.set((await sources.archives()).bytes);
+      },
+    });
+    new Counter({
+      name: 'moonbit_registry_git_cache_requests_total',
+      help: 'git requests by where their answer came from: hit (memory), shared (an identical request in flight), miss (git ran), warmup (computed after a new commit before any client asked)',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        const stats = sources.gitCache();
+        this.reset();
+        for (const result of ['hit', 'shared', 'miss', 'warmup'] as const) {
+          const count = { hit: stats.hits, shared: stats.shared, miss: stats.misses, warmup: stats.warmups }[
+            result
+          ];
+          this.inc({ result }, count);
+        }
+      },
+    });
+    new Counter({
+      name: 'moonbit_registry_git_cache_evictions_total',
+      help: 'git answers dropped from the cache to make room',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.gitCache().evictions);
+      },
+    });
+    new Gauge({
+      name: 'moonbit_registry_git_cache_bytes',
+      help: 'Bytes of git answers in the cache',
+      registers,
+      collect() {
+        this.set(sources.gitCache().bytes);
+      },
+    });
+    new Gauge({
+      name: 'moonbit_registry_git_cache_entries',
+      help: 'git answers in the cache',
+      registers,
+      collect() {
+        this.set(sources.gitCache().entries);
+      },
+    });
+    new Gauge({
+      name: 'moonbit_registry_git_cache_max_bytes',
+      help: 'The cache bound ([server] upload_pack_cache_bytes; 0: off)',
+      registers,
+      collect() {
+        this.set(sources.gitCache().max_bytes);
       },
     });
     // Mirror runs are other processes: their count comes from what they record in data/state.

@@ -187,9 +187,7 @@ function isAbsentResource(path: string): boolean {
 
 function gitContext(ctx: ServerContext) {
   return {
-    gitDir: ctx.gitDir,
-    logger: ctx.logger,
-    limiter: ctx.gitLimiter,
+    answers: ctx.answers,
     maxRequestBody: ctx.limits.maxRequestBody,
   };
 }

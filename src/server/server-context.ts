@@ -26,6 +26,7 @@ import { ProcessLimiter } from './process-limiter.js';
 import { ProvenanceCache } from './provenance-cache.js';
 import { PullThrough } from './pull-through.js';
 import { SyncScheduler } from './sync-scheduler.js';
+import { UploadPackAnswers } from './upload-pack-answers.js';
 
 export interface ServeBehaviour {
   /** Pull-through: list every enabled source's versions, fetch unstored archives on request. */
@@ -62,6 +63,8 @@ export interface ServerContext {
   limits: ServerLimits;
   /** Slots for `git upload-pack`, shared by every git request. */
   gitLimiter: ProcessLimiter;
+  /** Answers of git upload-pack, cached per index commit. */
+  answers: UploadPackAnswers;
   metrics: ServerMetrics;
   downloads: DownloadStats;
   /** `POST /api/v0/publish`. */
@@ -123,10 +126,19 @@ export async function createServerContext(
     maxQueue: limits.maxGitQueue,
     maxWaitMs: limits.gitQueueTimeoutMs,
   });
+  const index = new IndexCache(served);
+  const answers = new UploadPackAnswers({
+    gitDir: served.gitDir,
+    limiter: gitLimiter,
+    logger,
+    cacheBytes: limits.uploadPackCacheBytes,
+    head: () => index.head(),
+  });
   const archiveUsage = cachedUsage(layout.packagesDir);
   let lastSyncSuccess: number | undefined;
   const metrics = new ServerMetrics({
     git: () => gitLimiter.counts,
+    gitCache: () => answers.cache.stats,
     archives: archiveUsage,
     mirrorRuns: async () => (await readMirrorRunLog(layout)).totals,
     lastSyncSuccess: () => lastSyncSuccess,
@@ -160,6 +172,7 @@ export async function createServerContext(
             ok = report.sources.every((source) => source.result !== 'failed');
             if (ok) lastSyncSuccess = Date.now();
             if (report.index && hasIndexToServe(pool)) readiness.markReady();
+            void answers.checkHead();
             return report;
           } finally {
             metrics.sync((performance.now() - started) / 1000, ok);
@@ -189,7 +202,6 @@ export async function createServerContext(
     });
   }
 
-  const index = new IndexCache(served);
   const provenance = new ProvenanceCache(layout.provenanceFile);
   /**
    * Which source a served line came from: the merged catalog in proxy mode, provenance.json
@@ -258,6 +270,7 @@ export async function createServerContext(
     url: listeningAt,
     mode,
     sync: liveSync(),
+    git_cache: answers.cache.stats,
     sources: liveSources(),
   });
   // One write at a time, in order: an older state must never be renamed in after a newer one
@@ -290,7 +303,13 @@ export async function createServerContext(
       return collectStatus(
         registry,
         {
-          server: { running: true, pid: process.pid, started_at: startedAt, url: listeningAt || null },
+          server: {
+            running: true,
+            pid: process.pid,
+            started_at: startedAt,
+            url: listeningAt || null,
+            git_cache: answers.cache.stats,
+          },
           mode,
           sync: liveSync(),
           sources: liveSources(),
@@ -312,7 +331,7 @@ export async function createServerContext(
       return pullThrough?.inProgress ?? 0;
     },
     get git() {
-      return { ...gitLimiter.counts, max: limits.maxGitProcesses };
+      return { ...gitLimiter.counts, max: limits.maxGitProcesses, cache: answers.cache.stats };
     },
     logger,
   };
@@ -325,6 +344,7 @@ export async function createServerContext(
     onResult: (result) => metrics.publish(result),
     // The publish moved the indexes on disk; the pull-through view reads the new catalog.
     onPublished: async () => {
+      void answers.checkHead();
       await pool?.reload(warn);
     },
   };
@@ -344,6 +364,7 @@ export async function createServerContext(
     info,
     limits,
     gitLimiter,
+    answers,
     metrics,
     downloads,
     started: (url) => {
@@ -351,10 +372,12 @@ export async function createServerContext(
       void writeLive();
       stateTimer = setInterval(() => void writeLive(), STATE_WRITE_MS);
       stateTimer.unref();
+      answers.start();
     },
     close: async () => {
       clearInterval(stateTimer);
       await sync?.stop();
+      await answers.close();
       await pool?.close();
       await tmp?.remove();
       await writeState(true);

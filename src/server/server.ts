@@ -9,6 +9,7 @@ import { AccessControl } from './access-control.js';
 import { errorResponse, sendJson } from './http-error.js';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './limits.js';
 import { routeLabel } from './metrics.js';
+import type { ProcessLimiter } from './process-limiter.js';
 import { route } from './routes.js';
 import { createServerContext, type ServeBehaviour, type ServerContext } from './server-context.js';
 
@@ -43,6 +44,8 @@ export interface RunningServer {
   reloadTls(tls: TlsFiles): void;
   /** Replaces the admin token (SHA-256 hex); the admin endpoints need one set at start. */
   setAdminToken(sha256: string | undefined): void;
+  /** The line every git process waits in (tests hold its slots to fill it). */
+  gitLimiter: ProcessLimiter;
   close(): Promise<void>;
 }
 
@@ -142,6 +145,7 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
     publicUrl,
     port,
     mode: ctx.mode,
+    gitLimiter: ctx.gitLimiter,
     setAdminToken: (sha256) => {
       ctx.adminTokenSha256 = sha256;
     },

@@ -99,7 +99,7 @@ export async function collectStatus(
   }
   return {
     registry: { name: config.registry.name, url: inputs.publicUrl, mode },
-    server: live?.server ?? { running: false, pid: null, started_at: null, url: null },
+    server: live?.server ?? { running: false, pid: null, started_at: null, url: null, git_cache: null },
     index: { commit: index.commit ?? null, modules: index.modules.size, versions },
     archives,
     sync: live?.sync ?? {
@@ -119,7 +119,13 @@ export async function savedLiveFacts(layout: RegistryLayout): Promise<LiveFacts 
   const state = await readServerState(layout);
   if (!state || !isServerRunning(state)) return undefined;
   return {
-    server: { running: true, pid: state.pid, started_at: state.started_at, url: state.url },
+    server: {
+      running: true,
+      pid: state.pid,
+      started_at: state.started_at,
+      url: state.url,
+      git_cache: state.git_cache ?? null,
+    },
     mode: state.mode,
     sync: state.sync,
     sources: state.sources,

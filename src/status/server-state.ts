@@ -24,6 +24,19 @@ const ServerStateSchema = z.object({
       .object({ at: z.string(), ok: z.boolean(), changed: z.boolean(), error: z.string().nullable() })
       .nullable(),
   }),
+  // Absent in files written before the cache existed.
+  git_cache: z
+    .object({
+      max_bytes: z.number(),
+      bytes: z.number(),
+      entries: z.number(),
+      hits: z.number(),
+      shared: z.number(),
+      misses: z.number(),
+      evictions: z.number(),
+      warmups: z.number(),
+    })
+    .optional(),
   sources: z.array(
     z.object({
       name: z.string(),

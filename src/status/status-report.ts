@@ -44,10 +44,34 @@ export interface HourlyCount {
   count: number;
 }
 
+/** The running server's cache of git upload-pack answers (server/upload-pack-cache.ts). */
+export interface GitCacheStats {
+  /** 0: the cache is off and every request runs git. */
+  max_bytes: number;
+  bytes: number;
+  entries: number;
+  /** Answered from memory, no git process. */
+  hits: number;
+  /** Joined an identical request's git run in flight. */
+  shared: number;
+  /** Ran git. */
+  misses: number;
+  evictions: number;
+  /** Answers computed after a new index commit before any client asked. */
+  warmups: number;
+}
+
 export interface StatusReport {
   registry: { name: string; url: string; mode: 'mirror' | 'proxy' };
   /** The `serve` process that wrote the live facts, if it is running on this machine. */
-  server: { running: boolean; pid: number | null; started_at: string | null; url: string | null };
+  server: {
+    running: boolean;
+    pid: number | null;
+    started_at: string | null;
+    url: string | null;
+    /** Null when no server runs (or one older than the cache wrote the facts). */
+    git_cache: GitCacheStats | null;
+  };
   index: { commit: string | null; modules: number; versions: number };
   archives: { count: number; bytes: number };
   sync: {

@@ -3,7 +3,7 @@ import { registryUrl } from '../../config/registry-url.js';
 import { formatBytes } from '../../core/format-bytes.js';
 import { readProvenance, sourceOf } from '../../registry/provenance.js';
 import { collectStatus, countBySource, savedLiveFacts } from '../../status/collect-status.js';
-import type { StatusReport } from '../../status/status-report.js';
+import type { GitCacheStats, StatusReport } from '../../status/status-report.js';
 import { printLine } from '../output.js';
 import { openCommandRegistry } from './registry-dir.js';
 
@@ -40,6 +40,7 @@ export function formatStatus(report: StatusReport): string {
       ? `Server:   running, pid ${server.pid}, since ${when(server.started_at)}, at ${server.url}`
       : 'Server:   not running (live facts such as source health come from a running serve)',
   );
+  if (server.git_cache) lines.push(`Git:      ${formatGitCache(server.git_cache)}`);
   lines.push(`Index:    ${index.modules} modules, ${index.versions} versions, commit ${short(index.commit)}`);
   lines.push(`Archives: ${archives.count} stored, ${formatBytes(archives.bytes)}`);
   const last = sync.last_run
@@ -83,5 +84,16 @@ function table(rows: string[][]): string[] {
       .map((cell, i) => cell.padEnd(widths[i] ?? 0))
       .join('  ')
       .trimEnd(),
+  );
+}
+
+function formatGitCache(cache: GitCacheStats): string {
+  if (cache.max_bytes === 0) return `answer cache off; ${cache.misses} git runs`;
+  const asked = cache.hits + cache.shared + cache.misses;
+  const rate = asked === 0 ? '-' : `${Math.round((100 * (cache.hits + cache.shared)) / asked)}%`;
+  return (
+    `answer cache ${cache.entries} answers, ${formatBytes(cache.bytes)} of ${formatBytes(cache.max_bytes)}; ` +
+    `${cache.hits} hits, ${cache.shared} shared, ${cache.misses} git runs (${rate} without git), ` +
+    `${cache.warmups} warm-ups, ${cache.evictions} evictions`
   );
 }

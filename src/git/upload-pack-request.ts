@@ -1,0 +1,118 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * What an upload-pack request asks for, read from its pkt-lines (after gunzip), so identical
+ * requests can share one answer (server/upload-pack-cache.ts). git's own words on pack-objects:
+ * its output "is a pure function of its input"; the only parts of a request that never change
+ * the answer are the client's `agent` and `session-id`, so they are left out of the key.
+ */
+
+/**
+ * A data packet's payload (latin1: one char per byte, so no two payloads read alike), or a
+ * special packet: 0000 ends a request or section, 0001 separates v2 sections, 0002 ends a v2
+ * response.
+ */
+export type Packet = { data: string } | { special: 0 | 1 | 2 };
+
+export interface UploadPackRequest {
+  /** The packets that decide the answer, agent and session-id removed, one trailing LF dropped. */
+  packets: Packet[];
+  /** Object ids the request names as wants, haves and shallows (for warm-up templates). */
+  oids: Set<string>;
+}
+
+const OID = /\b[0-9a-f]{40}(?:[0-9a-f]{24})?\b/g;
+
+/** Capabilities of the client itself: they never change what git answers. */
+function isClientIdentity(item: string): boolean {
+  return item.startsWith('agent=') || item.startsWith('session-id=');
+}
+
+/**
+ * Reads a request body already checked by request-body.ts's pktLineCheck. Returns undefined for
+ * anything it cannot read, which then simply is not shared or cached.
+ */
+export function parseUploadPackRequest(body: Buffer): UploadPackRequest | undefined {
+  const packets: Packet[] = [];
+  const oids = new Set<string>();
+  let at = 0;
+  while (at < body.length) {
+    if (at + 4 > body.length) return undefined;
+    const digits = body.toString('latin1', at, at + 4);
+    if (!/^[0-9a-fA-F]{4}$/.test(digits)) return undefined;
+    const length = Number.parseInt(digits, 16);
+    if (length === 0 || length === 1 || length === 2) {
+      packets.push({ special: length });
+      at += 4;
+      continue;
+    }
+    if (length < 4 || at + length > body.length) return undefined;
+    let text = body.toString('latin1', at + 4, at + length);
+    at += length;
+    if (text.endsWith('\n')) text = text.slice(0, -1);
+    // v2: a capability line of its own.
+    if (isClientIdentity(text)) continue;
+    // v0: the capabilities follow the first want's object id on the same line.
+    if (text.startsWith('want ') && text.includes(' ', 5)) {
+      text = text
+        .split(' ')
+        .filter((item) => !isClientIdentity(item))
+        .join(' ');
+    }
+    for (const oid of text.match(OID) ?? []) oids.add(oid);
+    packets.push({ data: text });
+  }
+  return { packets, oids };
+}
+
+/** The cache key of a request made at `tip` with protocol version `version`. */
+export function requestKey(version: number, tip: string, kind: string, packets: readonly Packet[]): string {
+  const hash = createHash('sha256');
+  hash.update(`${kind}\0v${version}\0${tip}\0`);
+  // Length-prefixed: no payload can pass for a special packet or for two packets.
+  for (const packet of packets) {
+    if ('special' in packet) hash.update(`S${packet.special};`);
+    else hash.update(`D${packet.data.length};`).update(packet.data, 'latin1');
+  }
+  return hash.digest('hex');
+}
+
+/** The body git reads for `packets` (for a warm-up that replays a request no client sent). */
+export function encodeRequest(packets: readonly Packet[]): Buffer {
+  return Buffer.concat(
+    packets.map((packet) =>
+      'special' in packet
+        ? Buffer.from(`000${packet.special}`)
+        : pktLine(Buffer.from(`${packet.data}\n`, 'latin1')),
+    ),
+  );
+}
+
+export function pktLine(text: string | Buffer): Buffer {
+  const payload = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
+  return Buffer.concat([Buffer.from((payload.length + 4).toString(16).padStart(4, '0')), payload]);
+}
+
+/**
+ * The request with every object id replaced through `map`: a request learnt at one tip (a
+ * shallow clone wants the tip; a pull wants the tip and has its parent) replayed at the next.
+ * Undefined when the request names an object `map` does not know.
+ */
+export function substituteOids(
+  packets: readonly Packet[],
+  map: ReadonlyMap<string, string>,
+): Packet[] | undefined {
+  let unknown = false;
+  const out = packets.map((packet) =>
+    'special' in packet
+      ? packet
+      : {
+          data: packet.data.replace(OID, (oid) => {
+            const to = map.get(oid);
+            if (to === undefined) unknown = true;
+            return to ?? oid;
+          }),
+        },
+  );
+  return unknown ? undefined : out;
+}

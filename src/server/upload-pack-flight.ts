@@ -1,0 +1,225 @@
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+
+/**
+ * One run of `git upload-pack` whose answer any number of clients read at once, each at its own
+ * pace (single-flight). The first bytes are held back (HOLD_BACK_BYTES) so that git refusing a
+ * request still becomes a proper 4xx, and the last byte is held until git exits cleanly, so a
+ * client never receives a complete-looking answer from a failed git: after headers, a failure
+ * can only cut the connection.
+ *
+ * While the flight is *recording*, every byte is kept (late joiners start from the first byte,
+ * and the whole answer becomes a cache entry). A flight that stops recording (its answer is too
+ * big for the cache) drops what every reader has sent and pauses git while the slowest reader
+ * lags, so a slow client costs the server a bounded amount of memory.
+ */
+
+/** git's first output held back this far; a small answer then goes out with its Content-Length. */
+const HOLD_BACK_BYTES = 64 * 1024;
+/** A flight that does not record pauses git while a reader lags this far behind. */
+const LAG_HIGH_WATER = 1024 * 1024;
+
+type Phase = 'holding' | 'streaming' | 'done' | 'failed';
+
+export interface FlightSource {
+  pause(): void;
+  resume(): void;
+  /** Every reader left before the end; the source may stop. */
+  abandoned(): void;
+}
+
+interface Reader {
+  /** Bytes of the answer sent to this reader. */
+  sent: number;
+  chunk: number;
+  offset: number;
+}
+
+export class UploadPackFlight {
+  private readonly chunks: (Buffer | undefined)[] = [];
+  private received = 0;
+  private phase: Phase = 'holding';
+  private failure: unknown;
+  private recordingOn: boolean;
+  private paused = false;
+  private readonly readers = new Set<Reader>();
+  private readonly wakers = new Set<() => void>();
+  private source: FlightSource | undefined;
+
+  /** `record`: keep every byte (for late joiners and the cache). */
+  constructor(record: boolean) {
+    this.recordingOn = record;
+  }
+
+  attach(source: FlightSource): void {
+    this.source = source;
+  }
+
+  get recording(): boolean {
+    return this.recordingOn;
+  }
+
+  get finished(): boolean {
+    return this.phase === 'done' || this.phase === 'failed';
+  }
+
+  get size(): number {
+    return this.received;
+  }
+
+  /** Stops keeping what every reader has sent; no new reader may join after this. */
+  stopRecording(): void {
+    if (!this.recordingOn) return;
+    this.recordingOn = false;
+    this.trim();
+  }
+
+  data(chunk: Buffer): void {
+    if (this.finished || chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.received += chunk.length;
+    if (this.phase === 'holding' && this.received >= HOLD_BACK_BYTES) this.phase = 'streaming';
+    this.trim();
+    this.wake();
+  }
+
+  /** git exited cleanly: the answer is complete. */
+  finish(): void {
+    if (this.finished) return;
+    this.phase = 'done';
+    this.wake();
+  }
+
+  /** git failed: readers without headers get `error` thrown, the others are cut. */
+  fail(error: unknown): void {
+    if (this.finished) return;
+    this.phase = 'failed';
+    this.failure = error;
+    this.wake();
+  }
+
+  /** The whole answer, once finished while recording. */
+  answer(): Buffer | undefined {
+    if (this.phase !== 'done' || !this.recordingOn) return undefined;
+    return Buffer.concat(this.chunks as Buffer[], this.received);
+  }
+
+  /** Resolves when the flight has finished (either way). */
+  settled(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!this.finished) return;
+        this.wakers.delete(check);
+        resolve();
+      };
+      this.wakers.add(check);
+    });
+  }
+
+  /**
+   * Answers one client from this flight; `headers` gets the length when the whole answer is
+   * known before the first byte goes out.
+   */
+  async sendTo(
+    res: ServerResponse,
+    headers: (length: number | undefined) => OutgoingHttpHeaders,
+  ): Promise<void> {
+    const reader: Reader = { sent: 0, chunk: 0, offset: 0 };
+    this.readers.add(reader);
+    try {
+      for (;;) {
+        if (res.destroyed) return;
+        if (this.phase === 'failed') {
+          if (!res.headersSent) throw this.failure;
+          res.destroy();
+          return;
+        }
+        if (this.phase === 'holding') {
+          await this.change(res);
+          continue;
+        }
+        const releasable = this.phase === 'done' ? this.received : this.received - 1;
+        if (reader.sent < releasable) {
+          if (!res.headersSent)
+            res.writeHead(200, headers(this.phase === 'done' ? this.received : undefined));
+          const piece = this.nextPiece(reader, releasable);
+          if (!res.write(piece)) await drained(res);
+          this.trim();
+          continue;
+        }
+        if (this.phase === 'done') {
+          if (!res.headersSent) res.writeHead(200, headers(this.received));
+          res.end();
+          return;
+        }
+        await this.change(res);
+      }
+    } finally {
+      this.readers.delete(reader);
+      if (this.readers.size === 0 && !this.finished) this.source?.abandoned();
+      else this.trim();
+    }
+  }
+
+  private nextPiece(reader: Reader, releasable: number): Buffer {
+    const chunk = this.chunks[reader.chunk] as Buffer;
+    const end = Math.min(chunk.length, reader.offset + (releasable - reader.sent));
+    const piece = chunk.subarray(reader.offset, end);
+    reader.sent += piece.length;
+    reader.offset = end;
+    if (reader.offset === chunk.length) {
+      reader.chunk++;
+      reader.offset = 0;
+    }
+    return piece;
+  }
+
+  /** Not recording: frees what every reader has sent, and pauses git while one lags far behind. */
+  private trim(): void {
+    if (this.recordingOn || this.readers.size === 0) return;
+    let slowest = Number.POSITIVE_INFINITY;
+    let firstNeeded = Number.POSITIVE_INFINITY;
+    for (const reader of this.readers) {
+      slowest = Math.min(slowest, reader.sent);
+      firstNeeded = Math.min(firstNeeded, reader.chunk);
+    }
+    for (let i = firstNeeded - 1; i >= 0 && this.chunks[i] !== undefined; i--) this.chunks[i] = undefined;
+    const lag = this.received - slowest;
+    if (!this.paused && lag > LAG_HIGH_WATER) {
+      this.paused = true;
+      this.source?.pause();
+    } else if (this.paused && lag <= LAG_HIGH_WATER / 2) {
+      this.paused = false;
+      this.source?.resume();
+    }
+  }
+
+  private wake(): void {
+    for (const waker of [...this.wakers]) waker();
+  }
+
+  /** Resolves at the next event of the flight, or when the client goes away. */
+  private change(res: ServerResponse): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.wakers.delete(done);
+        res.off('close', done);
+        resolve();
+      };
+      this.wakers.add(done);
+      res.once('close', done);
+    });
+  }
+}
+
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
