@@ -7,7 +7,9 @@
  * mirror keeps its connections busy rather than raw loopback speed.
  *
  * Env: BENCH_LATENCY_MS (default 50), BENCH_CONCURRENCY (default 16, the default
- * `mirror.concurrency`; the baseline uses the same number of parallel transfers).
+ * `mirror.concurrency`), BENCH_BASELINE_CONCURRENCY (default: BENCH_CONCURRENCY; the baseline's
+ * parallel curl processes: fix it, e.g. at 32, to compare several mirror concurrencies with one
+ * baseline).
  * Exits non-zero only on functional failures; missed targets print `target missed` lines.
  */
 import { constants } from 'node:fs';
@@ -35,12 +37,16 @@ const TARGET_SECOND_REQUESTS = 0;
 interface Settings {
   latencyMs: number;
   concurrency: number;
+  /** Parallel curl processes of the baseline. */
+  baselineConcurrency: number;
 }
 
 function readSettings(): Settings {
+  const concurrency = envInteger('BENCH_CONCURRENCY', 16, 1);
   return {
     latencyMs: envInteger('BENCH_LATENCY_MS', 50, 0),
-    concurrency: envInteger('BENCH_CONCURRENCY', 16, 1),
+    concurrency,
+    baselineConcurrency: envInteger('BENCH_BASELINE_CONCURRENCY', concurrency, 1),
   };
 }
 
@@ -145,7 +151,8 @@ async function runBaseline(
   await mkdir(outDir);
   await writeFile(listFile, `${urls.join('\n')}\n`);
   const before = upstream.archiveRequests;
-  const args = ['-a', listFile, '-d', '\n', '-P', String(settings.concurrency), '-n', String(CURL_BATCH)];
+  const parallel = String(settings.baselineConcurrency);
+  const args = ['-a', listFile, '-d', '\n', '-P', parallel, '-n', String(CURL_BATCH)];
   const curl = ['curl', '-sS', '--fail', '--fail-early', '--remote-name-all', '--output-dir', outDir];
   const result = expectSuccess('xargs curl', await run('xargs', [...args, ...curl], scratch));
   // Names are the still-encoded last URL segment, so one file per URL.
@@ -193,8 +200,8 @@ async function createRegistry(scratch: string, upstreamUrl: string, settings: Se
   const dir = path.join(scratch, 'registry');
   expectSuccess('init', await cli(scratch, ['init', dir, '--name', 'bench']));
   const steps = [
-    ['source', 'add', 'local', '--url', upstreamUrl, '--type', 'moonbit-registry'],
-    ['source', 'default', 'local'],
+    ['source', 'add', 'fake', '--url', upstreamUrl, '--type', 'moonbit-registry'],
+    ['source', 'default', 'fake'],
     // The preset mooncakes.io source is unreachable here; disabled, it costs nothing.
     ['source', 'disable', 'mooncakes'],
     ['config', 'mirror.concurrency', String(settings.concurrency)],
@@ -266,7 +273,7 @@ function mib(kib: number | undefined): string {
 }
 
 function printHeader(r: Report): void {
-  const { latencyMs, concurrency } = r.settings;
+  const { latencyMs, concurrency, baselineConcurrency } = r.settings;
   const floor = (r.versions * latencyMs) / 1000 / concurrency;
   console.log('');
   console.log(
@@ -274,7 +281,7 @@ function printHeader(r: Report): void {
       `latency floor ${floor.toFixed(1)} s (versions x latency / concurrency)`,
   );
   console.log(
-    `baseline: xargs -P ${concurrency} -n ${CURL_BATCH} curl (one keep-alive connection per curl, bodies to a temp dir, no fsync)`,
+    `baseline: xargs -P ${baselineConcurrency} -n ${CURL_BATCH} curl (one keep-alive connection per curl, bodies to a temp dir, no fsync)`,
   );
   console.log(
     `peak RSS: ${r.method === 'gnu-time' ? `${GNU_TIME} -f %M` : 'in-process launcher (node only)'}`,
@@ -333,8 +340,9 @@ function report(r: Report): void {
   const peaks = [r.first.peakRssKiB, r.second.peakRssKiB].filter((kib) => kib !== undefined);
   const peak = peaks.length > 0 ? Math.max(...peaks) : undefined;
   console.log(
-    `RESULT full=${r.first.seconds.toFixed(2)}s baseline=${r.baseline.seconds.toFixed(2)}s ratio=${ratio.toFixed(2)}x ` +
-      `second=${r.second.seconds.toFixed(2)}s second_archive_requests=${r.second.archiveRequests} ` +
+    `RESULT concurrency=${r.settings.concurrency} baseline_concurrency=${r.settings.baselineConcurrency} ` +
+      `full=${r.first.seconds.toFixed(2)}s baseline=${r.baseline.seconds.toFixed(2)}s ratio=${ratio.toFixed(2)}x ` +
+      `full_archive_requests=${r.first.archiveRequests} second=${r.second.seconds.toFixed(2)}s second_archive_requests=${r.second.archiveRequests} ` +
       `peak_rss=${mib(peak)}MiB`,
   );
 }
@@ -350,7 +358,7 @@ async function bench(
 ): Promise<void> {
   const method = await rssMethod();
   const urls = archiveUrls(fixture, upstream.url);
-  log(`baseline: ${urls.length} archives with xargs -P ${settings.concurrency} curl ...`);
+  log(`baseline: ${urls.length} archives with xargs -P ${settings.baselineConcurrency} curl ...`);
   const baseline = await runBaseline(urls, settings, upstream, scratch);
   log(`baseline took ${baseline.seconds.toFixed(2)} s; mirror --full ...`);
   const registryDir = await createRegistry(scratch, upstream.url, settings);

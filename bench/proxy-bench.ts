@@ -339,8 +339,8 @@ async function createRegistry(scratch: string, upstreamUrl: string): Promise<str
   const dir = path.join(scratch, 'registry');
   await cliOk(scratch, ['init', dir, '--name', 'bench']);
   const steps = [
-    ['source', 'add', 'local', '--url', upstreamUrl, '--type', 'moonbit-registry'],
-    ['source', 'default', 'local'],
+    ['source', 'add', 'fake', '--url', upstreamUrl, '--type', 'moonbit-registry'],
+    ['source', 'default', 'fake'],
     // The preset mooncakes.io source is unreachable here; disabled, it costs nothing.
     ['source', 'disable', 'mooncakes'],
   ];
