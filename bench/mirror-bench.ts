@@ -6,7 +6,7 @@
  * synthetic archives) with an added latency per request, so the numbers measure how well the
  * mirror keeps its connections busy rather than raw loopback speed.
  *
- * Env: BENCH_LATENCY_MS (default 50), BENCH_CONCURRENCY (default 16, the default
+ * Env: BENCH_LATENCY_MS (default 50), BENCH_CONCURRENCY (default 32, the default
  * `mirror.concurrency`), BENCH_BASELINE_CONCURRENCY (default: BENCH_CONCURRENCY; the baseline's
  * parallel curl processes: fix it, e.g. at 32, to compare several mirror concurrencies with one
  * baseline).
@@ -42,7 +42,7 @@ interface Settings {
 }
 
 function readSettings(): Settings {
-  const concurrency = envInteger('BENCH_CONCURRENCY', 16, 1);
+  const concurrency = envInteger('BENCH_CONCURRENCY', 32, 1);
   return {
     latencyMs: envInteger('BENCH_LATENCY_MS', 50, 0),
     concurrency,

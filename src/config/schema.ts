@@ -418,7 +418,7 @@ export const ConfigObjectSchema = z
           .int()
           .min(1)
           .max(256)
-          .default(16)
+          .default(32)
           .describe('Archive downloads in flight at once.'),
         retries: z
           .number()

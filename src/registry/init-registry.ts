@@ -57,7 +57,7 @@ mode = "open"  # "allowlist": only the addresses in allow; "credentials": a toke
 # allow = ["10.0.0.0/8", "192.168.0.0/16"]
 
 [mirror]
-concurrency = 16      # archive downloads in flight
+concurrency = 32      # archive downloads in flight
 retries = 3           # further attempts after a 5xx, reset, timeout or short body
 timeout_seconds = 30  # per request, and for git without progress
 auto_sync = false     # serve refreshes the sources' indexes every sync_interval

@@ -40,7 +40,7 @@ test('loads a hand-written file with defaults filled in', () => {
   const { config } = parseConfigText('registry.toml', handWritten);
   assert.equal(config.server.port, 9000);
   assert.equal(config.server.host, '127.0.0.1');
-  assert.equal(config.mirror.concurrency, 16);
+  assert.equal(config.mirror.concurrency, 32);
   assert.equal(config.sources[1]?.type, 'custom');
   assert.equal(config.sources[1]?.enabled, true);
   assert.deepEqual(config.sources[1]?.auth, { type: 'bearer', token: '${PARTNER_TOKEN}' });
