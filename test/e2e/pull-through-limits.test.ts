@@ -44,19 +44,14 @@ after(async () => {
   await fixture?.cleanup();
 });
 
-/**
- * Waits until a sync has listed the upstream's modules and the source is healthy. With a 1 s
- * read timeout a busy machine can fail the first index fetch; the server retries it, and an
- * archive request before then would meet the open circuit (503), not the hang under test.
- */
+/** Waits until the startup sync has listed the upstream's modules. */
 async function synced(url: string): Promise<void> {
-  type Health = { sync?: { last_run: { ok: boolean } | null }; sources?: { state: string }[] };
-  for (let i = 0; i < 600; i++) {
-    const health = (await (await fetch(`${url}/health`)).json()) as Health;
-    if (health.sync?.last_run?.ok && health.sources?.every((source) => source.state === 'ok')) return;
+  for (let i = 0; i < 200; i++) {
+    const health = (await (await fetch(`${url}/health`)).json()) as { sync?: { last_run: unknown } };
+    if (health.sync?.last_run) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  assert.fail('no successful sync within 60 s');
+  assert.fail('the startup sync did not finish');
 }
 
 function versionsOf(module: string): string[] {
