@@ -13,31 +13,10 @@ import path from 'node:path';
 import { FakeUpstream } from '../test/support/fake-upstream.js';
 import { buildFixture, type Fixture } from '../test/support/fixture.js';
 import { git } from '../test/support/git.js';
+import { predecessorToml } from '../test/support/predecessor-toml.js';
 import { BenchFailure, CLI_BIN, envInteger, log, printTable, run } from './bench-support.js';
 
 const TARGET_RATIO = 0.5;
-
-function predecessorToml(url: string): string {
-  return `[registry]
-name = "local-registry"
-data_dir = "./data"
-
-[upstream]
-enabled = true
-url = "${url}"
-index_url = "${url}/git/index"
-
-[mirror]
-auto_sync = false
-sync_interval = "1h"
-packages = []
-
-[git]
-remote_url = ""
-branch = "main"
-auto_push = false
-`;
-}
 
 /** The old tool's folder: registry.toml, an index work tree with a commit, every archive. */
 async function predecessorFolder(root: string, fixture: Fixture, url: string): Promise<number> {

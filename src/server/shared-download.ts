@@ -1,5 +1,6 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { DownloadObserver } from '../upstream/archive-download.js';
+import { drained, Wakers } from './response-waits.js';
 
 type Phase = 'waiting' | 'streaming' | 'verified' | 'failed';
 
@@ -17,7 +18,7 @@ export class SharedDownload implements DownloadObserver {
   private attempt = 0;
   private phase: Phase = 'waiting';
   private failure: unknown;
-  private readonly wakers = new Set<() => void>();
+  private readonly wakers = new Wakers();
 
   started(length: number | undefined): void {
     this.attempt++;
@@ -25,18 +26,18 @@ export class SharedDownload implements DownloadObserver {
     this.received = 0;
     this.length = length;
     this.phase = 'streaming';
-    this.wake();
+    this.wakers.wake();
   }
 
   data(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.received += chunk.length;
-    this.wake();
+    this.wakers.wake();
   }
 
   verified(): void {
     this.phase = 'verified';
-    this.wake();
+    this.wakers.wake();
   }
 
   /** The download gave up; `error` becomes the answer of clients that have no headers yet. */
@@ -44,7 +45,7 @@ export class SharedDownload implements DownloadObserver {
     if (this.phase === 'verified') return; // every client has (or gets) the verified bytes
     this.phase = 'failed';
     this.failure = error;
-    this.wake();
+    this.wakers.wake();
   }
 
   get isVerified(): boolean {
@@ -73,7 +74,7 @@ export class SharedDownload implements DownloadObserver {
         return;
       }
       if (this.phase === 'waiting') {
-        await this.change(res);
+        await this.wakers.next(res);
         continue;
       }
       if (attempt !== this.attempt) {
@@ -113,36 +114,7 @@ export class SharedDownload implements DownloadObserver {
         res.end();
         return;
       }
-      await this.change(res);
+      await this.wakers.next(res);
     }
   }
-
-  private wake(): void {
-    for (const waker of [...this.wakers]) waker();
-  }
-
-  /** Resolves at the next event of the download, or when the client goes away. */
-  private change(res: ServerResponse): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        this.wakers.delete(done);
-        res.off('close', done);
-        resolve();
-      };
-      this.wakers.add(done);
-      res.once('close', done);
-    });
-  }
-}
-
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
 }

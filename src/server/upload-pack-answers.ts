@@ -98,7 +98,7 @@ export class UploadPackAnswers {
     if (key !== undefined && tip !== undefined) {
       this.noticeTip(tip);
       if (request.packets) this.plan.learn({ ...request, packets: request.packets }, request.oids, tip);
-      // Looked up and, on a miss, registered in one step: identical requests then join it.
+      // Looked up and, on a miss, registered below with no await between: identical requests join it.
       const answer = this.cache.get(key);
       if (answer) {
         this.cache.counts.hits++;
@@ -123,7 +123,7 @@ export class UploadPackAnswers {
   }
 
   /**
-   * Starts git for `request` holding `release`'s slot. With a key, the run is recorded (others
+   * Starts git for `request` once a git slot is free. With a key, the run is recorded (others
    * may join it) and its answer cached if it completes cleanly at an unchanged tip.
    */
   private run(

@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { drained, Wakers } from './response-waits.js';
 
 /**
  * One run of `git upload-pack` whose answer any number of clients read at once, each at its own
@@ -42,7 +43,7 @@ export class UploadPackFlight {
   private recordingOn: boolean;
   private paused = false;
   private readonly readers = new Set<Reader>();
-  private readonly wakers = new Set<() => void>();
+  private readonly wakers = new Wakers();
   private source: FlightSource | undefined;
 
   /** `record`: keep every byte (for late joiners and the cache). */
@@ -79,14 +80,14 @@ export class UploadPackFlight {
     this.received += chunk.length;
     if (this.phase === 'holding' && this.received >= HOLD_BACK_BYTES) this.phase = 'streaming';
     this.trim();
-    this.wake();
+    this.wakers.wake();
   }
 
   /** git exited cleanly: the answer is complete. */
   finish(): void {
     if (this.finished) return;
     this.phase = 'done';
-    this.wake();
+    this.wakers.wake();
   }
 
   /** git failed: readers without headers get `error` thrown, the others are cut. */
@@ -94,7 +95,7 @@ export class UploadPackFlight {
     if (this.finished) return;
     this.phase = 'failed';
     this.failure = error;
-    this.wake();
+    this.wakers.wake();
   }
 
   /** The whole answer, once finished while recording. */
@@ -105,15 +106,7 @@ export class UploadPackFlight {
 
   /** Resolves when the flight has finished (either way). */
   settled(): Promise<void> {
-    if (this.finished) return Promise.resolve();
-    return new Promise((resolve) => {
-      const check = () => {
-        if (!this.finished) return;
-        this.wakers.delete(check);
-        resolve();
-      };
-      this.wakers.add(check);
-    });
+    return this.wakers.until(() => this.finished);
   }
 
   /**
@@ -135,7 +128,7 @@ export class UploadPackFlight {
           return;
         }
         if (this.phase === 'holding') {
-          await this.change(res);
+          await this.wakers.next(res);
           continue;
         }
         const releasable = this.phase === 'done' ? this.received : this.received - 1;
@@ -152,7 +145,7 @@ export class UploadPackFlight {
           res.end();
           return;
         }
-        await this.change(res);
+        await this.wakers.next(res);
       }
     } finally {
       this.readers.delete(reader);
@@ -193,33 +186,4 @@ export class UploadPackFlight {
       this.source?.resume();
     }
   }
-
-  private wake(): void {
-    for (const waker of [...this.wakers]) waker();
-  }
-
-  /** Resolves at the next event of the flight, or when the client goes away. */
-  private change(res: ServerResponse): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        this.wakers.delete(done);
-        res.off('close', done);
-        resolve();
-      };
-      this.wakers.add(done);
-      res.once('close', done);
-    });
-  }
-}
-
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
 }

@@ -12,6 +12,7 @@ import { runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
 import { buildFixture, type Fixture } from '../support/fixture.js';
 import { git } from '../support/git.js';
+import { predecessorToml as predecessorFile } from '../support/predecessor-toml.js';
 
 const APP = 'acme/app';
 const LIB = 'acme/lib';
@@ -19,33 +20,7 @@ const OTHER = 'other/tool';
 
 /** The predecessor's file with every key it writes, pointed at the fake upstream. */
 function predecessorToml(url: string, extra = ''): string {
-  return `[registry]
-name = "local-registry"
-data_dir = "./data"
-
-[upstream]            # legacy, before [[sources]]
-enabled = true
-url = "${url}"
-index_url = "${url}/git/index"
-
-[mirror]
-auto_sync = false
-sync_interval = "1h"
-packages = ["${APP}"]         # patterns \`mirror\` uses when given none
-
-[server]
-host = "0.0.0.0"
-port = 8080
-base_url = "http://localhost:8080"
-[server.smart_http]
-enabled = false
-git_http_backend_path = "/usr/lib/git-core/git-http-backend"
-
-[git]
-remote_url = ""
-branch = "main"
-auto_push = false
-${extra}`;
+  return predecessorFile(url, { packages: [APP], extra });
 }
 
 async function servedFiles(root: string, dataDir = 'data'): Promise<string[]> {
