@@ -4,6 +4,7 @@
  * exchange without the cost of the client that first made it.
  */
 import { Pool } from 'undici';
+import { percentile } from './bench-support.js';
 import { PktLineMeter } from './pkt-line-meter.js';
 import type { Exchange } from './recording-proxy.js';
 
@@ -26,12 +27,6 @@ export interface ReplayResult {
   /** Latency of a whole sequence, ms. */
   p50Ms: number;
   p99Ms: number;
-}
-
-export function percentile(values: number[], q: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
 }
 
 /**

@@ -38,10 +38,14 @@
  *     CPU and its git children's. It includes the archive downloads' share, which the cache
  *     does not change. The real git clients share the 2-core machine with the server and
  *     cost about as much CPU per clone as it does, so sessions per second say little about
- *     the server; (a) and (b) do.
+ *     the server; (a) and (b) do. When the server answers at once, the 200 clients all start
+ *     together and share the cores evenly, so their first clones end together: clone p50 and
+ *     p99 then both measure how long the machine takes for 200 client-side clones.
  *
- * Each arm also prints what the server's request log says: responses by status (a 503 is a
- * client turned away for lack of a git slot) and its warnings and errors.
+ * Each arm also prints what the server's request log says: the server's own time per git and
+ * per archive request under the real load (request to response end, as logged: next to the
+ * clients' latencies it shows which side was slow), responses by status (a 503 is a client
+ * turned away for lack of a git slot) and its warnings and errors.
  *
  * Targets: with the cache, server CPU per clone under the real load at least 10x lower and
  * replayed clones (and pulls) per second at least 5x higher than without; with real clients and
@@ -54,7 +58,7 @@
  * errors under load are counted and reported, missed targets print `target missed` lines.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -62,12 +66,17 @@ import { FakeUpstream } from '../test/support/fake-upstream.js';
 import { buildFixture, type Fixture } from '../test/support/fixture.js';
 import { git } from '../test/support/git.js';
 import { type RegistryIndex, readIndex, type UpdateAction, update } from '../test/support/moon-client.js';
-import { BenchFailure, CLI_BIN, envInteger, log, run } from './bench-support.js';
-import { percentile, type ReplayResult, replay } from './http-replay.js';
+import { BenchFailure, CLI_BIN, envInteger, log, percentile, run } from './bench-support.js';
+import { type ReplayResult, replay } from './http-replay.js';
 import { type MoonLoadResult, moonLoad } from './moon-load.js';
 import { cpuBetween, startPeakSampler, type TreeCpu, treeCpu } from './proc-stats.js';
 import { type Exchange, startRecordingProxy } from './recording-proxy.js';
-import { describeServeLog, type ServeLogSummary, summarizeServeLog } from './serve-log.js';
+import {
+  describeServeLog,
+  describeServeTimes,
+  type ServeLogSummary,
+  summarizeServeLog,
+} from './serve-log.js';
 
 const TARGET_CPU_RATIO = 10;
 const TARGET_REPLAY_RATIO = 5;
@@ -114,7 +123,9 @@ interface ArmResult {
   clone: ReplayRun;
   pull: ReplayRun;
   real: RealRun;
+  /** The server's request log: all of it, and what it logged during the real clients' load. */
   serverLog: ServeLogSummary;
+  realServerLog: ServeLogSummary;
 }
 
 interface Server {
@@ -287,7 +298,8 @@ async function measureArm(
   await cli(['config', 'server.upload_pack_cache_bytes', String(arm === 'on' ? CACHE_ON_BYTES : 0)], root);
   const logFile = path.join(scratch, `serve-${arm}.log`);
   const server = await startServe(root, logFile);
-  let measured: Omit<ArmResult, 'serverLog'>;
+  let measured: Omit<ArmResult, 'serverLog' | 'realServerLog'>;
+  let realFrom = 0;
   try {
     log(
       `cache ${arm}: replaying the clone, ${settings.replayConnections} connections, ${settings.replaySeconds} s ...`,
@@ -296,12 +308,17 @@ async function measureArm(
     log(`cache ${arm}: replaying the pull ...`);
     const pull = await measureReplay(server, recording.pull, settings);
     log(`cache ${arm}: ${settings.clients} real clients for ${settings.seconds} s ...`);
+    realFrom = statSync(logFile).size;
     const real = await measureReal(server, recording.index, settings, scratch);
     measured = { arm, clone, pull, real };
   } finally {
     await server.stop();
   }
-  return { ...measured, serverLog: await summarizeServeLog(logFile) };
+  return {
+    ...measured,
+    serverLog: await summarizeServeLog(logFile),
+    realServerLog: await summarizeServeLog(logFile, realFrom),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,6 +432,9 @@ function report(off: ArmResult, on: ArmResult, settings: Settings): void {
     printReplay(a.arm, 'clone', a.clone, settings.replayConnections);
     printReplay(a.arm, 'pull', a.pull, settings.replayConnections);
     printReal(a.arm, a.real, settings);
+    console.log(
+      `cache ${a.arm}: server's own time under the real load: ${describeServeTimes(a.realServerLog)}`,
+    );
     console.log(`cache ${a.arm}: server log: ${describeServeLog(a.serverLog)}`);
   }
   printTargets(off, on);
