@@ -381,7 +381,9 @@ export const ConfigObjectSchema = z
           .min(1024)
           .max(1024 ** 3)
           .default(10 * 1024 * 1024)
-          .describe('Bytes of an upload-pack request body, as sent and after gunzip (413 beyond).'),
+          .describe(
+            'Bytes of an upload-pack request body, as sent and after gunzip (413 beyond); bodies being read or waiting for git share 4 times this (503 with Retry-After beyond).',
+          ),
         max_header_size: z
           .number()
           .int()

@@ -23,18 +23,64 @@ export interface UploadPackRequest {
 
 const OID = /\b[0-9a-f]{40}(?:[0-9a-f]{24})?\b/g;
 
-/** Capabilities of the client itself: they never change what git answers. */
+/** The service both the advertisement and the request name. */
+export const UPLOAD_PACK_SERVICE = 'git-upload-pack';
+
+/** An advertisement (`info/refs`) or an upload-pack request (`POST git-upload-pack`). */
+export type AnswerKind = 'advertise' | 'upload-pack';
+
+export type ProtocolVersion = 0 | 1 | 2;
+
+/**
+ * The protocol version git's server side reads from a Git-Protocol header (protocol.c,
+ * determine_protocol_version_server): the highest of the colon-separated `version=` keys whose
+ * value is exactly 0, 1 or 2; anything else (`version=02`, `version=3`) counts for nothing.
+ * git is then given only `version=N`, so what keys the cache is exactly what git reads.
+ */
+export function protocolVersion(gitProtocol: string | undefined): ProtocolVersion {
+  let version: ProtocolVersion = 0;
+  for (const item of gitProtocol?.split(':') ?? []) {
+    if (item === 'version=1' && version < 1) version = 1;
+    else if (item === 'version=2') version = 2;
+  }
+  return version;
+}
+
+/** A capability of the client itself: it never changes what git answers. */
 function isClientIdentity(item: string): boolean {
   return item.startsWith('agent=') || item.startsWith('session-id=');
+}
+
+/** A v0 want: its object id, then capabilities that git separates with any C whitespace. */
+const V0_WANT = /^want ([0-9a-f]{40}(?:[0-9a-f]{24})?)(.*)$/s;
+const C_SPACE = /[ \t\n\v\f\r]+/;
+
+/**
+ * A v0 want line as git reads it (upload-pack.c parses the capabilities of every want line):
+ * its capabilities re-joined with single spaces, agent and session-id left out.
+ */
+function normalizeV0Want(line: string): string {
+  const want = V0_WANT.exec(line);
+  if (!want) return line;
+  const capabilities = (want[2] ?? '')
+    .split(C_SPACE)
+    .filter((item) => item !== '' && !isClientIdentity(item));
+  return [`want ${want[1]}`, ...capabilities].join(' ');
 }
 
 /**
  * Reads a request body already checked by request-body.ts's pktLineCheck. Returns undefined for
  * anything it cannot read, which then simply is not shared or cached.
+ *
+ * A v2 request (it starts with `command=`) carries the client's agent and session-id as lines
+ * of their own before its first delimiter; a v0 request carries them among the capabilities of
+ * its want lines. Only there are they left out: anywhere else git reads them as something else.
  */
 export function parseUploadPackRequest(body: Buffer): UploadPackRequest | undefined {
   const packets: Packet[] = [];
   const oids = new Set<string>();
+  let v2: boolean | undefined;
+  let inCapabilities = true;
   let at = 0;
   while (at < body.length) {
     if (at + 4 > body.length) return undefined;
@@ -43,6 +89,7 @@ export function parseUploadPackRequest(body: Buffer): UploadPackRequest | undefi
     const length = Number.parseInt(digits, 16);
     if (length === 0 || length === 1 || length === 2) {
       packets.push({ special: length });
+      inCapabilities = false;
       at += 4;
       continue;
     }
@@ -50,14 +97,11 @@ export function parseUploadPackRequest(body: Buffer): UploadPackRequest | undefi
     let text = body.toString('latin1', at + 4, at + length);
     at += length;
     if (text.endsWith('\n')) text = text.slice(0, -1);
-    // v2: a capability line of its own.
-    if (isClientIdentity(text)) continue;
-    // v0: the capabilities follow the first want's object id on the same line.
-    if (text.startsWith('want ') && text.includes(' ', 5)) {
-      text = text
-        .split(' ')
-        .filter((item) => !isClientIdentity(item))
-        .join(' ');
+    v2 ??= text.startsWith('command=');
+    if (v2) {
+      if (inCapabilities && isClientIdentity(text)) continue;
+    } else if (text.startsWith('want ')) {
+      text = normalizeV0Want(text);
     }
     for (const oid of text.match(OID) ?? []) oids.add(oid);
     packets.push({ data: text });
@@ -66,7 +110,12 @@ export function parseUploadPackRequest(body: Buffer): UploadPackRequest | undefi
 }
 
 /** The cache key of a request made at `tip` with protocol version `version`. */
-export function requestKey(version: number, tip: string, kind: string, packets: readonly Packet[]): string {
+export function requestKey(
+  version: ProtocolVersion,
+  tip: string,
+  kind: AnswerKind,
+  packets: readonly Packet[],
+): string {
   const hash = createHash('sha256');
   hash.update(`${kind}\0v${version}\0${tip}\0`);
   // Length-prefixed: no payload can pass for a special packet or for two packets.

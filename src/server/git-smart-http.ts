@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { parseUploadPackRequest } from '../git/upload-pack-request.js';
+import { parseUploadPackRequest, protocolVersion, UPLOAD_PACK_SERVICE } from '../git/upload-pack-request.js';
+import type { ByteBudget } from './byte-budget.js';
 import { HttpError } from './http-error.js';
 import { bodyTooLarge, byteLimit, pktLineCheck } from './request-body.js';
 import type { UploadPackAnswers } from './upload-pack-answers.js';
@@ -14,7 +15,6 @@ import type { UploadPackAnswers } from './upload-pack-answers.js';
  * cannot leak through.
  */
 
-const UPLOAD_PACK = 'git-upload-pack';
 const ADVERTISEMENT_TYPE = 'application/x-git-upload-pack-advertisement';
 const REQUEST_TYPE = 'application/x-git-upload-pack-request';
 const RESULT_TYPE = 'application/x-git-upload-pack-result';
@@ -30,7 +30,12 @@ export interface GitContext {
   answers: UploadPackAnswers;
   /** Bytes of an upload-pack request body, counted as sent and again after gunzip. */
   maxRequestBody: number;
+  /** Memory shared by every request body being read or waiting for git. */
+  bodies: ByteBudget;
 }
+
+/** Seconds a client turned away for lack of memory for its body should wait. */
+const BODIES_RETRY_AFTER_SECONDS = '5';
 
 export function refusePush(): never {
   throw new HttpError(403, 'this registry is read-only: pushing (git-receive-pack) is not allowed');
@@ -45,12 +50,11 @@ export async function handleInfoRefs(
 ): Promise<void> {
   if (service === 'git-receive-pack') refusePush();
   // Without a service this is a dumb-protocol request, which we never answer.
-  if (service !== UPLOAD_PACK) throw new HttpError(404, 'not found: only the smart HTTP protocol is served');
-  const gitProtocol = gitProtocolHeader(req);
+  if (service !== UPLOAD_PACK_SERVICE)
+    throw new HttpError(404, 'not found: only the smart HTTP protocol is served');
   const request = {
     kind: 'advertise' as const,
-    version: protocolVersion(gitProtocol),
-    gitProtocol,
+    version: protocolVersion(gitProtocolHeader(req)),
     body: Buffer.alloc(0),
     packets: [],
     oids: new Set<string>(),
@@ -77,13 +81,24 @@ export async function handleUploadPack(
   }
   // Refused before git or a slot is taken; a body without a length is counted as it comes.
   if (Number(req.headers['content-length'] ?? 0) > ctx.maxRequestBody) throw bodyTooLarge();
-  const body = await readRequestBody(ctx, req, gzipped);
-  const gitProtocol = gitProtocolHeader(req);
+  const taken = { bytes: 0 };
+  try {
+    await answerUploadPack(ctx, req, res, await readRequestBody(ctx, req, gzipped, taken));
+  } finally {
+    ctx.bodies.give(taken.bytes);
+  }
+}
+
+async function answerUploadPack(
+  ctx: GitContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: Buffer,
+): Promise<void> {
   const parsed = parseUploadPackRequest(body);
   const request = {
     kind: 'upload-pack' as const,
-    version: protocolVersion(gitProtocol),
-    gitProtocol,
+    version: protocolVersion(gitProtocolHeader(req)),
     body,
     packets: parsed?.packets,
     oids: parsed?.oids ?? new Set<string>(),
@@ -97,15 +112,31 @@ export async function handleUploadPack(
 
 /**
  * The whole request body, checked: counted as sent and again after gunzip (where a small body
- * can become a huge one), and framed as git frames it. Bodies are small next to the answers.
+ * can become a huge one), and framed as git frames it. Its bytes are taken from `ctx.bodies`
+ * as they arrive (and added to `taken`), so many large bodies at once cannot exhaust memory.
  */
-async function readRequestBody(ctx: GitContext, req: IncomingMessage, gzipped: boolean): Promise<Buffer> {
+async function readRequestBody(
+  ctx: GitContext,
+  req: IncomingMessage,
+  gzipped: boolean,
+  taken: { bytes: number },
+): Promise<Buffer> {
   const stages = gzipped
     ? [byteLimit(ctx.maxRequestBody), createGunzip(), byteLimit(ctx.maxRequestBody)]
     : [byteLimit(ctx.maxRequestBody)];
   const chunks: Buffer[] = [];
   const collect = new Writable({
     write(chunk: Buffer, _encoding, callback) {
+      if (!ctx.bodies.take(chunk.length)) {
+        callback(
+          new HttpError(503, 'too many git requests at once, try again shortly', {
+            'Retry-After': BODIES_RETRY_AFTER_SECONDS,
+            Connection: 'close',
+          }),
+        );
+        return;
+      }
+      taken.bytes += chunk.length;
       chunks.push(chunk);
       callback();
     },
@@ -120,17 +151,5 @@ async function readRequestBody(ctx: GitContext, req: IncomingMessage, gzipped: b
 
 function gitProtocolHeader(req: IncomingMessage): string | undefined {
   const value = req.headers['git-protocol'];
-  if (typeof value !== 'string') return undefined;
-  // git http-backend passes it through; we keep to the characters the protocol uses.
-  return /^[A-Za-z0-9=:._-]{1,256}$/.test(value) ? value : undefined;
-}
-
-/** The highest `version=N` among the colon-separated keys, as git's server side reads it. */
-export function protocolVersion(gitProtocol: string | undefined): number {
-  let version = 0;
-  for (const item of gitProtocol?.split(':') ?? []) {
-    const match = /^version=(\d+)$/.exec(item);
-    if (match) version = Math.max(version, Number(match[1]));
-  }
-  return version;
+  return typeof value === 'string' ? value : undefined;
 }

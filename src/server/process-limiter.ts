@@ -80,6 +80,13 @@ export class ProcessLimiter {
     });
   }
 
+  /** A slot only if one is free now and nobody waits: for work that must never delay callers. */
+  tryAcquire(): Release | undefined {
+    if (this.running >= this.options.concurrency || this.queue.length > 0) return undefined;
+    this.running++;
+    return this.releaser();
+  }
+
   private releaser(): Release {
     let released = false;
     return () => {

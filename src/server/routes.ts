@@ -189,6 +189,7 @@ function gitContext(ctx: ServerContext) {
   return {
     answers: ctx.answers,
     maxRequestBody: ctx.limits.maxRequestBody,
+    bodies: ctx.gitBodies,
   };
 }
 

@@ -16,6 +16,7 @@ import type { StatusReport } from '../status/status-report.js';
 import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { AccessControl } from './access-control.js';
+import { ByteBudget } from './byte-budget.js';
 import type { PublishContext } from './hosted-routes.js';
 import { IndexCache } from './index-cache.js';
 import { IndexReadiness } from './index-readiness.js';
@@ -27,6 +28,9 @@ import { ProvenanceCache } from './provenance-cache.js';
 import { PullThrough } from './pull-through.js';
 import { SyncScheduler } from './sync-scheduler.js';
 import { UploadPackAnswers } from './upload-pack-answers.js';
+
+/** Upload-pack request bodies held at once, in units of `max_request_body`. */
+const BODIES_PER_LIMIT = 4;
 
 export interface ServeBehaviour {
   /** Pull-through: list every enabled source's versions, fetch unstored archives on request. */
@@ -65,6 +69,8 @@ export interface ServerContext {
   gitLimiter: ProcessLimiter;
   /** Answers of git upload-pack, cached per index commit. */
   answers: UploadPackAnswers;
+  /** Memory for upload-pack request bodies being read or waiting for git. */
+  gitBodies: ByteBudget;
   metrics: ServerMetrics;
   downloads: DownloadStats;
   /** `POST /api/v0/publish`. */
@@ -365,6 +371,8 @@ export async function createServerContext(
     limits,
     gitLimiter,
     answers,
+    // Room for a few bodies of the largest size at once; clients send a few KiB each.
+    gitBodies: new ByteBudget(BODIES_PER_LIMIT * limits.maxRequestBody),
     metrics,
     downloads,
     started: (url) => {

@@ -12,6 +12,7 @@ import { routeLabel } from './metrics.js';
 import type { ProcessLimiter } from './process-limiter.js';
 import { route } from './routes.js';
 import { createServerContext, type ServeBehaviour, type ServerContext } from './server-context.js';
+import type { UploadPackAnswers } from './upload-pack-answers.js';
 
 export interface ServeOptions extends Partial<Omit<ServeBehaviour, 'limits'>> {
   host: string;
@@ -46,6 +47,8 @@ export interface RunningServer {
   setAdminToken(sha256: string | undefined): void;
   /** The line every git process waits in (tests hold its slots to fill it). */
   gitLimiter: ProcessLimiter;
+  /** The upload-pack answers and their cache (tests wait for its warm-ups). */
+  answers: UploadPackAnswers;
   close(): Promise<void>;
 }
 
@@ -146,6 +149,7 @@ export async function startServer(registry: Registry, options: ServeOptions): Pr
     port,
     mode: ctx.mode,
     gitLimiter: ctx.gitLimiter,
+    answers: ctx.answers,
     setAdminToken: (sha256) => {
       ctx.adminTokenSha256 = sha256;
     },

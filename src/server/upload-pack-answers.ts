@@ -3,7 +3,15 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { runGit } from '../git/run-git.js';
-import { encodeRequest, type Packet, pktLine, requestKey } from '../git/upload-pack-request.js';
+import {
+  type AnswerKind,
+  encodeRequest,
+  type Packet,
+  type ProtocolVersion,
+  pktLine,
+  requestKey,
+  UPLOAD_PACK_SERVICE,
+} from '../git/upload-pack-request.js';
 import { SERVED_BRANCH } from '../index/served-index.js';
 import { HttpError } from './http-error.js';
 import { LimiterBusyError, type ProcessLimiter, type Release } from './process-limiter.js';
@@ -22,14 +30,10 @@ import { type WarmRequest, WarmUpPlan } from './upload-pack-warmup.js';
  * only when git exited cleanly and `main` did not move while it ran.
  */
 
-export type AnswerKind = 'advertise' | 'upload-pack';
-
 export interface AnswerRequest {
   kind: AnswerKind;
-  /** Protocol version from the Git-Protocol header (0 without one). */
-  version: number;
-  /** The checked Git-Protocol header, passed on to git. */
-  gitProtocol: string | undefined;
+  /** Protocol version read from the Git-Protocol header as git reads it; all git is told. */
+  version: ProtocolVersion;
   /** The request body after gunzip (empty for an advertisement). */
   body: Buffer;
   /** What the body asks, when it could be read (else it is neither shared nor cached). */
@@ -48,11 +52,12 @@ export interface AnswersOptions {
 
 type GitChild = ChildProcessByStdio<Writable, Readable, Readable>;
 
-const UPLOAD_PACK = 'git-upload-pack';
 /** Seconds a client turned away for lack of a git slot should wait before asking again. */
 const RETRY_AFTER_SECONDS = '5';
 /** How often `main` is checked for a commit made by another process (a `mirror` run). */
 const HEAD_POLL_MS = 1000;
+/** git's exit status when it dies on what it was sent (die() in usage.c). */
+const GIT_DIED = 128;
 
 export class UploadPackAnswers {
   readonly cache: UploadPackCache;
@@ -60,6 +65,8 @@ export class UploadPackAnswers {
   private readonly plan = new WarmUpPlan();
   private lastTip: string | undefined;
   private warming: Promise<void> = Promise.resolve();
+  /** Stops the warm-up running now (at close). */
+  private stopWarmUp: (() => void) | undefined;
   private poll: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -78,7 +85,13 @@ export class UploadPackAnswers {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.poll);
+    this.stopWarmUp?.();
     await this.warming;
+  }
+
+  /** Resolves when the warm-ups started so far have ended. */
+  warmedUp(): Promise<void> {
+    return this.warming;
   }
 
   /** A change of the served index in this process: warm up without waiting for the poll. */
@@ -95,26 +108,36 @@ export class UploadPackAnswers {
   ): Promise<void> {
     const tip = await this.options.head();
     const key = this.keyFor(request, tip);
+    let flight: UploadPackFlight | undefined;
     if (key !== undefined && tip !== undefined) {
       this.noticeTip(tip);
-      if (request.packets) this.plan.learn({ ...request, packets: request.packets }, request.oids, tip);
       // Looked up and, on a miss, registered below with no await between: identical requests join it.
       const answer = this.cache.get(key);
       if (answer) {
         this.cache.counts.hits++;
         res.writeHead(200, headers(answer.length));
         res.end(answer);
+        this.learn(request, tip);
         return;
       }
-      const flight = this.flights.get(key);
-      if (flight?.recording) {
-        this.cache.counts.shared++;
-        return flight.sendTo(res, headers);
-      }
+      flight = this.flights.get(key);
+      if (flight?.recording) this.cache.counts.shared++;
+      else flight = undefined;
     }
-    this.cache.counts.misses++;
-    // Registered before it waits for a git slot: identical requests meanwhile join it.
-    await this.run(request, key, tip, false).sendTo(res, headers);
+    if (!flight) {
+      this.cache.counts.misses++;
+      // Registered before it waits for a git slot: identical requests meanwhile join it.
+      flight = this.run(request, key, tip);
+    }
+    await flight.sendTo(res, headers);
+    if (flight.succeeded && tip !== undefined) this.learn(request, tip);
+  }
+
+  /** A request git answered cleanly counts towards what is warmed up after the next commit. */
+  private learn(request: AnswerRequest, tip: string): void {
+    if (request.packets === undefined) return;
+    const shape = { version: request.version, kind: request.kind, packets: request.packets };
+    this.plan.learn(shape, request.oids, tip, request.body.length);
   }
 
   private keyFor(request: AnswerRequest, tip: string | undefined): string | undefined {
@@ -123,61 +146,76 @@ export class UploadPackAnswers {
   }
 
   /**
-   * Starts git for `request` once a git slot is free. With a key, the run is recorded (others
-   * may join it) and its answer cached if it completes cleanly at an unchanged tip.
+   * Starts git for `request` once a git slot is free (a warm-up brings its own, `warmSlot`).
+   * With a key, the run is recorded (others may join it) and its answer cached if it completes
+   * cleanly at an unchanged tip.
    */
   private run(
     request: AnswerRequest,
     key: string | undefined,
     tip: string | undefined,
-    warm: boolean,
+    warmSlot?: Release,
   ): UploadPackFlight {
+    const warm = warmSlot !== undefined;
     const flight = new UploadPackFlight(key !== undefined);
     if (key !== undefined) this.flights.set(key, flight);
-    let reserved = 0;
-    const forget = () => {
+    const unlist = () => {
       if (key !== undefined && this.flights.get(key) === flight) this.flights.delete(key);
-      this.cache.unreserve(reserved);
-      reserved = 0;
     };
+    let reserved = 0;
     let child: GitChild | undefined;
     let killed = false;
     const waiting = new AbortController();
     const kill = () => {
+      if (killed) return;
       killed = true;
-      forget();
+      unlist();
       waiting.abort();
       child?.kill('SIGKILL');
+      flight.fail(new HttpError(499, 'nobody is waiting for this answer any more'));
     };
     flight.attach({
       pause: () => child?.stdout.pause(),
       resume: () => child?.stdout.resume(),
-      // Nobody left to answer; a warm-up has nobody to begin with and runs on for the cache.
+      // Nobody left to answer; a warm-up has nobody to begin with and runs on while it records.
       abandoned: () => {
-        if (!warm) kill();
+        if (!warm || !flight.recording) kill();
+      },
+      // Recorded bytes count until the last reader has them (the cache holds its own copy).
+      released: () => {
+        this.cache.recording.give(reserved);
+        reserved = 0;
       },
     });
-    this.gitSlot(waiting.signal).then(
+    if (warm) this.stopWarmUp = kill;
+    const slot = warmSlot ? Promise.resolve(warmSlot) : this.gitSlot(waiting.signal);
+    slot.then(
       (release) => {
         if (killed) return release();
         try {
           child = spawnUploadPack(this.options.gitDir, request, release);
         } catch (error) {
-          forget();
+          unlist();
           this.options.logger?.error({ err: error }, 'cannot run git upload-pack');
           return flight.fail(new HttpError(500, 'the index repository is not available'));
         }
-        this.follow(child, flight, request, key, tip, warm, {
+        this.follow(child, flight, request, key, tip, {
           killed: () => killed,
-          kill,
-          forget,
-          reserve: (bytes) => {
-            reserved += bytes;
+          unlist,
+          record: (bytes) => {
+            if (this.cache.recording.take(bytes)) {
+              reserved += bytes;
+              return;
+            }
+            // Too big to cache: the readers it has go on, nobody new joins.
+            unlist();
+            flight.stopRecording();
+            if (!flight.hasReaders) kill();
           },
         });
       },
       (error: unknown) => {
-        forget();
+        unlist();
         flight.fail(error);
       },
     );
@@ -208,24 +246,15 @@ export class UploadPackAnswers {
     request: AnswerRequest,
     key: string | undefined,
     tip: string | undefined,
-    warm: boolean,
-    run: { killed(): boolean; kill(): void; forget(): void; reserve(bytes: number): void },
+    run: { killed(): boolean; unlist(): void; record(bytes: number): void },
   ): void {
-    const { forget, kill } = run;
+    const { unlist } = run;
     // Protocol v2 starts with git's own capability advertisement; v0/v1 expect the service line.
     if (request.kind === 'advertise' && request.version < 2) {
-      flight.data(Buffer.concat([pktLine(`# service=${UPLOAD_PACK}\n`), Buffer.from('0000')]));
+      flight.data(Buffer.concat([pktLine(`# service=${UPLOAD_PACK_SERVICE}\n`), Buffer.from('0000')]));
     }
     child.stdout.on('data', (chunk: Buffer) => {
-      if (flight.recording) {
-        if (this.cache.reserve(chunk.length)) run.reserve(chunk.length);
-        else {
-          // Too big to cache: the readers it has go on, nobody new joins.
-          forget();
-          flight.stopRecording();
-          if (warm) kill();
-        }
-      }
+      if (flight.recording) run.record(chunk.length);
       flight.data(chunk);
     });
     // git may stop reading early (a bad request); its exit status says what happened.
@@ -239,7 +268,7 @@ export class UploadPackAnswers {
     child.on('error', (error) => {
       if (settled) return;
       settled = true;
-      forget();
+      unlist();
       this.options.logger?.error({ err: error.message }, 'cannot run git upload-pack');
       flight.fail(new HttpError(500, 'the index repository is not available'));
     });
@@ -247,27 +276,22 @@ export class UploadPackAnswers {
       if (settled) return;
       settled = true;
       if (code !== 0) {
-        forget();
-        if (!run.killed())
-          this.options.logger?.warn({ code, signal, stderr: stderr.trim() }, `git ${request.kind} failed`);
-        // Only the client's body differs between requests, so git refusing it is the client's error.
-        flight.fail(
-          request.kind === 'advertise'
-            ? new HttpError(500, 'git advertise-refs failed')
-            : new HttpError(400, 'git upload-pack refused the request'),
-        );
+        unlist();
+        if (run.killed()) return;
+        this.options.logger?.warn({ code, signal, stderr: stderr.trim() }, `git ${request.kind} failed`);
+        flight.fail(gitFailure(request.kind, code));
         return;
       }
       flight.finish();
       const answer = flight.answer();
-      if (key === undefined || !answer) return forget();
+      if (key === undefined || !answer) return unlist();
       void this.options
         .head()
         .catch(() => undefined)
         .then((now) => {
           // `main` moved while git ran: the answer may be of either commit, so it is not kept.
           if (now === tip && !this.closed) this.cache.set(key, answer);
-          forget();
+          unlist();
         });
     });
   }
@@ -293,7 +317,9 @@ export class UploadPackAnswers {
       parent = stdout.toString('utf8').trim() || null;
       this.plan.addTip(tip, parent);
     }
-    for (const request of this.plan.requestsFor(tip, parent)) {
+    const requests = this.plan.requestsFor(tip, parent);
+    this.plan.age();
+    for (const request of requests) {
       // Stop when `main` has moved on: the next warm-up is queued behind this one.
       if (this.closed || tip !== this.lastTip) return;
       await this.warmOne(request, tip);
@@ -303,20 +329,29 @@ export class UploadPackAnswers {
   private async warmOne(shape: WarmRequest, tip: string): Promise<void> {
     const key = requestKey(shape.version, tip, shape.kind, shape.packets);
     if (this.cache.get(key) || this.flights.has(key)) return;
-    // Behind clients, never ahead of them: nothing is warmed while requests wait for git.
-    if (this.options.limiter.counts.queued > 0) return;
+    // Only on a free slot, never ahead of a client: a busy server computes it when a client asks.
+    const slot = this.options.limiter.tryAcquire();
+    if (!slot) return;
     const request: AnswerRequest = {
-      kind: shape.kind as AnswerKind,
+      kind: shape.kind,
       version: shape.version,
-      gitProtocol: shape.version > 0 ? `version=${shape.version}` : undefined,
       body: shape.kind === 'advertise' ? Buffer.alloc(0) : encodeRequest(shape.packets),
       packets: shape.packets,
       oids: new Set(),
     };
     this.cache.counts.warmups++;
-    // A warm-up turned away (a busy server) fails quietly: clients compute it when they ask.
-    await this.run(request, key, tip, true).settled();
+    const flight = this.run(request, key, tip, slot);
+    await flight.settled();
+    this.stopWarmUp = undefined;
   }
+}
+
+/** git refusing what the client sent is the client's error; anything else is ours. */
+function gitFailure(kind: AnswerKind, code: number | null): HttpError {
+  if (kind === 'upload-pack' && code === GIT_DIED) {
+    return new HttpError(400, 'git upload-pack refused the request');
+  }
+  return new HttpError(500, `git ${kind === 'advertise' ? 'advertise-refs' : 'upload-pack'} failed`);
 }
 
 /** Starts git holding `release`'s slot, which is given back when the process is gone. */
@@ -324,7 +359,7 @@ function spawnUploadPack(gitDir: string, request: AnswerRequest, release: Releas
   const env: NodeJS.ProcessEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0' };
   delete env.GIT_PROTOCOL;
   delete env.GIT_DIR;
-  if (request.gitProtocol !== undefined) env.GIT_PROTOCOL = request.gitProtocol;
+  if (request.version > 0) env.GIT_PROTOCOL = `version=${request.version}`;
   const args = [
     // Only `main` is advertised, so its tip is all of the repository state an answer depends on.
     '-c',

@@ -1,20 +1,24 @@
 import { LRUCache } from 'lru-cache';
 import type { GitCacheStats } from '../status/status-report.js';
+import { ByteBudget } from './byte-budget.js';
 
 /** What `/metrics`, `/health` and `status` report about it. */
 export type UploadPackCacheStats = GitCacheStats;
 
 /**
  * Finished upload-pack answers by request key (git/upload-pack-request.ts), bounded by bytes
- * and evicted least recently used first. Answers still being recorded count against the same
- * budget, so memory stays under twice the bound however many run at once.
+ * and evicted least recently used first. Answers being recorded, and recorded answers that
+ * readers are still being sent, hold bytes of `recording`, a second budget of the same size,
+ * so memory stays under twice the bound however many run at once and however slowly they are
+ * read.
  */
 export class UploadPackCache {
   private readonly answers: LRUCache<string, Buffer> | undefined;
-  private recordingBytes = 0;
+  readonly recording: ByteBudget;
   readonly counts = { hits: 0, shared: 0, misses: 0, evictions: 0, warmups: 0 };
 
   constructor(readonly maxBytes: number) {
+    this.recording = new ByteBudget(maxBytes);
     this.answers =
       maxBytes > 0
         ? new LRUCache<string, Buffer>({
@@ -38,17 +42,6 @@ export class UploadPackCache {
 
   set(key: string, answer: Buffer): void {
     this.answers?.set(key, answer);
-  }
-
-  /** Room for `bytes` more of answers being recorded; false: record no further. */
-  reserve(bytes: number): boolean {
-    if (this.recordingBytes + bytes > this.maxBytes) return false;
-    this.recordingBytes += bytes;
-    return true;
-  }
-
-  unreserve(bytes: number): void {
-    this.recordingBytes = Math.max(0, this.recordingBytes - bytes);
   }
 
   get stats(): UploadPackCacheStats {

@@ -9,9 +9,11 @@ import { drained, Wakers } from './response-waits.js';
  * can only cut the connection.
  *
  * While the flight is *recording*, every byte is kept (late joiners start from the first byte,
- * and the whole answer becomes a cache entry). A flight that stops recording (its answer is too
- * big for the cache) drops what every reader has sent and pauses git while the slowest reader
- * lags, so a slow client costs the server a bounded amount of memory.
+ * and the whole answer becomes a cache entry, one buffer shared with the readers still being
+ * sent it). A flight that stops recording (its answer is too big for the cache) drops what every
+ * reader has sent and pauses git while the slowest reader lags, so a slow client costs the
+ * server a bounded amount of memory. The source hears when the flight is over and no reader
+ * holds it any more (`released`): only then is what it kept let go.
  */
 
 /** git's first output held back this far; a small answer then goes out with its Content-Length. */
@@ -26,6 +28,8 @@ export interface FlightSource {
   resume(): void;
   /** Every reader left before the end; the source may stop. */
   abandoned(): void;
+  /** The flight has finished and no reader holds it: nothing it kept is in use any more. */
+  released(): void;
 }
 
 interface Reader {
@@ -45,6 +49,7 @@ export class UploadPackFlight {
   private readonly readers = new Set<Reader>();
   private readonly wakers = new Wakers();
   private source: FlightSource | undefined;
+  private released = false;
 
   /** `record`: keep every byte (for late joiners and the cache). */
   constructor(record: boolean) {
@@ -63,8 +68,12 @@ export class UploadPackFlight {
     return this.phase === 'done' || this.phase === 'failed';
   }
 
-  get size(): number {
-    return this.received;
+  get succeeded(): boolean {
+    return this.phase === 'done';
+  }
+
+  get hasReaders(): boolean {
+    return this.readers.size > 0;
   }
 
   /** Stops keeping what every reader has sent; no new reader may join after this. */
@@ -87,7 +96,9 @@ export class UploadPackFlight {
   finish(): void {
     if (this.finished) return;
     this.phase = 'done';
+    if (this.recordingOn) this.joinChunks();
     this.wakers.wake();
+    this.releaseIfIdle();
   }
 
   /** git failed: readers without headers get `error` thrown, the others are cut. */
@@ -96,12 +107,13 @@ export class UploadPackFlight {
     this.phase = 'failed';
     this.failure = error;
     this.wakers.wake();
+    this.releaseIfIdle();
   }
 
-  /** The whole answer, once finished while recording. */
+  /** The whole answer, once finished while recording (the buffer readers are sent from). */
   answer(): Buffer | undefined {
     if (this.phase !== 'done' || !this.recordingOn) return undefined;
-    return Buffer.concat(this.chunks as Buffer[], this.received);
+    return this.chunks[0] ?? Buffer.alloc(0);
   }
 
   /** Resolves when the flight has finished (either way). */
@@ -151,7 +163,25 @@ export class UploadPackFlight {
       this.readers.delete(reader);
       if (this.readers.size === 0 && !this.finished) this.source?.abandoned();
       else this.trim();
+      this.releaseIfIdle();
     }
+  }
+
+  /** One buffer for the whole answer, which the cache keeps: the chunks are copied only once. */
+  private joinChunks(): void {
+    const whole = Buffer.concat(this.chunks as Buffer[], this.received);
+    this.chunks.length = 0;
+    this.chunks.push(whole);
+    for (const reader of this.readers) {
+      reader.chunk = 0;
+      reader.offset = reader.sent;
+    }
+  }
+
+  private releaseIfIdle(): void {
+    if (this.released || !this.finished || this.readers.size > 0) return;
+    this.released = true;
+    this.source?.released();
   }
 
   private nextPiece(reader: Reader, releasable: number): Buffer {

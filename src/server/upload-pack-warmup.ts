@@ -1,4 +1,10 @@
-import { type Packet, requestKey, substituteOids } from '../git/upload-pack-request.js';
+import {
+  type AnswerKind,
+  type Packet,
+  type ProtocolVersion,
+  requestKey,
+  substituteOids,
+} from '../git/upload-pack-request.js';
 
 /**
  * Which requests to answer ahead of clients after a new index commit. The exact bytes a client
@@ -9,8 +15,8 @@ import { type Packet, requestKey, substituteOids } from '../git/upload-pack-requ
  */
 
 export interface WarmRequest {
-  version: number;
-  kind: string;
+  version: ProtocolVersion;
+  kind: AnswerKind;
   packets: Packet[];
 }
 
@@ -26,6 +32,8 @@ const MAX_SHAPES = 32;
 const WARM_SHAPES = 6;
 /** Tips whose parent is remembered (clients are at most a few commits behind). */
 const MAX_TIPS = 16;
+/** Larger request bodies are not learnt. */
+const MAX_LEARNT_BODY_BYTES = 4096;
 
 export class WarmUpPlan {
   /** tip -> its first parent (null: the first commit). */
@@ -46,10 +54,10 @@ export class WarmUpPlan {
     return this.parents.get(tip);
   }
 
-  /** Counts one request made at `tip`. */
-  learn(request: WarmRequest, oids: ReadonlySet<string>, tip: string): void {
+  /** Counts one request made at `tip` that git answered cleanly; `bodyBytes`: its size. */
+  learn(request: WarmRequest, oids: ReadonlySet<string>, tip: string, bodyBytes: number): void {
     const parent = this.parents.get(tip);
-    if (parent === undefined) return;
+    if (parent === undefined || bodyBytes > MAX_LEARNT_BODY_BYTES) return;
     const stand = new Map<string, string>([[tip, TIP]]);
     if (parent !== null) stand.set(parent, PARENT);
     for (const oid of oids) if (!stand.has(oid)) return;
@@ -76,6 +84,14 @@ export class WarmUpPlan {
         const packets = substituteOids(shape.packets, real);
         return packets ? [{ version: shape.version, kind: shape.kind, packets }] : [];
       });
+  }
+
+  /** Halves every count (after a tip's warm-up): a shape nobody asks for again is dropped. */
+  age(): void {
+    for (const [id, shape] of this.shapes) {
+      shape.count = Math.floor(shape.count / 2);
+      if (shape.count === 0) this.shapes.delete(id);
+    }
   }
 
   private forgetRarest(): void {

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -243,6 +244,77 @@ exec "${realGit}" "$@"
     } finally {
       process.env.PATH = path;
     }
+  });
+
+  test('a Git-Protocol value git does not read as v2 never gets or gives a v2 answer', async () => {
+    const server = await serve();
+    const advertise = async (gitProtocol: string) => {
+      const res = await fetch(`${server.url}/git/index/info/refs?service=git-upload-pack`, {
+        headers: { 'Git-Protocol': gitProtocol },
+      });
+      assert.equal(res.status, 200);
+      return res.text();
+    };
+    // git reads `version=02` as no version at all: a v0 advertisement.
+    assert.match(await advertise('version=02'), /^001e# service=git-upload-pack\n0000/);
+    assert.match(await advertise('version=2'), /^000eversion 2\n/);
+    assert.match(await advertise('version=3'), /^001e# service=git-upload-pack\n0000/);
+  });
+
+  test('request bodies share a bounded amount of memory: beyond it a 503, and it comes back', async () => {
+    const maxRequestBody = 16 * 1024;
+    const server = await serve({ maxRequestBody });
+    const tip = await head();
+    const haves = (bytes: number) => pkt(`have ${tip}\n`).repeat(Math.floor(bytes / 50));
+    // Four bodies of 15 KiB that never end hold almost all of the 4 x 16 KiB.
+    const url = new URL(`${server.url}/git/index/git-upload-pack`);
+    const open = Array.from({ length: 4 }, () => {
+      const req = request(url, { method: 'POST', headers: UPLOAD_PACK_HEADERS });
+      req.on('error', () => {});
+      req.write(`${pkt('command=fetch\n')}0001${haves(15 * 1024)}`);
+      return req;
+    });
+    const post = async (body: string) =>
+      (await fetch(url, { method: 'POST', headers: UPLOAD_PACK_HEADERS, body }).catch(() => undefined))
+        ?.status;
+    const fetchBody = (extra: string) =>
+      `${pkt('command=fetch\n')}0001${extra}${pkt(`want ${tip}\n`)}${pkt('done\n')}0000`;
+    let status: number | undefined;
+    await waitFor(
+      async () => {
+        status = await post(fetchBody(haves(15 * 1024)));
+        return status === 503;
+      },
+      'a body beyond the shared memory to be refused',
+      10_000,
+    );
+    for (const req of open) req.destroy();
+    await waitFor(async () => (await post(fetchBody(''))) === 200, 'the memory to come back', 10_000);
+  });
+
+  test('only requests git answered cleanly are warmed up after the next commit', async () => {
+    const server = await serve();
+    await server.answers.checkHead();
+    await server.answers.warmedUp();
+    const tip = await head();
+    const raw = async (args: string[]) => {
+      const body = `${pkt('command=fetch\n')}0001${args.map((a) => pkt(`${a}\n`)).join('')}0000`;
+      const res = await fetch(`${server.url}/git/index/git-upload-pack`, {
+        method: 'POST',
+        headers: UPLOAD_PACK_HEADERS,
+        body,
+      });
+      await res.arrayBuffer();
+      return res.status;
+    };
+    // git refuses an argument it does not know: the client's error, and nothing to learn.
+    for (let i = 0; i < 3; i++) assert.equal(await raw(['no-such-argument', `want ${tip}`, 'done']), 400);
+    assert.equal(await raw(['thin-pack', 'deepen 1', `want ${tip}`, 'done']), 200);
+    const before = (await stats(server)).warmups;
+    await commit();
+    await server.answers.checkHead();
+    await server.answers.warmedUp();
+    assert.equal((await stats(server)).warmups - before, 1);
   });
 
   test('/metrics reports hits, misses, bytes and entries', async () => {

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import {
   encodeRequest,
   parseUploadPackRequest,
+  protocolVersion,
   requestKey,
   substituteOids,
 } from '../../src/git/upload-pack-request.js';
@@ -20,7 +21,7 @@ function v2Fetch(lines: { caps?: string[]; args: string[] }): Buffer {
 
 const BASE_ARGS = ['thin-pack', 'ofs-delta', 'deepen 1', `want ${TIP}`, `have ${OLD}`, 'done'];
 
-function keyOf(body: Buffer, version = 2, tip = TIP): string {
+function keyOf(body: Buffer, version: 0 | 1 | 2 = 2, tip = TIP): string {
   const parsed = parseUploadPackRequest(body);
   assert.ok(parsed, 'the body parses');
   return requestKey(version, tip, 'upload-pack', parsed.packets);
@@ -62,6 +63,43 @@ describe('upload-pack request keys', () => {
     const base = keyOf(v0('multi_ack_detailed side-band-64k ofs-delta agent=git/2.39.5'), 0);
     assert.equal(keyOf(v0('multi_ack_detailed side-band-64k ofs-delta agent=git/2.40.0'), 0), base);
     assert.notEqual(keyOf(v0('multi_ack_detailed side-band-64k agent=git/2.39.5'), 0), base);
+  });
+
+  test('v0: capabilities are split on any whitespace, as git splits them, on every want', () => {
+    const v0 = (...wants: string[]) =>
+      Buffer.from(`${wants.map((w) => pkt(`${w}\n`)).join('')}${pkt('deepen 1\n')}0000${pkt('done\n')}`);
+    const base = keyOf(v0(`want ${TIP} thin-pack ofs-delta`), 0);
+    assert.equal(keyOf(v0(`want ${TIP} thin-pack\tofs-delta agent=a`), 0), base);
+    assert.equal(keyOf(v0(`want ${TIP}\tthin-pack  ofs-delta\tsession-id=1`), 0), base);
+    // An agent glued to a capability by a tab must not take the capability with it.
+    assert.notEqual(keyOf(v0(`want ${TIP} agent=a\tthin-pack`), 0), keyOf(v0(`want ${TIP} agent=a`), 0));
+    // git reads capabilities on later wants too.
+    assert.notEqual(
+      keyOf(v0(`want ${TIP} ofs-delta`, `want ${OLD} thin-pack`), 0),
+      keyOf(v0(`want ${TIP} ofs-delta`, `want ${OLD}`), 0),
+    );
+    // A lookalike `agent` without its `=` is a capability like any other.
+    assert.notEqual(keyOf(v0(`want ${TIP} thin-pack ofs-delta agent`), 0), base);
+  });
+
+  test('v2: agent and session-id lines are left out only among the capabilities', () => {
+    const base = keyOf(v2Fetch({ args: BASE_ARGS }));
+    // In the arguments git reads them as arguments (and refuses them): never the same answer.
+    assert.notEqual(keyOf(v2Fetch({ args: ['agent=x', ...BASE_ARGS] })), base);
+    assert.notEqual(keyOf(v2Fetch({ args: [...BASE_ARGS.slice(0, -1), 'session-id=1', 'done'] })), base);
+  });
+
+  test('the protocol version is read exactly as git reads Git-Protocol', () => {
+    assert.equal(protocolVersion(undefined), 0);
+    assert.equal(protocolVersion('version=2'), 2);
+    assert.equal(protocolVersion('version=1'), 1);
+    assert.equal(protocolVersion('object-format=sha1:version=2'), 2);
+    assert.equal(protocolVersion('version=2:version=1'), 2);
+    // git's parse_protocol_version knows "0", "1" and "2" only.
+    assert.equal(protocolVersion('version=02'), 0);
+    assert.equal(protocolVersion('version=2 '), 0);
+    assert.equal(protocolVersion('version=3'), 0);
+    assert.equal(protocolVersion('version=3:version=1'), 1);
   });
 
   test('no payload passes for a special packet, and packets cannot be re-split', () => {
