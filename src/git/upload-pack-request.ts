@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
  * What an upload-pack request asks for, read from its pkt-lines (after gunzip), so identical
  * requests can share one answer (server/upload-pack-cache.ts). git's own words on pack-objects:
  * its output "is a pure function of its input"; the only parts of a request that never change
- * the answer are the client's `agent` and `session-id`, so they are left out of the key.
+ * the answer are the client's `agent` (and, in v0, its `session-id`), so they are left out of
+ * the key.
  */
 
 /**
@@ -15,7 +16,7 @@ import { createHash } from 'node:crypto';
 export type Packet = { data: string } | { special: 0 | 1 | 2 };
 
 export interface UploadPackRequest {
-  /** The packets that decide the answer, agent and session-id removed, one trailing LF dropped. */
+  /** The packets that decide the answer, the client's agent left out, one trailing LF dropped. */
   packets: Packet[];
   /** Object ids the request names as wants, haves and shallows (for warm-up templates). */
   oids: Set<string>;
@@ -46,14 +47,26 @@ export function protocolVersion(gitProtocol: string | undefined): ProtocolVersio
   return version;
 }
 
-/** A capability of the client itself: it never changes what git answers. */
-function isClientIdentity(item: string): boolean {
+/**
+ * A v0 capability of the client itself, which git reads only to log it. (git takes a v0
+ * `session-id` only when it advertised one, and ignores it otherwise.)
+ */
+function isV0ClientIdentity(item: string): boolean {
   return item.startsWith('agent=') || item.startsWith('session-id=');
 }
 
-/** A v0 want: its object id, then capabilities that git separates with any C whitespace. */
+/**
+ * A v2 capability line of the client itself. Only `agent`: git refuses a `session-id` it did
+ * not advertise (transfer.advertiseSID), so that one changes the answer and stays in the key.
+ */
+function isV2ClientIdentity(line: string): boolean {
+  return line.startsWith('agent=');
+}
+
+/** A v0 want: its object id, then capabilities that git separates with whitespace. */
 const V0_WANT = /^want ([0-9a-f]{40}(?:[0-9a-f]{24})?)(.*)$/s;
-const C_SPACE = /[ \t\n\v\f\r]+/;
+/** git's own isspace (ctype.c): not the C library's, which also has \v and \f. */
+const GIT_SPACE = /[ \t\n\r]+/;
 
 /**
  * A v0 want line as git reads it (upload-pack.c parses the capabilities of every want line):
@@ -63,8 +76,8 @@ function normalizeV0Want(line: string): string {
   const want = V0_WANT.exec(line);
   if (!want) return line;
   const capabilities = (want[2] ?? '')
-    .split(C_SPACE)
-    .filter((item) => item !== '' && !isClientIdentity(item));
+    .split(GIT_SPACE)
+    .filter((item) => item !== '' && !isV0ClientIdentity(item));
   return [`want ${want[1]}`, ...capabilities].join(' ');
 }
 
@@ -72,9 +85,9 @@ function normalizeV0Want(line: string): string {
  * Reads a request body already checked by request-body.ts's pktLineCheck. Returns undefined for
  * anything it cannot read, which then simply is not shared or cached.
  *
- * A v2 request (it starts with `command=`) carries the client's agent and session-id as lines
- * of their own before its first delimiter; a v0 request carries them among the capabilities of
- * its want lines. Only there are they left out: anywhere else git reads them as something else.
+ * A v2 request (it starts with `command=`) carries the client's agent as a line of its own
+ * before its first delimiter; a v0 request carries it among the capabilities of its want lines.
+ * Only there is it left out: anywhere else git reads it as something else.
  */
 export function parseUploadPackRequest(body: Buffer): UploadPackRequest | undefined {
   const packets: Packet[] = [];
@@ -99,7 +112,7 @@ export function parseUploadPackRequest(body: Buffer): UploadPackRequest | undefi
     if (text.endsWith('\n')) text = text.slice(0, -1);
     v2 ??= text.startsWith('command=');
     if (v2) {
-      if (inCapabilities && isClientIdentity(text)) continue;
+      if (inCapabilities && isV2ClientIdentity(text)) continue;
     } else if (text.startsWith('want ')) {
       text = normalizeV0Want(text);
     }

@@ -4,7 +4,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { parseUploadPackRequest, protocolVersion, UPLOAD_PACK_SERVICE } from '../git/upload-pack-request.js';
 import type { ByteBudget } from './byte-budget.js';
-import { HttpError } from './http-error.js';
+import { HeldBody } from './held-body.js';
+import { BUSY_RETRY_AFTER_SECONDS, HttpError } from './http-error.js';
 import { bodyTooLarge, byteLimit, pktLineCheck } from './request-body.js';
 import type { UploadPackAnswers } from './upload-pack-answers.js';
 
@@ -30,12 +31,9 @@ export interface GitContext {
   answers: UploadPackAnswers;
   /** Bytes of an upload-pack request body, counted as sent and again after gunzip. */
   maxRequestBody: number;
-  /** Memory shared by every request body being read or waiting for git. */
+  /** Memory shared by every request body being read or waiting for git (held-body.ts). */
   bodies: ByteBudget;
 }
-
-/** Seconds a client turned away for lack of memory for its body should wait. */
-const BODIES_RETRY_AFTER_SECONDS = '5';
 
 export function refusePush(): never {
   throw new HttpError(403, 'this registry is read-only: pushing (git-receive-pack) is not allowed');
@@ -55,7 +53,7 @@ export async function handleInfoRefs(
   const request = {
     kind: 'advertise' as const,
     version: protocolVersion(gitProtocolHeader(req)),
-    body: Buffer.alloc(0),
+    body: new HeldBody(Buffer.alloc(0)),
     packets: [],
     oids: new Set<string>(),
   };
@@ -81,21 +79,7 @@ export async function handleUploadPack(
   }
   // Refused before git or a slot is taken; a body without a length is counted as it comes.
   if (Number(req.headers['content-length'] ?? 0) > ctx.maxRequestBody) throw bodyTooLarge();
-  const taken = { bytes: 0 };
-  try {
-    await answerUploadPack(ctx, req, res, await readRequestBody(ctx, req, gzipped, taken));
-  } finally {
-    ctx.bodies.give(taken.bytes);
-  }
-}
-
-async function answerUploadPack(
-  ctx: GitContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  body: Buffer,
-): Promise<void> {
-  const parsed = parseUploadPackRequest(body);
+  const { body, parsed } = await receiveBody(ctx, req, gzipped);
   const request = {
     kind: 'upload-pack' as const,
     version: protocolVersion(gitProtocolHeader(req)),
@@ -103,11 +87,31 @@ async function answerUploadPack(
     packets: parsed?.packets,
     oids: parsed?.oids ?? new Set<string>(),
   };
-  await ctx.answers.respond(request, res, (length) => ({
-    'Content-Type': RESULT_TYPE,
-    'Cache-Control': 'no-cache',
-    ...(length === undefined ? {} : { 'Content-Length': String(length) }),
-  }));
+  try {
+    await ctx.answers.respond(request, res, (length) => ({
+      'Content-Type': RESULT_TYPE,
+      'Cache-Control': 'no-cache',
+      ...(length === undefined ? {} : { 'Content-Length': String(length) }),
+    }));
+  } finally {
+    body.drop();
+  }
+}
+
+/** The request body, held until git has it, and what it asks (when it can be read). */
+async function receiveBody(ctx: GitContext, req: IncomingMessage, gzipped: boolean) {
+  const taken = { bytes: 0 };
+  let bytes: Buffer;
+  try {
+    bytes = await readRequestBody(ctx, req, gzipped, taken);
+  } catch (error) {
+    ctx.bodies.give(taken.bytes);
+    throw error;
+  }
+  return {
+    body: new HeldBody(bytes, () => ctx.bodies.give(taken.bytes)),
+    parsed: parseUploadPackRequest(bytes),
+  };
 }
 
 /**
@@ -129,8 +133,8 @@ async function readRequestBody(
     write(chunk: Buffer, _encoding, callback) {
       if (!ctx.bodies.take(chunk.length)) {
         callback(
-          new HttpError(503, 'too many git requests at once, try again shortly', {
-            'Retry-After': BODIES_RETRY_AFTER_SECONDS,
+          new HttpError(503, 'no memory left for more git requests at once, try again shortly', {
+            'Retry-After': BUSY_RETRY_AFTER_SECONDS,
             Connection: 'close',
           }),
         );

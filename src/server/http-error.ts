@@ -71,3 +71,6 @@ export function notFound(message = 'not found'): HttpError {
 export function methodNotAllowed(allowed: readonly string[]): HttpError {
   return new HttpError(405, 'method not allowed', { Allow: allowed.join(', ') });
 }
+
+/** Seconds a client turned away by a busy server (no git slot, no memory) should wait. */
+export const BUSY_RETRY_AFTER_SECONDS = '5';

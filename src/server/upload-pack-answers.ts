@@ -13,7 +13,8 @@ import {
   UPLOAD_PACK_SERVICE,
 } from '../git/upload-pack-request.js';
 import { SERVED_BRANCH } from '../index/served-index.js';
-import { HttpError } from './http-error.js';
+import { HeldBody } from './held-body.js';
+import { BUSY_RETRY_AFTER_SECONDS, HttpError } from './http-error.js';
 import { LimiterBusyError, type ProcessLimiter, type Release } from './process-limiter.js';
 import { UploadPackCache } from './upload-pack-cache.js';
 import { UploadPackFlight } from './upload-pack-flight.js';
@@ -34,8 +35,8 @@ export interface AnswerRequest {
   kind: AnswerKind;
   /** Protocol version read from the Git-Protocol header as git reads it; all git is told. */
   version: ProtocolVersion;
-  /** The request body after gunzip (empty for an advertisement). */
-  body: Buffer;
+  /** The request body after gunzip (empty for an advertisement), let go once git has it. */
+  body: HeldBody;
   /** What the body asks, when it could be read (else it is neither shared nor cached). */
   packets: Packet[] | undefined;
   oids: ReadonlySet<string>;
@@ -52,8 +53,6 @@ export interface AnswersOptions {
 
 type GitChild = ChildProcessByStdio<Writable, Readable, Readable>;
 
-/** Seconds a client turned away for lack of a git slot should wait before asking again. */
-const RETRY_AFTER_SECONDS = '5';
 /** How often `main` is checked for a commit made by another process (a `mirror` run). */
 const HEAD_POLL_MS = 1000;
 /** git's exit status when it dies on what it was sent (die() in usage.c). */
@@ -114,6 +113,7 @@ export class UploadPackAnswers {
       // Looked up and, on a miss, registered below with no await between: identical requests join it.
       const answer = this.cache.get(key);
       if (answer) {
+        request.body.drop();
         this.cache.counts.hits++;
         res.writeHead(200, headers(answer.length));
         res.end(answer);
@@ -121,8 +121,10 @@ export class UploadPackAnswers {
         return;
       }
       flight = this.flights.get(key);
-      if (flight?.recording) this.cache.counts.shared++;
-      else flight = undefined;
+      if (flight?.recording) {
+        request.body.drop();
+        this.cache.counts.shared++;
+      } else flight = undefined;
     }
     if (!flight) {
       this.cache.counts.misses++;
@@ -137,7 +139,7 @@ export class UploadPackAnswers {
   private learn(request: AnswerRequest, tip: string): void {
     if (request.packets === undefined) return;
     const shape = { version: request.version, kind: request.kind, packets: request.packets };
-    this.plan.learn(shape, request.oids, tip, request.body.length);
+    this.plan.learn(shape, request.oids, tip, request.body.bytes);
   }
 
   private keyFor(request: AnswerRequest, tip: string | undefined): string | undefined {
@@ -163,6 +165,10 @@ export class UploadPackAnswers {
       if (key !== undefined && this.flights.get(key) === flight) this.flights.delete(key);
     };
     let reserved = 0;
+    const giveBack = () => {
+      this.cache.recording.give(reserved);
+      reserved = 0;
+    };
     let child: GitChild | undefined;
     let killed = false;
     const waiting = new AbortController();
@@ -170,8 +176,11 @@ export class UploadPackAnswers {
       if (killed) return;
       killed = true;
       unlist();
+      request.body.drop();
       waiting.abort();
       child?.kill('SIGKILL');
+      // Output already in the pipe is not wanted (nor counted) any more.
+      child?.stdout.destroy();
       flight.fail(new HttpError(499, 'nobody is waiting for this answer any more'));
     };
     flight.attach({
@@ -182,10 +191,7 @@ export class UploadPackAnswers {
         if (!warm || !flight.recording) kill();
       },
       // Recorded bytes count until the last reader has them (the cache holds its own copy).
-      released: () => {
-        this.cache.recording.give(reserved);
-        reserved = 0;
-      },
+      released: giveBack,
     });
     if (warm) this.stopWarmUp = kill;
     const slot = warmSlot ? Promise.resolve(warmSlot) : this.gitSlot(waiting.signal);
@@ -196,6 +202,7 @@ export class UploadPackAnswers {
           child = spawnUploadPack(this.options.gitDir, request, release);
         } catch (error) {
           unlist();
+          request.body.drop();
           this.options.logger?.error({ err: error }, 'cannot run git upload-pack');
           return flight.fail(new HttpError(500, 'the index repository is not available'));
         }
@@ -207,15 +214,18 @@ export class UploadPackAnswers {
               reserved += bytes;
               return;
             }
-            // Too big to cache: the readers it has go on, nobody new joins.
+            // Too big to cache: the readers it has go on, nobody new joins, and what it keeps
+            // from now on is bounded by its slowest reader (upload-pack-flight.ts).
             unlist();
             flight.stopRecording();
+            giveBack();
             if (!flight.hasReaders) kill();
           },
         });
       },
       (error: unknown) => {
         unlist();
+        request.body.drop();
         flight.fail(error);
       },
     );
@@ -234,7 +244,7 @@ export class UploadPackAnswers {
       if (error.reason === 'aborted') throw new HttpError(499, 'the client went away while waiting');
       logger?.warn({ reason: error.reason, ...limiter.counts }, 'git upload-pack request turned away');
       throw new HttpError(503, 'too many git requests at once, try again shortly', {
-        'Retry-After': RETRY_AFTER_SECONDS,
+        'Retry-After': BUSY_RETRY_AFTER_SECONDS,
       });
     }
   }
@@ -254,12 +264,14 @@ export class UploadPackAnswers {
       flight.data(Buffer.concat([pktLine(`# service=${UPLOAD_PACK_SERVICE}\n`), Buffer.from('0000')]));
     }
     child.stdout.on('data', (chunk: Buffer) => {
+      // After a kill, git's last output may still arrive: nobody wants it.
+      if (run.killed() || flight.finished) return;
       if (flight.recording) run.record(chunk.length);
       flight.data(chunk);
     });
     // git may stop reading early (a bad request); its exit status says what happened.
     child.stdin.on('error', () => {});
-    child.stdin.end(request.body);
+    child.stdin.end(request.body.take());
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk.toString('utf8')).slice(-4000);
@@ -335,13 +347,14 @@ export class UploadPackAnswers {
     const request: AnswerRequest = {
       kind: shape.kind,
       version: shape.version,
-      body: shape.kind === 'advertise' ? Buffer.alloc(0) : encodeRequest(shape.packets),
+      body: new HeldBody(shape.kind === 'advertise' ? Buffer.alloc(0) : encodeRequest(shape.packets)),
       packets: shape.packets,
       oids: new Set(),
     };
     this.cache.counts.warmups++;
-    const flight = this.run(request, key, tip, slot);
-    await flight.settled();
+    // Until the cache has what it will get: a flight too big to record may go on for readers
+    // that joined it, at their pace, which the next warm-up does not wait for.
+    await this.run(request, key, tip, slot).recorded();
     this.stopWarmUp = undefined;
   }
 }

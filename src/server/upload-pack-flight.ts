@@ -49,7 +49,7 @@ export class UploadPackFlight {
   private readonly readers = new Set<Reader>();
   private readonly wakers = new Wakers();
   private source: FlightSource | undefined;
-  private released = false;
+  private sourceReleased = false;
 
   /** `record`: keep every byte (for late joiners and the cache). */
   constructor(record: boolean) {
@@ -81,6 +81,7 @@ export class UploadPackFlight {
     if (!this.recordingOn) return;
     this.recordingOn = false;
     this.trim();
+    this.wakers.wake();
   }
 
   data(chunk: Buffer): void {
@@ -116,9 +117,9 @@ export class UploadPackFlight {
     return this.chunks[0] ?? Buffer.alloc(0);
   }
 
-  /** Resolves when the flight has finished (either way). */
-  settled(): Promise<void> {
-    return this.wakers.until(() => this.finished);
+  /** Resolves when the flight has finished (either way) or stopped recording. */
+  recorded(): Promise<void> {
+    return this.wakers.until(() => this.finished || !this.recordingOn);
   }
 
   /**
@@ -179,8 +180,8 @@ export class UploadPackFlight {
   }
 
   private releaseIfIdle(): void {
-    if (this.released || !this.finished || this.readers.size > 0) return;
-    this.released = true;
+    if (this.sourceReleased || !this.finished || this.readers.size > 0) return;
+    this.sourceReleased = true;
     this.source?.released();
   }
 

@@ -28,10 +28,11 @@ function keyOf(body: Buffer, version: 0 | 1 | 2 = 2, tip = TIP): string {
 }
 
 describe('upload-pack request keys', () => {
-  test('the client agent, session id and a trailing LF do not change the key', () => {
+  test('the client agent and a trailing LF do not change the key; a v2 session-id does', () => {
     const base = keyOf(v2Fetch({ args: BASE_ARGS }));
     assert.equal(keyOf(v2Fetch({ caps: ['agent=other/1.0', 'object-format=sha1'], args: BASE_ARGS })), base);
-    assert.equal(
+    // git refuses a session-id it did not advertise (transfer.advertiseSID): another answer.
+    assert.notEqual(
       keyOf(v2Fetch({ caps: ['agent=x', 'session-id=abc', 'object-format=sha1'], args: BASE_ARGS })),
       base,
     );
@@ -65,12 +66,15 @@ describe('upload-pack request keys', () => {
     assert.notEqual(keyOf(v0('multi_ack_detailed side-band-64k agent=git/2.39.5'), 0), base);
   });
 
-  test('v0: capabilities are split on any whitespace, as git splits them, on every want', () => {
+  test("v0: capabilities are split on whitespace as git's isspace knows it, on every want", () => {
     const v0 = (...wants: string[]) =>
       Buffer.from(`${wants.map((w) => pkt(`${w}\n`)).join('')}${pkt('deepen 1\n')}0000${pkt('done\n')}`);
     const base = keyOf(v0(`want ${TIP} thin-pack ofs-delta`), 0);
     assert.equal(keyOf(v0(`want ${TIP} thin-pack\tofs-delta agent=a`), 0), base);
     assert.equal(keyOf(v0(`want ${TIP}\tthin-pack  ofs-delta\tsession-id=1`), 0), base);
+    // git's isspace knows no \v or \f: there they glue two words into one capability.
+    assert.notEqual(keyOf(v0(`want ${TIP} thin-pack\vofs-delta`), 0), base);
+    assert.notEqual(keyOf(v0(`want ${TIP} thin-pack\fofs-delta`), 0), base);
     // An agent glued to a capability by a tab must not take the capability with it.
     assert.notEqual(keyOf(v0(`want ${TIP} agent=a\tthin-pack`), 0), keyOf(v0(`want ${TIP} agent=a`), 0));
     // git reads capabilities on later wants too.
@@ -82,7 +86,7 @@ describe('upload-pack request keys', () => {
     assert.notEqual(keyOf(v0(`want ${TIP} thin-pack ofs-delta agent`), 0), base);
   });
 
-  test('v2: agent and session-id lines are left out only among the capabilities', () => {
+  test('v2: agent lines are left out only among the capabilities', () => {
     const base = keyOf(v2Fetch({ args: BASE_ARGS }));
     // In the arguments git reads them as arguments (and refuses them): never the same answer.
     assert.notEqual(keyOf(v2Fetch({ args: ['agent=x', ...BASE_ARGS] })), base);
