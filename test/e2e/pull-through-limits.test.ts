@@ -44,14 +44,33 @@ after(async () => {
   await fixture?.cleanup();
 });
 
-/** Waits until the startup sync has listed the upstream's modules. */
-async function synced(url: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const health = (await (await fetch(`${url}/health`)).json()) as { sync?: { last_run: unknown } };
-    if (health.sync?.last_run) return;
+/**
+ * Waits until the server serves an index listing MODULE and its startup sync has reported (so
+ * no sync runs alongside the test). The report alone is not enough: a failed first sync reports
+ * too, and a fresh proxy without an index holds a request for first_index_wait, then answers 503.
+ * Returns what the served index says of MODULE.
+ */
+async function synced(url: string): Promise<ModuleVersions> {
+  for (let i = 0; i < 600; i++) {
+    const res = await fetch(`${url}/health`);
+    const health = (await res.json()) as { status?: string; sync?: { last_run: unknown } };
+    if (res.status === 200 && health.status === 'ok' && health.sync?.last_run) {
+      const listing = await fetch(`${url}/user/${MODULE}`);
+      assert.equal(listing.status, 200, `the served index lists ${MODULE}`);
+      return (await listing.json()) as ModuleVersions;
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  assert.fail('the startup sync did not finish');
+  assert.fail('no index served, or no sync report, within 60 s');
+}
+
+type ModuleVersions = { versions: { version: string; stored: boolean }[] };
+
+/** The served line of one version of MODULE: listed, and not stored yet (a pull-through miss). */
+function assertMiss(listing: ModuleVersions, version: string): void {
+  const line = listing.versions.find((entry) => entry.version === version);
+  assert.ok(line, `${MODULE}@${version} is served`);
+  assert.equal(line.stored, false, `${MODULE}@${version} is not stored yet`);
 }
 
 function versionsOf(module: string): string[] {
@@ -59,10 +78,17 @@ function versionsOf(module: string): string[] {
 }
 
 test('an upstream that never answers: 504 naming the source, no upstream URL', async () => {
-  await setReadTimeout('1s');
+  // The first index is fetched under the default read timeout. With 1 s, a busy machine can fail
+  // the git fetch (1 s without progress) over and over; the archive request then waits for a first
+  // index and gets 503, never meeting the hang under test. A restarted server serves the index it
+  // fetched before at once, whatever its own startup sync does.
   server = await startServe(registry.root, ['--proxy']);
   await synced(server.url);
+  await server.stop();
+  await setReadTimeout('1s');
+  server = await startServe(registry.root, ['--proxy']);
   const version = versionsOf(MODULE)[0] as string;
+  assertMiss(await synced(server.url), version);
   upstream.faults.set(`${MODULE}@${version}`, 'hang');
   const res = await fetch(archiveUrl(server.url, MODULE, version));
   assert.equal(res.status, 504);
@@ -78,8 +104,8 @@ test('SIGTERM during a trickling download: the server exits without waiting for 
   await setReadTimeout('10m');
   await setConfig('server.shutdown_timeout', '2s');
   server = await startServe(registry.root, ['--proxy']);
-  await synced(server.url);
   const version = versionsOf(MODULE)[1] as string;
+  assertMiss(await synced(server.url), version);
   // Half the archive, then nothing for a minute, within the read timeout.
   upstream.stallMs = 60_000;
   upstream.faults.set(`${MODULE}@${version}`, 'stall');
@@ -110,8 +136,8 @@ test('SIGTERM: no new connections at once, the response in flight still complete
   await server?.stop();
   await setConfig('server.shutdown_timeout', '20s');
   server = await startServe(registry.root, ['--proxy']);
-  await synced(server.url);
   const version = versionsOf(MODULE)[2] as string;
+  assertMiss(await synced(server.url), version);
   upstream.stallMs = 60_000;
   upstream.clearRecords(); // the stalls recorded by the test before
   upstream.faults.set(`${MODULE}@${version}`, 'stall');
