@@ -48,11 +48,8 @@ export class ProcessLimiter {
   /** Resolves with a release function once a slot is ours; `signal` gives up waiting. */
   acquire(signal?: AbortSignal): Promise<Release> {
     if (signal?.aborted) return Promise.reject(new LimiterBusyError('aborted'));
-    // Nobody overtakes the line: a free slot goes to a waiter first (see release).
-    if (this.running < this.options.concurrency && this.queue.length === 0) {
-      this.running++;
-      return Promise.resolve(this.releaser());
-    }
+    const free = this.tryAcquire();
+    if (free) return Promise.resolve(free);
     if (this.queue.length >= this.options.maxQueue) {
       return Promise.reject(new LimiterBusyError('queue-full'));
     }
@@ -80,7 +77,10 @@ export class ProcessLimiter {
     });
   }
 
-  /** A slot only if one is free now and nobody waits: for work that must never delay callers. */
+  /**
+   * A slot only if one is free now and nobody waits (nobody overtakes the line: a freed slot
+   * goes to a waiter first, see releaser); for work that must never delay callers.
+   */
   tryAcquire(): Release | undefined {
     if (this.running >= this.options.concurrency || this.queue.length > 0) return undefined;
     this.running++;
