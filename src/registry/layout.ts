@@ -21,6 +21,13 @@ export interface RegistryLayout {
   packagesDir: string;
   /** One bare git repository per source, fetched from upstream. */
   sourcesDir: string;
+  /** Each source's editor symbols: `<source>/symbols.zip` and the ETag it came with. */
+  symbolsDir: string;
+  /**
+   * Prebuilt wasm tools, as moon asks for them: `<module>/<version>/<package path>/<name>.wasm`
+   * and its `.sha256`, plus what the source answered 404 for.
+   */
+  assetsDir: string;
   /** The index of modules published here (`[hosted]`): a bare git repository like a source's. */
   hostedIndexDir: string;
   /** Downloads in progress, one folder per process; renamed into packagesDir once verified. */
@@ -59,6 +66,8 @@ function layoutIn(abs: string, dataDir: string): RegistryLayout {
     proxyIndexDir: join(dataDir, 'proxy-index'),
     packagesDir: join(dataDir, 'packages'),
     sourcesDir: join(dataDir, 'sources'),
+    symbolsDir: join(dataDir, 'symbols'),
+    assetsDir: join(dataDir, 'assets'),
     hostedIndexDir: join(dataDir, 'hosted', 'index.git'),
     tmpDir: join(dataDir, 'tmp'),
     provenanceFile: join(dataDir, 'state', 'provenance.json'),
