@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerCompletionCommand } from './commands/completion-command.js';
 import { registerConfigCommand } from './commands/config-command.js';
+import { registerGcCommand } from './commands/gc-command.js';
 import { registerIndexCommand } from './commands/index-command.js';
 import { registerInitCommand } from './commands/init-command.js';
 import { registerMirrorCommand } from './commands/mirror-command.js';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerConfigCommand(program);
   registerUpdateCommand(program);
   registerVerifyCommand(program);
+  registerGcCommand(program);
   registerStatusCommand(program);
   registerTokenCommand(program);
   registerCompletionCommand(program);

@@ -228,6 +228,16 @@ const HostedSchema = z
   })
   .strict();
 
+/** `[gc]`: what `moonbit-registry gc` must leave alone. */
+const GcSchema = z
+  .object({
+    keep: z
+      .array(moduleGlob)
+      .default([])
+      .describe('Module globs gc never removes archives or assets of, referenced or not.'),
+  })
+  .strict();
+
 /**
  * `[git]`: where `sync --push` (and auto_push) sends the served index, and where `sync --pull`
  * takes it from. Any URL git can use; credentials only in `[git.auth]`.
@@ -468,6 +478,7 @@ export const ConfigObjectSchema = z
       .describe('[[sources]]: the upstream registries, one table each.'),
     hosted: HostedSchema.prefault({}),
     git: GitSchema.prefault({}),
+    gc: GcSchema.prefault({}),
   })
   .strict();
 

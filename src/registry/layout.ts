@@ -40,6 +40,8 @@ export interface RegistryLayout {
   mirrorRunsFile: string;
   /** Archive downloads served per hour. */
   downloadsFile: string;
+  /** When each module@version's archive and assets were last downloaded (`gc --older-than`). */
+  lastDownloadsFile: string;
   /** What the running `serve` knows live (sync schedule, source health), for `status`. */
   serverStateFile: string;
   /**
@@ -74,6 +76,7 @@ function layoutIn(abs: string, dataDir: string): RegistryLayout {
     mirrorRequestsFile: join(dataDir, 'state', 'mirror-requests.json'),
     mirrorRunsFile: join(dataDir, 'state', 'mirror-runs.json'),
     downloadsFile: join(dataDir, 'state', 'downloads.json'),
+    lastDownloadsFile: join(dataDir, 'state', 'last-downloads.json'),
     serverStateFile: join(dataDir, 'state', 'server.json'),
     legacyDir: join(dataDir, 'legacy'),
     lockTarget: join(dataDir, 'registry'),

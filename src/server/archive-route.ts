@@ -13,7 +13,7 @@ export interface ArchiveContext {
   /** Pull-through mode: fetches listed archives that are not stored yet. */
   pullThrough: PullThrough | undefined;
   /** How each archive GET was answered, for /metrics and the downloads chart. */
-  onArchive?(result: ArchiveResult): void;
+  onArchive?(result: ArchiveResult, archive: { module: string; version: string } | undefined): void;
 }
 
 /**
@@ -39,11 +39,11 @@ export async function handleArchive(
 ): Promise<void> {
   // Known only when the response is over: what was sent, how it ended, and where from.
   let fromUpstream = false;
+  const ref = parseArchivePath(rawRest);
   const onArchive = ctx.onArchive;
   if (req.method === 'GET' && onArchive) {
-    res.once('close', () => onArchive(archiveResult(res, fromUpstream)));
+    res.once('close', () => onArchive(archiveResult(res, fromUpstream), ref));
   }
-  const ref = parseArchivePath(rawRest);
   const snapshot = await ctx.index.snapshot();
   const entry = ref ? snapshot.modules.get(ref.module)?.get(ref.version) : undefined;
   if (!ref || !entry) {

@@ -3,6 +3,7 @@ import { handleWeb } from '../web/web-routes.js';
 import type { AccessDecision } from './access-control.js';
 import { handleAdminSync } from './admin-routes.js';
 import { handleArchive } from './archive-route.js';
+import { noteAssetDownload } from './asset-downloads.js';
 import { handleInfoRefs, handleUploadPack, refusePush } from './git-smart-http.js';
 import { handleMark, handlePublish } from './hosted-routes.js';
 import { HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
@@ -125,6 +126,7 @@ export async function route(
   if (path === '/git' || path.startsWith('/git/')) throw notFound();
 
   if (path.startsWith('/user/')) await waitForFirstIndex(ctx, res);
+  noteAssetDownload(req, res, path, (module, version) => ctx.downloads.recordAsset(module, version));
   if (await handleWeb(webContextFor(ctx), req, res, path, query)) return;
   if (path === '/status') {
     if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
@@ -143,9 +145,9 @@ export async function route(
         store: ctx.registry.store,
         index: ctx.index,
         pullThrough: ctx.pullThrough,
-        onArchive: (result) => {
+        onArchive: (result, archive) => {
           ctx.metrics.archive(result);
-          if (result === 'hit' || result === 'miss') ctx.downloads.record();
+          if (result === 'hit' || result === 'miss') ctx.downloads.record(archive);
         },
       },
       req,

@@ -10,6 +10,7 @@ import { enabledUpstreams } from '../registry/source-indexes.js';
 import { SourcePolicy } from '../registry/source-policy.js';
 import { collectStatus, countBySource, type IndexView, storeUsage } from '../status/collect-status.js';
 import { DownloadStats } from '../status/download-stats.js';
+import { LastDownloads } from '../status/last-downloads.js';
 import { readMirrorRunLog } from '../status/mirror-runs.js';
 import { type ServerState, writeServerState } from '../status/server-state.js';
 import type { StatusReport } from '../status/status-report.js';
@@ -149,7 +150,11 @@ export async function createServerContext(
     mirrorRuns: async () => (await readMirrorRunLog(layout)).totals,
     lastSyncSuccess: () => lastSyncSuccess,
   });
-  const downloads = new DownloadStats(layout.downloadsFile);
+  const downloads = new DownloadStats(
+    layout.downloadsFile,
+    Date.now,
+    new LastDownloads(layout.lastDownloadsFile),
+  );
   await downloads.load();
   let writeLive: () => Promise<void> = async () => {};
 

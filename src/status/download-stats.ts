@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { readState, writeState } from './json-state.js';
+import type { LastDownloads } from './last-downloads.js';
 import type { HourlyCount } from './status-report.js';
 
 const HOUR_MS = 3_600_000;
@@ -11,7 +12,8 @@ const FileSchema = z.object({ hours: z.record(z.string(), z.number().int().nonne
 /**
  * Archive downloads served, counted per UTC hour. Counting is in memory; `flush` writes the
  * counts to data/state/downloads.json (serve does it every minute and at shutdown), so a
- * restart keeps the history and `status` can read it without a server.
+ * restart keeps the history and `status` can read it without a server. With `last`, each
+ * download is also noted per module@version (for `gc --older-than`) and flushed with the counts.
  */
 export class DownloadStats {
   private readonly hours = new Map<number, number>();
@@ -20,9 +22,11 @@ export class DownloadStats {
   constructor(
     private readonly file: string,
     private readonly now: () => number = Date.now,
+    private readonly last?: LastDownloads,
   ) {}
 
   async load(): Promise<void> {
+    await this.last?.load();
     const saved = await readState(this.file, FileSchema, { hours: {} });
     for (const [hour, count] of Object.entries(saved.hours)) {
       const start = Date.parse(hour);
@@ -30,7 +34,9 @@ export class DownloadStats {
     }
   }
 
-  record(): void {
+  /** One archive download served (of `archive`, when known). */
+  record(archive?: { module: string; version: string }): void {
+    if (archive) this.last?.archive(archive.module, archive.version);
     const hour = Math.floor(this.now() / HOUR_MS) * HOUR_MS;
     this.hours.set(hour, (this.hours.get(hour) ?? 0) + 1);
     this.dirty = true;
@@ -47,7 +53,13 @@ export class DownloadStats {
     return out;
   }
 
+  /** One prebuilt wasm (or its .sha256) served: not counted, only noted for `gc --older-than`. */
+  recordAsset(module: string, version: string): void {
+    this.last?.asset(module, version);
+  }
+
   async flush(): Promise<void> {
+    await this.last?.flush();
     if (!this.dirty) return;
     this.dirty = false;
     const oldest = Math.floor(this.now() / HOUR_MS) * HOUR_MS - (KEPT_HOURS - 1) * HOUR_MS;

@@ -1,0 +1,142 @@
+import type { Dirent, Stats } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import { isValidModuleName } from '../core/module-name.js';
+import { isValidVersion } from '../core/version.js';
+import type { RegistryLayout } from '../registry/layout.js';
+import { scanStore } from '../store/archive-scan.js';
+import type { AssetFolderFact, StoredArchiveFact, StoredFact, TempFact } from './garbage-selection.js';
+
+const STAT_CONCURRENCY = 32;
+
+/**
+ * What gc looks at: the archives of data/packages (and temp files writers left there), the
+ * version folders of data/assets, and the entries of data/tmp. Nothing else under data/ is
+ * touched: indexes, state and symbols are not garbage of this kind.
+ *
+ * `referencedModules` lets the asset walk tell a version folder from a nested module's folder
+ * whose name happens to read as a version (`a/b/1.0.0` the module, `2.0.0` its version).
+ */
+export async function scanStoredFiles(
+  layout: RegistryLayout,
+  referencedModules: ReadonlySet<string>,
+): Promise<StoredFact[]> {
+  const [archives, assets, temps] = await Promise.all([
+    scanArchives(layout.packagesDir),
+    scanAssets(layout.assetsDir, referencedModules),
+    scanTempRoot(layout.tmpDir),
+  ]);
+  return [...archives, ...assets, ...temps];
+}
+
+async function scanArchives(packagesDir: string): Promise<StoredFact[]> {
+  const scan = await scanStore(packagesDir);
+  const limit = pLimit(STAT_CONCURRENCY);
+  const archives = scan.archives.map((archive) =>
+    limit(async (): Promise<StoredArchiveFact | undefined> => {
+      const info = await statOrGone(archive.path);
+      if (!info?.isFile()) return undefined;
+      return { kind: 'archive', ...archive, bytes: info.size, mtimeMs: info.mtimeMs };
+    }),
+  );
+  // A writer killed mid-write left its temp file beside the target (moveFile across file
+  // systems); the other strays are `verify`'s business.
+  const temps = scan.strays
+    .filter((stray) => stray.reason === 'temporary file' && !stray.directory)
+    .map((stray) => limit(() => tempFact(stray.path, undefined)));
+  const found: Array<StoredFact | undefined> = await Promise.all([...archives, ...temps]);
+  return found.filter((fact): fact is StoredFact => fact !== undefined);
+}
+
+async function scanAssets(assetsDir: string, referencedModules: ReadonlySet<string>): Promise<StoredFact[]> {
+  const modulePrefixes = new Set<string>();
+  for (const module of referencedModules) {
+    const segments = module.split('/');
+    for (let i = 1; i < segments.length; i++) modulePrefixes.add(segments.slice(0, i).join('/'));
+  }
+  const folders: Array<{ path: string; module: string; version: string }> = [];
+  const walk = async (dir: string, segments: string[]): Promise<void> => {
+    for (const entry of await readdirOrEmpty(dir)) {
+      if (!entry.isDirectory()) continue; // files outside version folders are not ours to judge
+      const here = [...segments, entry.name];
+      const module = segments.join('/');
+      const isVersionFolder = segments.length >= 2 && isValidModuleName(module) && isValidVersion(entry.name);
+      if (isVersionFolder && !modulePrefixes.has(here.join('/'))) {
+        folders.push({ path: join(dir, entry.name), module, version: entry.name });
+      } else {
+        await walk(join(dir, entry.name), here);
+      }
+    }
+  };
+  await walk(assetsDir, []);
+  const limit = pLimit(STAT_CONCURRENCY);
+  const facts = await Promise.all(
+    folders.map((folder) =>
+      limit(async (): Promise<AssetFolderFact> => {
+        const usage = await treeUsage(folder.path);
+        return { kind: 'assets', ...folder, ...usage };
+      }),
+    ),
+  );
+  return facts;
+}
+
+const PROCESS_FOLDER = /^(.+)-(\d+)$/;
+
+async function scanTempRoot(tmpDir: string): Promise<StoredFact[]> {
+  const entries = await readdirOrEmpty(tmpDir);
+  const facts = await Promise.all(
+    entries.map((entry) => {
+      const owner = entry.isDirectory() ? PROCESS_FOLDER.exec(entry.name) : null;
+      return tempFact(
+        join(tmpDir, entry.name),
+        owner ? { host: owner[1] as string, pid: Number(owner[2]) } : undefined,
+      );
+    }),
+  );
+  return facts.filter((fact): fact is TempFact => fact !== undefined);
+}
+
+async function tempFact(path: string, owner: TempFact['owner']): Promise<TempFact | undefined> {
+  const usage = await treeUsage(path);
+  if (usage.files === 0 && usage.mtimeMs === 0) return undefined; // gone meanwhile
+  return { kind: 'temp', path, ...(owner ? { owner } : {}), ...usage };
+}
+
+/** Bytes and files below `path` (links not followed), and the newest mtime, its own included. */
+async function treeUsage(path: string): Promise<{ bytes: number; files: number; mtimeMs: number }> {
+  const usage = { bytes: 0, files: 0, mtimeMs: 0 };
+  const visit = async (at: string): Promise<void> => {
+    const info = await statOrGone(at);
+    if (!info) return;
+    usage.mtimeMs = Math.max(usage.mtimeMs, info.mtimeMs);
+    if (!info.isDirectory()) {
+      usage.files++;
+      usage.bytes += info.size;
+      return;
+    }
+    for (const entry of await readdirOrEmpty(at)) await visit(join(at, entry.name));
+  };
+  await visit(path);
+  return usage;
+}
+
+async function statOrGone(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<Dirent[]> {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw error;
+  }
+}
