@@ -53,7 +53,7 @@ async function scanAssets(assetsDir: string, referencedModules: ReadonlySet<stri
   const modulePrefixes = new Set<string>();
   for (const module of referencedModules) {
     const segments = module.split('/');
-    for (let i = 1; i < segments.length; i++) modulePrefixes.add(segments.slice(0, i).join('/'));
+    for (let i = 1; i <= segments.length; i++) modulePrefixes.add(segments.slice(0, i).join('/'));
   }
   const folders: Array<{ path: string; module: string; version: string }> = [];
   const walk = async (dir: string, segments: string[]): Promise<void> => {
