@@ -67,7 +67,9 @@ const MIN_STALE_TEMP_MS = 3_600_000;
 export async function collectGarbage(registry: Registry, options: GcOptions): Promise<GcReport> {
   const { layout, config } = registry;
   const now = options.now ?? Date.now;
+  // Brief: a mirror, sync or publish that meets gc waits for it instead of giving up.
   const lock = await acquireRegistryLock(layout.lockTarget, options.dryRun ? 'gc --dry-run' : 'gc', {
+    brief: true,
     waitForBriefMs: 60_000,
   });
   try {
