@@ -11,6 +11,7 @@
  *    removes it and its neighbours.
  * 5. Temp folders: a dead process's goes, a live one's stays.
  * 6. Pull-through: an archive a `serve --proxy` fetched (listed only by the proxy index) stays.
+ * 7. A stand-in replaced by the winning source's archive is garbage: references name the checksum.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -331,6 +332,38 @@ describe('gc', () => {
     assert.deepEqual(report.removed, []);
     assert.ok(report.references.proxy >= 6, JSON.stringify(report.references));
     await fs.access(stored);
+  });
+
+  it('a replaced stand-in: the other bytes of a served version go, the served ones stay', async () => {
+    const root = await registryCopy();
+    // Only partner has 0.4.0 at first: its archive is stored and served.
+    const standIn = await partnerFx.addVersion(LIB, '0.4.0');
+    await runCliOk(['mirror', '--full'], { cwd: root });
+    const standInPath = path.join(
+      root,
+      'data',
+      'packages',
+      ...LIB.split('/'),
+      '0.4.0',
+      `${standIn.checksum}.zip`,
+    );
+    await fs.access(standInPath);
+    // Then main, which wins, lists it with other bytes: the next mirror serves main's.
+    const winner = await mainFx.addVersion(LIB, '0.4.0');
+    assert.notEqual(winner.checksum, standIn.checksum);
+    await runCliOk(['mirror', '--full'], { cwd: root });
+    const report = await gcJson(root);
+    assert.deepEqual(
+      report.removed.map((e) => [e.module, e.version, e.checksum]),
+      [[LIB, '0.4.0', standIn.checksum]],
+    );
+    await assert.rejects(fs.access(standInPath));
+    const server = await startServe(root);
+    try {
+      await download(server.url, LIB, '0.4.0', winner.checksum);
+    } finally {
+      await server.stop();
+    }
   });
 });
 
