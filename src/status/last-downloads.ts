@@ -30,12 +30,13 @@ export class LastDownloads {
   constructor(
     private readonly file: string,
     private readonly now: () => number = Date.now,
+    private readonly maxRecords = MAX_RECORDS,
   ) {}
 
   async load(): Promise<void> {
     const saved = await readLastDownloads(this.file);
-    mergeInto(this.archives, saved.archives);
-    mergeInto(this.assets, saved.assets);
+    mergeInto(this.archives, saved.archives, this.maxRecords);
+    mergeInto(this.assets, saved.assets, this.maxRecords);
   }
 
   archive(module: string, version: string): void {
@@ -51,8 +52,8 @@ export class LastDownloads {
     this.dirty = false;
     try {
       const saved = await readLastDownloads(this.file);
-      mergeInto(this.archives, saved.archives);
-      mergeInto(this.assets, saved.assets);
+      mergeInto(this.archives, saved.archives, this.maxRecords);
+      mergeInto(this.assets, saved.assets, this.maxRecords);
       await writeState(this.file, { archives: toJson(this.archives), assets: toJson(this.assets) });
     } catch (error) {
       this.dirty = true;
@@ -63,7 +64,7 @@ export class LastDownloads {
   private note(records: Map<string, number>, key: string): void {
     records.delete(key);
     records.set(key, this.now());
-    if (records.size > MAX_RECORDS) records.delete(records.keys().next().value as string);
+    if (records.size > this.maxRecords) records.delete(records.keys().next().value as string);
     this.dirty = true;
   }
 }
@@ -87,7 +88,7 @@ function toJson(records: Map<string, number>): Record<string, string> {
 }
 
 /** Takes the later time of each key; keys stay in download order, oldest first. */
-function mergeInto(records: Map<string, number>, saved: ReadonlyMap<string, number>): void {
+function mergeInto(records: Map<string, number>, saved: ReadonlyMap<string, number>, max: number): void {
   let changed = false;
   for (const [key, at] of saved) {
     const mine = records.get(key);
@@ -99,5 +100,5 @@ function mergeInto(records: Map<string, number>, saved: ReadonlyMap<string, numb
   if (!changed) return;
   const ordered = [...records].sort(([, a], [, b]) => a - b);
   records.clear();
-  for (const [key, at] of ordered.slice(-MAX_RECORDS)) records.set(key, at);
+  for (const [key, at] of ordered.slice(-max)) records.set(key, at);
 }

@@ -251,6 +251,18 @@ describe('last downloads', () => {
     assert.deepEqual(Object.fromEntries(saved.assets), { 'o/t@2.0.0': NOW });
   });
 
+  test('bounded: past the limit the least recently downloaded record is forgotten', async () => {
+    const file = join(dir, 'bounded.json');
+    let now = NOW;
+    const records = new LastDownloads(file, () => now++, 2);
+    records.archive('o/a', '1.0.0');
+    records.archive('o/b', '1.0.0');
+    records.archive('o/a', '1.0.0'); // used again: now the newest
+    records.archive('o/c', '1.0.0');
+    await records.flush();
+    assert.deepEqual([...(await readLastDownloads(file)).archives.keys()].sort(), ['o/a@1.0.0', 'o/c@1.0.0']);
+  });
+
   test('a file that does not parse reads as no records', async () => {
     const file = join(dir, 'broken.json');
     await writeFile(file, '{"archives": [1, 2');
