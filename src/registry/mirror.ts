@@ -11,6 +11,7 @@ import { createSourceAgents } from '../upstream/http-agent.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
 import { adoptLegacyArchives } from './legacy-data.js';
 import { acquireRegistryLock, type RegistryLock } from './lock.js';
+import { type AssetSummary, mirrorAssets } from './mirror-assets.js';
 import {
   describeRequest,
   type MirrorRequest,
@@ -34,6 +35,8 @@ export interface MirrorOptions {
    * retried; downloads in flight finish, and whatever completed is published as usual.
    */
   signal?: AbortSignal;
+  /** Fetch the prebuilt wasm of the mirrored versions' executable packages (default true). */
+  assets?: boolean;
 }
 
 /** How the CLI shows progress: a bar, log lines, or nothing. */
@@ -77,6 +80,8 @@ export interface MirrorSummary {
   served: { modules: number; versions: number; commit: string; changed: boolean };
   /** Per source: versions served from it, and archives downloaded from it this run. */
   sources: Record<string, { served: number; downloaded: number }>;
+  /** Prebuilt wasm tools; absent with --no-assets. */
+  assets?: AssetSummary;
 }
 
 /**
@@ -122,6 +127,7 @@ export async function mirror(registry: Registry, options: MirrorOptions): Promis
       reporter,
       title: describeRequest(request),
       started,
+      assets: options.assets ?? true,
       ...(options.signal ? { signal: options.signal } : {}),
     });
     // An interrupted run may have been a mistake (a pattern too wide): serve's sync must not
@@ -168,7 +174,16 @@ export async function remirror(
     }
   }
   const selection = mergeSelections(selections);
-  return mirrorSelection(registry, { upstreams, merged, selection, lock, reporter, title, started });
+  return mirrorSelection(registry, {
+    upstreams,
+    merged,
+    selection,
+    lock,
+    reporter,
+    title,
+    started,
+    assets: true,
+  });
 }
 
 /**
@@ -199,6 +214,7 @@ interface MirrorJob {
   title: string;
   started: number;
   signal?: AbortSignal;
+  assets: boolean;
 }
 
 /** Downloads what the selection lacks, then publishes the served index in one commit. */
@@ -231,6 +247,16 @@ async function mirrorSelection(registry: Registry, job: MirrorJob): Promise<Mirr
       reporter,
       job.signal,
     );
+    // Before the index names the new versions, so their tools run as soon as clients see them.
+    const assets = job.assets
+      ? await mirrorAssets(registry, {
+          versions: plan.filter((p) => p.present && wanted.has(moduleKey(p.module, p.version))),
+          upstreams: new Map(upstreams.map((u) => [u.name, u])),
+          tmpDir: tmp.path,
+          warn: (message) => reporter.warn(message),
+          ...(job.signal ? { signal: job.signal } : {}),
+        })
+      : undefined;
     job.lock.assertHeld();
     const outcome = await publishServed(registry, plan, job.title);
 
@@ -261,6 +287,7 @@ async function mirrorSelection(registry: Registry, job: MirrorJob): Promise<Mirr
         changed: outcome.changed,
       },
       sources,
+      ...(assets ? { assets } : {}),
     };
   } finally {
     await tmp.remove();

@@ -1,5 +1,6 @@
 import type { SourceConfig } from '../config/schema.js';
 import { archiveKeyEncoded, archiveUrl, formUrlEncode, trimTrailingSlash } from '../core/archive-url.js';
+import { type AssetRef, assetUrlPath } from '../core/asset-path.js';
 
 /**
  * Where a source keeps module@version's archive. mooncakes.io serves archives from a separate
@@ -37,8 +38,21 @@ export function sourceArchiveUrl(source: SourceConfig, module: string, version: 
     };
     return source.package_url_pattern.replace(PLACEHOLDER, (_, key: string) => values[key] ?? '');
   }
+  return archiveUrl(downloadBase(source), module, version);
+}
+
+/**
+ * Where a source keeps a prebuilt wasm or its `.sha256` (PROTOCOL.md 5): the same path as ours,
+ * under the host its archives come from (a package_url_pattern names archives only, so those
+ * sources serve assets under their own URL).
+ */
+export function sourceAssetUrl(source: SourceConfig, ref: AssetRef): string {
+  return `${downloadBase(source)}/${assetUrlPath(ref)}`;
+}
+
+function downloadBase(source: SourceConfig): string {
   if (source.type === 'mooncakes' && new URL(source.url).hostname === MOONCAKES_HOST) {
-    return archiveUrl(MOONCAKES_DOWNLOAD_BASE, module, version);
+    return MOONCAKES_DOWNLOAD_BASE;
   }
-  return archiveUrl(source.url, module, version);
+  return trimTrailingSlash(source.url);
 }

@@ -1,13 +1,14 @@
 import { access, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
+import type { AssetRef } from '../core/asset-path.js';
 import { describeError, RegistryError } from '../core/errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { resolveCommit } from '../git/objects.js';
 import { gitAuthRefused, gitConfigEnv, runGit } from '../git/run-git.js';
 import type { IndexWarning } from '../index/index-file.js';
 import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
-import { sourceArchiveUrl } from './archive-location.js';
+import { sourceArchiveUrl, sourceAssetUrl } from './archive-location.js';
 import { authorizationHeader, headerSecrets, redact } from './credentials.js';
 
 export interface SourceTimeouts {
@@ -56,6 +57,10 @@ export class UpstreamSource {
 
   archiveUrl(module: string, version: string): string {
     return sourceArchiveUrl(this.config, module, version);
+  }
+
+  assetUrl(ref: AssetRef): string {
+    return sourceAssetUrl(this.config, ref);
   }
 
   /**

@@ -15,6 +15,8 @@ interface MirrorFlags {
   source?: string;
   quiet: boolean;
   json: boolean;
+  /** Commander's negation of --no-assets. */
+  assets: boolean;
 }
 
 export function registerMirrorCommand(program: Command): void {
@@ -30,6 +32,7 @@ export function registerMirrorCommand(program: Command): void {
     .option('-s, --source <name>', 'source whose index the patterns match (default: default_source)')
     .option('-q, --quiet', 'print only warnings, errors and the summary', false)
     .option('--json', 'print a machine-readable summary on stdout', false)
+    .option('--no-assets', 'skip the prebuilt wasm of executable packages (fetched by default)')
     .addHelpText(
       'after',
       '\nDependencies: for each dependency "x.y.z" the version `moon` would pick is mirrored (the smallest\n' +
@@ -58,6 +61,7 @@ export function registerMirrorCommand(program: Command): void {
           source: flags.source,
           reporter,
           signal: stop.signal,
+          assets: flags.assets,
         });
       } catch (error) {
         await record({
@@ -206,6 +210,12 @@ function printSummary(summary: MirrorSummary, interruptedBy: StopSignal | undefi
     `Served index: ${summary.served.modules} modules, ${summary.served.versions} versions at ${summary.served.commit.slice(0, 12)}${summary.served.changed ? ' (new commit)' : ' (unchanged)'}`,
   );
   if (perSource) printLine(`By source: ${perSource}`);
+  const { assets } = summary;
+  if (assets && assets.packages > 0) {
+    printLine(
+      `Prebuilt wasm: ${assets.packages} executable packages: ${assets.stored} fetched (${formatBytes(assets.bytes)}), ${assets.absent} without one at the source, ${assets.failed} failed`,
+    );
+  }
   for (const failure of summary.failures)
     printLine(`  failed ${failure.module}@${failure.version}: ${failure.error}`);
 }
