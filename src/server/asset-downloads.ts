@@ -1,7 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { decodePathSegments } from '../core/archive-url.js';
-import { isValidModuleName } from '../core/module-name.js';
-import { isValidVersion } from '../core/version.js';
+import { parseAssetPath } from '../core/asset-path.js';
 
 /**
  * Notes each prebuilt wasm (or `.sha256`) fully sent, by module@version, whatever answered it:
@@ -21,14 +19,8 @@ export function noteAssetDownload(
   });
 }
 
-/** `owner/name@1.0.0/pkg/tool.wasm` -> owner/name, 1.0.0; undefined when it names no version. */
+/** `owner/name@1.0.0/pkg/pkg.wasm` -> owner/name, 1.0.0; undefined when it names no asset. */
 export function assetVersion(rest: string): { module: string; version: string } | undefined {
-  const segments = decodePathSegments(rest);
-  if (!segments) return undefined;
-  const at = segments.findIndex((segment) => segment.includes('@'));
-  if (at < 1) return undefined;
-  const segment = segments[at] as string;
-  const module = [...segments.slice(0, at), segment.slice(0, segment.lastIndexOf('@'))].join('/');
-  const version = segment.slice(segment.lastIndexOf('@') + 1);
-  return isValidModuleName(module) && isValidVersion(version) ? { module, version } : undefined;
+  const ref = parseAssetPath(rest);
+  return ref ? { module: ref.module, version: ref.version } : undefined;
 }

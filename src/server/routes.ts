@@ -4,6 +4,7 @@ import type { AccessDecision } from './access-control.js';
 import { handleAdminSync } from './admin-routes.js';
 import { handleArchive } from './archive-route.js';
 import { noteAssetDownload } from './asset-downloads.js';
+import { handleAsset } from './asset-route.js';
 import { handleInfoRefs, handleUploadPack, refusePush } from './git-smart-http.js';
 import { handleMark, handlePublish } from './hosted-routes.js';
 import { HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
@@ -125,18 +126,23 @@ export async function route(
   // Everything else under /git is the dumb protocol or a repository file: never served.
   if (path === '/git' || path.startsWith('/git/')) throw notFound();
 
-  if (path.startsWith('/user/')) await waitForFirstIndex(ctx, res);
+  if (path.startsWith('/user/') || path.startsWith('/assets/')) await waitForFirstIndex(ctx, res);
   noteAssetDownload(req, res, path, (module, version) => ctx.downloads.recordAsset(module, version));
   if (await handleWeb(webContextFor(ctx), req, res, path, query)) return;
   if (path === '/status') {
     if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
     return sendJson(res, 200, await ctx.info.status());
   }
-  const readRoute = path === '/' || path.startsWith('/user/') || isAbsentResource(path);
+  const readRoute =
+    path === '/' || path.startsWith('/user/') || path.startsWith('/assets/') || isAbsentResource(path);
   if (!readRoute) throw notFound();
   if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
 
   if (path === '/') return handleRoot(ctx.info, res);
+  if (path.startsWith('/assets/')) {
+    const { assets, index } = ctx;
+    return handleAsset({ ...assets, index }, req, res, path.slice('/assets/'.length));
+  }
   if (isAbsentResource(path)) throw notFound('not provided by this registry');
   const rest = path.slice('/user/'.length);
   if (rest.endsWith('.zip')) {
@@ -182,9 +188,9 @@ async function waitForFirstIndex(ctx: ServerContext, res: ServerResponse): Promi
 /** Retry-After while the first sync is still running (its end is unknown). */
 const FIRST_INDEX_RETRY_S = 5;
 
-/** Symbols and prebuilt wasm are optional for `moon`: a 404 means "none" (PROTOCOL.md 5). */
+/** Symbols are optional for `moon`: a 404 means "none" (PROTOCOL.md 5). */
 function isAbsentResource(path: string): boolean {
-  return path === '/symbols.zip' || path.startsWith('/assets/');
+  return path === '/symbols.zip';
 }
 
 function gitContext(ctx: ServerContext) {

@@ -14,9 +14,11 @@ import { LastDownloads } from '../status/last-downloads.js';
 import { readMirrorRunLog } from '../status/mirror-runs.js';
 import { type ServerState, writeServerState } from '../status/server-state.js';
 import type { StatusReport } from '../status/status-report.js';
+import { type AssetStore, createAssetStore } from '../store/asset-store.js';
 import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { AccessControl } from './access-control.js';
+import { AssetPullThrough } from './asset-pull-through.js';
 import { ByteBudget } from './byte-budget.js';
 import type { PublishContext } from './hosted-routes.js';
 import { IndexCache } from './index-cache.js';
@@ -61,6 +63,8 @@ export interface ServerContext {
   pool: UpstreamPool | undefined;
   sync: SyncScheduler | undefined;
   pullThrough: PullThrough | undefined;
+  /** Prebuilt wasm tools: what is stored, and in proxy mode how the rest is fetched. */
+  assets: { store: AssetStore; pullThrough: AssetPullThrough | undefined };
   adminTokenSha256: string | undefined;
   access: AccessControl;
   logger: Logger | undefined;
@@ -198,6 +202,8 @@ export async function createServerContext(
   if (sync && (mode === 'proxy' || behaviour.syncIntervalMs !== undefined)) sync.start();
 
   let pullThrough: PullThrough | undefined;
+  const assetStore = createAssetStore(layout.assetsDir);
+  let assetPullThrough: AssetPullThrough | undefined;
   let tmp: { remove(): Promise<void> } | undefined;
   if (mode === 'proxy' && pool) {
     await clearDeadTemps(layout.tmpDir);
@@ -208,6 +214,18 @@ export async function createServerContext(
       pool,
       tmpDir: dir.path,
       negativeTtlMs: behaviour.negativeTtlMs,
+      logger,
+      onUpstream: (source, event) => metrics.upstream(source, 'archive', event),
+    });
+    assetPullThrough = new AssetPullThrough({
+      registry,
+      pool,
+      store: assetStore,
+      tmpDir: dir.path,
+      // Most packages have no prebuilt wasm and `moon` asks at every run: remember a 404 until
+      // the next sync could have brought a new build (negative_cache_ttl 0 remembers nothing).
+      absentTtlMs:
+        behaviour.negativeTtlMs === 0 ? 0 : Math.max(behaviour.negativeTtlMs, behaviour.syncIntervalMs ?? 0),
       logger,
       onUpstream: (source, event) => metrics.upstream(source, 'archive', event),
     });
@@ -369,6 +387,7 @@ export async function createServerContext(
     pool,
     sync,
     pullThrough,
+    assets: { store: assetStore, pullThrough: assetPullThrough },
     adminTokenSha256: behaviour.adminTokenSha256,
     access: behaviour.access,
     logger,
