@@ -21,12 +21,14 @@ import {
   type IndexLog,
   mergeWithHosted,
 } from './source-indexes.js';
+import { type AssetProblem, type AssetRepair, checkAssets, repairAssets } from './verify-assets.js';
 
 export type ProblemKind =
   | 'unparsable-line'
   | 'missing-archive'
   | 'corrupt-archive'
   | 'no-source'
+  | 'corrupt-asset'
   | 'stray-file';
 
 export interface Problem {
@@ -52,7 +54,8 @@ export interface VerifyReport {
   ok: boolean;
   /** The served index commit that was checked. */
   commit: string;
-  checked: { versions: number; archives: number; bytes: number };
+  /** assets: executable packages of served versions whose prebuilt wasm files were checked. */
+  checked: { versions: number; archives: number; bytes: number; assets: number };
   /** Well-formed archives of versions the served index does not list (not a problem). */
   unlisted: number;
   problems: Problem[];
@@ -84,6 +87,8 @@ interface Check {
   broken: Map<string, ServedVersion>;
   /** Files to delete on repair (strays, and corrupt archives of unlisted versions), by problem. */
   files: Map<Problem, { path: string; directory: boolean }>;
+  /** Bad prebuilt wasm of served versions, by problem. */
+  assets: Map<Problem, AssetProblem>;
   report: Omit<VerifyReport, 'ok' | 'problems'>;
 }
 
@@ -204,6 +209,19 @@ async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise
       problems.push(problem);
     }
   }
+  const assetCheck = await checkAssets(registry, served);
+  const assets = new Map<Problem, AssetProblem>();
+  for (const bad of assetCheck.problems) {
+    const problem: Problem = {
+      kind: 'corrupt-asset',
+      module: bad.pkg.module,
+      version: bad.pkg.version,
+      path: rel(bad.path),
+      detail: bad.detail,
+    };
+    assets.set(problem, bad);
+    problems.push(problem);
+  }
   for (const stray of scan.strays) {
     const problem: Problem = { kind: 'stray-file', path: rel(stray.path), detail: stray.reason };
     files.set(problem, stray);
@@ -216,7 +234,12 @@ async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise
     problems,
     broken,
     files,
-    report: { commit, checked: { versions, archives: hashes.size, bytes }, unlisted },
+    assets,
+    report: {
+      commit,
+      checked: { versions, archives: hashes.size, bytes, assets: assetCheck.checked },
+      unlisted,
+    },
   };
 }
 
@@ -257,6 +280,7 @@ const KIND_ORDER: ProblemKind[] = [
   'missing-archive',
   'corrupt-archive',
   'no-source',
+  'corrupt-asset',
   'stray-file',
 ];
 
@@ -332,6 +356,7 @@ async function repairRegistry(
   }
   const retry = [...check.broken].filter(([key]) => !failed.has(key) && !published.has(key));
   const downloaded = await downloadAgain(registry, retry, sourcesFor, log, failed);
+  const assetRepairs = await repairAssetsIn(registry, check, merged, byName);
 
   // What could not be repaired leaves the served index; skipped lines go with the re-render.
   const desired = new Map<string, IndexEntry[]>();
@@ -356,7 +381,12 @@ async function repairRegistry(
     const file = check.files.get(problem);
     const why = key && failed.get(key);
     const source = key && downloaded.get(key);
-    if (problem.kind === 'unparsable-line') {
+    const asset = assetRepairs.get(problem);
+    if (asset) {
+      if (asset.fetched) repaired.push({ ...problem, action: 'downloaded', detail: asset.detail });
+      else if (asset.left) unrepaired.push({ ...problem, action: 'left', detail: asset.detail });
+      else repaired.push({ ...problem, action: 'deleted', detail: asset.detail });
+    } else if (problem.kind === 'unparsable-line') {
       repaired.push({ ...problem, action: 'removed', detail: 'line removed from the served index' });
     } else if (file) {
       const error = deleteErrors.get(file.path);
@@ -373,6 +403,36 @@ async function repairRegistry(
     }
   }
   return { repaired, unrepaired, index };
+}
+
+/** Deletes bad prebuilt wasm and fetches it again; by problem. */
+async function repairAssetsIn(
+  registry: Registry,
+  check: Check,
+  merged: MergedCatalog,
+  upstreams: ReadonlyMap<string, UpstreamSource>,
+): Promise<Map<Problem, AssetRepair>> {
+  const byProblem = new Map<Problem, AssetRepair>();
+  if (check.assets.size === 0) return byProblem;
+  await clearDeadTemps(registry.layout.tmpDir);
+  const tmp = await processTempDir(registry.layout.tmpDir);
+  try {
+    const outcomes = await repairAssets(
+      registry,
+      [...check.assets.values()],
+      check.served,
+      merged,
+      upstreams,
+      tmp.path,
+    );
+    for (const [problem, bad] of check.assets) {
+      const outcome = outcomes.get(bad);
+      if (outcome) byProblem.set(problem, outcome);
+    }
+  } finally {
+    await tmp.remove();
+  }
+  return byProblem;
 }
 
 /** Downloads each version's archive again, with `mirror`'s settings; returns module@version -> source. */

@@ -34,9 +34,12 @@ export function registerVerifyCommand(program: Command): void {
         '  missing-archive  a served version whose archive is not in data/packages\n' +
         '  corrupt-archive  a stored archive whose sha256 is not its checksum (served or not)\n' +
         '  no-source        a served version no enabled source lists with that checksum\n' +
+        '  corrupt-asset    a stored prebuilt wasm of a served version that does not hash to its\n' +
+        '                   .sha256, or one of the two files without the other\n' +
         '  stray-file       anything in data/packages that is not <module>/<version>/<sha256>.zip\n' +
-        '\n--repair deletes stray files and corrupt archives, downloads corrupt and missing archives\n' +
-        'again from the sources that list the same checksum, drops from the served index the\n' +
+        '\n--repair deletes stray files, corrupt archives and corrupt assets, downloads corrupt and\n' +
+        'missing archives again from the sources that list the same checksum (assets from the source\n' +
+        'of the served line), drops from the served index the\n' +
         'versions it cannot repair (no source, download failed), and publishes the index in one\n' +
         'commit. It never fetches source indexes: run `mirror` for that.\n' +
         '\nExit status: 0 when nothing is wrong (with --repair: when everything was repaired; a\n' +
@@ -62,17 +65,19 @@ export function registerVerifyCommand(program: Command): void {
 }
 
 function subject(problem: Problem): string {
+  // A version may have several tools: the file says which.
+  if (problem.kind === 'corrupt-asset' && problem.path) return problem.path;
   if (problem.version) return moduleKey(problem.module ?? '', problem.version);
   return problem.path ?? problem.module ?? '';
 }
 
 function printReport(report: VerifyReport): void {
   for (const p of report.problems) printLine(`${p.kind.padEnd(16)} ${subject(p)}: ${p.detail}`);
-  const { versions, archives, bytes } = report.checked;
+  const { versions, archives, bytes, assets } = report.checked;
   const found = report.problems.length;
   printLine(
     `Checked ${versions} served versions and ${archives} stored archives (${formatBytes(bytes)}; ` +
-      `${report.unlisted} not in the served index) at ${report.commit.slice(0, 12)}: ` +
+      `${report.unlisted} not in the served index), ${assets} prebuilt wasm at ${report.commit.slice(0, 12)}: ` +
       `${found === 0 ? 'no problems' : plural(found, 'problem')}`,
   );
   if (!report.repaired || !report.unrepaired) return;
