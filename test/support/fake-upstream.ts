@@ -74,6 +74,15 @@ export class FakeUpstream {
   archiveRequests = 0;
   /** `module@version` -> number of archive requests (faulted ones included). */
   readonly archiveHits = new Map<string, number>();
+  /**
+   * Prebuilt wasm by decoded path below /assets/ (`owner/tool@1.0.0/cli/cli.wasm`); each one's
+   * `.sha256` (`<hex>  <file>`) is made from it unless assetSha256 holds other text for it.
+   */
+  readonly assets = new Map<string, Buffer>();
+  /** `.sha256` text by the wasm's path, served instead of the true one. */
+  readonly assetSha256 = new Map<string, string>();
+  /** Decoded path below /assets/ -> number of requests (`.sha256` ones under their own path). */
+  readonly assetHits = new Map<string, number>();
 
   private readonly server: http.Server;
   private readonly sockets = new Set<Socket>();
@@ -146,6 +155,7 @@ export class FakeUpstream {
     this.requests.length = 0;
     this.archiveRequests = 0;
     this.archiveHits.clear();
+    this.assetHits.clear();
   }
 
   /** Requests that carried this exact Authorization header value. */
@@ -195,6 +205,8 @@ export class FakeUpstream {
       this.serveArchive(req, res, rawPath.slice('/user/'.length));
     } else if (rawPath === '/symbols.zip') {
       this.serveSymbols(req, res);
+    } else if (rawPath.startsWith('/assets/')) {
+      this.serveAsset(req, res, rawPath.slice('/assets/'.length));
     } else {
       sendText(res, 404, 'not found\n');
     }
@@ -365,6 +377,34 @@ export class FakeUpstream {
     if (res.destroyed) return;
     record.resumedAt = performance.now();
     res.end(body.subarray(half));
+  }
+
+  private serveAsset(req: http.IncomingMessage, res: http.ServerResponse, rest: string): void {
+    let path: string;
+    try {
+      path = decodeURIComponent(rest);
+    } catch {
+      sendText(res, 404, 'not found\n');
+      return;
+    }
+    this.assetHits.set(path, (this.assetHits.get(path) ?? 0) + 1);
+    if (path.endsWith('.wasm.sha256')) {
+      const wasmPath = path.slice(0, -'.sha256'.length);
+      const wasm = this.assets.get(wasmPath);
+      const text =
+        this.assetSha256.get(wasmPath) ??
+        (wasm && `${createHash('sha256').update(wasm).digest('hex')}  ${wasmPath.split('/').at(-1)}\n`);
+      if (text === undefined) sendText(res, 404, 'not found\n');
+      else sendText(res, 200, text);
+      return;
+    }
+    const wasm = this.assets.get(path);
+    if (!wasm) {
+      sendText(res, 404, 'not found\n');
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'application/wasm', 'Content-Length': wasm.length });
+    res.end(req.method === 'HEAD' ? undefined : wasm);
   }
 
   private serveSymbols(req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -350,3 +350,39 @@ async function exists(file: string): Promise<boolean> {
     () => false,
   );
 }
+
+/**
+ * What `moonx` / `moon run <module>/<package>` does for a registry tool on the wasm target
+ * (PROTOCOL.md 5): fetch `<name>.wasm` and `<name>.wasm.sha256` from the registry and check the
+ * hash; `packagePath` [] is the module's root package. Throws on a 404 (no prebuilt asset), any
+ * other failure, or a mismatch.
+ */
+export async function installTool(
+  registryUrl: string,
+  module: string,
+  version: string,
+  packagePath: string[],
+  opts: DownloadOptions = {},
+): Promise<Buffer> {
+  const last = packagePath.at(-1) ?? (module.split('/').at(-1) as string);
+  const base = `${registryUrl.replace(/\/+$/, '')}/assets/${module}@${version}`;
+  const wasmUrl = [base, ...packagePath, `${last}.wasm`].join('/');
+  const get = async (url: string): Promise<Buffer> => {
+    const res = await fetch(url, {
+      headers: { 'User-Agent': USER_AGENT, ...opts.headers },
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+    });
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new Error(`Failed to fetch ${url}: HTTP ${res.status}`);
+    }
+    return Buffer.from(await res.arrayBuffer());
+  };
+  const [wasm, sha] = await Promise.all([get(wasmUrl), get(`${wasmUrl}.sha256`)]);
+  const expected = /^([0-9a-f]{64})\s/.exec(sha.toString('utf8'))?.[1];
+  const actual = createHash('sha256').update(wasm).digest('hex');
+  if (expected !== actual) {
+    throw new Error(`Checksum mismatch for ${wasmUrl}: .sha256 says ${expected}, got ${actual}`);
+  }
+  return wasm;
+}
