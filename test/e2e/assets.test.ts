@@ -66,9 +66,14 @@ const TOOLS: ToolModule[] = [
     built: [[], ['gen']],
   },
   {
+    // Its root's wasm fails verification, so the version stays unsettled; its never-built
+    // package's 404 must still be remembered.
     module: BAD,
     version: '1.0.0',
-    files: { 'moon.pkg.json': JSON.stringify({ 'is-main': true }) },
+    files: {
+      'moon.pkg.json': JSON.stringify({ 'is-main': true }),
+      'unbuilt/moon.pkg.json': JSON.stringify({ 'is-main': true }),
+    },
     built: [[]],
   },
   { module: PLAIN, version: '0.1.0', files: { 'moon.pkg.json': '{}' }, built: [] },
@@ -151,10 +156,11 @@ describe('mirror mode', () => {
     upstream.clearRecords();
     const summary = await mirrorJson(root);
     const assets = summary.assets as AssetJson;
-    // fmt, lint, nobuild; srctool's root and gen; badsum's root. Not notmain, not the libraries.
-    assert.equal(assets.packages, 6, JSON.stringify(assets));
+    // fmt, lint, nobuild; srctool's root and gen; badsum's root and unbuilt. Not notmain, not
+    // the libraries.
+    assert.equal(assets.packages, 7, JSON.stringify(assets));
     assert.equal(assets.stored, 4);
-    assert.equal(assets.absent, 1);
+    assert.equal(assets.absent, 2);
     assert.equal(assets.failed, 1);
     assert.match(assets.failures[0]?.package ?? '', /^asset-e2e\/badsum@1\.0\.0$/);
     assert.match(assets.failures[0]?.error ?? '', /checksum|match/i);
@@ -209,6 +215,8 @@ describe('mirror mode', () => {
     assert.deepEqual(hits(assetPath(CLI, '1.0.0', NOBUILD)), { wasm: 0, sha256: 0 });
     assert.deepEqual(hits(assetPath(CLI, '1.0.0', FMT)), { wasm: 0, sha256: 0 });
     assert.equal(hits(assetPath(BAD, '1.0.0', [])).sha256, 1);
+    assert.deepEqual(hits(assetPath(BAD, '1.0.0', ['unbuilt'])), { wasm: 0, sha256: 0 });
+    assert.equal(assets.absent, 1, 'the remembered 404 of the unsettled version');
   });
 
   test('hostile asset paths are 404 and never reach outside data/assets', async () => {
