@@ -96,7 +96,7 @@ test('a served version no fetched source lists: reported, and --repair drops it 
     checked.problems.map((p) => [p.kind, p.module, p.version]),
     [['no-source', 'a/b', '1.0.0']],
   );
-  assert.deepEqual(checked.checked, { versions: 1, archives: 1, bytes: bytes.length });
+  assert.deepEqual(checked.checked, { versions: 1, archives: 1, bytes: bytes.length, assets: 0 });
   assert.match(warnings.join('\n'), /"mooncakes" was never fetched/);
 
   const repaired = await verifyRegistry(registry, { repair: true, log });
