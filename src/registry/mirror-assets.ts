@@ -45,6 +45,12 @@ export async function mirrorAssets(registry: Registry, job: AssetMirrorJob): Pro
   const agents = createSourceAgents(concurrency);
   const limit = pLimit(concurrency);
   const summary: AssetSummary = { packages: 0, stored: 0, absent: 0, failed: 0, bytes: 0, failures: [] };
+  const withoutExecutables = await store.readWithoutExecutables();
+  let learnt = false;
+  const markWithoutExecutables = (key: string, checksum: string) => {
+    withoutExecutables.set(key, checksum);
+    learnt = true;
+  };
   try {
     await Promise.all(
       job.versions.map((item) =>
@@ -57,10 +63,13 @@ export async function mirrorAssets(registry: Registry, job: AssetMirrorJob): Pro
             tmpDir: job.tmpDir,
             dispatcher: agents.dispatcherFor(upstream),
             warn: job.warn,
+            withoutExecutables,
+            markWithoutExecutables,
           });
         }),
       ),
     );
+    if (learnt) await store.writeWithoutExecutables(withoutExecutables);
   } finally {
     await agents.close();
   }
@@ -73,6 +82,9 @@ interface VersionWork {
   tmpDir: string;
   dispatcher: ReturnType<ReturnType<typeof createSourceAgents>['dispatcherFor']>;
   warn(message: string): void;
+  /** module@version -> checksum of archives read and found without executables (shared). */
+  withoutExecutables: ReadonlyMap<string, string>;
+  markWithoutExecutables(key: string, checksum: string): void;
 }
 
 async function mirrorVersion(
@@ -83,15 +95,21 @@ async function mirrorVersion(
   work: VersionWork,
 ): Promise<void> {
   const { module, version } = item;
+  const { checksum } = item.winner.entry;
+  const key = moduleKey(module, version);
+  if (work.withoutExecutables.get(key) === checksum) return;
   const record = await store.readRecord(module, version);
   if (record?.complete) return;
   let paths: string[][];
   try {
-    paths = await readExecutablePackages(registry.store.pathFor(module, version, item.winner.entry.checksum));
+    paths = await readExecutablePackages(registry.store.pathFor(module, version, checksum));
   } catch (error) {
-    work.warn(
-      `${moduleKey(module, version)}: cannot read its packages for prebuilt wasm: ${describeError(error)}`,
-    );
+    work.warn(`${key}: cannot read its packages for prebuilt wasm: ${describeError(error)}`);
+    return;
+  }
+  // Most versions: remembered in one file, no folder each.
+  if (paths.length === 0) {
+    work.markWithoutExecutables(key, checksum);
     return;
   }
   const absent = new Set(record?.absent ?? []);
@@ -127,7 +145,6 @@ async function mirrorVersion(
       work.warn(`prebuilt wasm ${describeAssetPackage(pkg)}: ${message}`);
     }
   }
-  // Versions without executables get a record too: their archive is not read again.
   await store.writeRecord(module, version, {
     complete,
     absent: [...absent].sort(),

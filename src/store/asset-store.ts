@@ -29,6 +29,13 @@ export interface AssetStore {
   has(pkg: AssetPackage): Promise<boolean>;
   readRecord(module: string, version: string): Promise<AssetRecord | undefined>;
   writeRecord(module: string, version: string, record: AssetRecord): Promise<void>;
+  /**
+   * Versions whose archive has no executable package, by `module@version`, with the checksum of
+   * the archive that was read: most versions, kept in one file (`.no-executables.json` at the
+   * root) rather than a folder each, so that data/assets holds folders only for real tools.
+   */
+  readWithoutExecutables(): Promise<Map<string, string>>;
+  writeWithoutExecutables(versions: ReadonlyMap<string, string>): Promise<void>;
 }
 
 const RecordSchema = z.object({
@@ -41,6 +48,8 @@ const RecordSchema = z.object({
 export type AssetRecord = z.infer<typeof RecordSchema>;
 
 const RECORD_FILE = '.assets.json';
+const NO_EXECUTABLES_FILE = '.no-executables.json';
+const NoExecutablesSchema = z.record(z.string(), z.string());
 
 export function createAssetStore(root: string): AssetStore {
   const base = resolve(root);
@@ -85,6 +94,19 @@ export function createAssetStore(root: string): AssetStore {
     },
     writeRecord: async (module, version, record) => {
       await writeFileAtomic(recordPath(module, version), `${JSON.stringify(record, null, 2)}\n`);
+    },
+    readWithoutExecutables: async () => {
+      const text = await readFile(join(base, NO_EXECUTABLES_FILE), 'utf8').catch(() => undefined);
+      try {
+        const parsed = text === undefined ? undefined : NoExecutablesSchema.safeParse(JSON.parse(text));
+        return new Map(parsed?.success ? Object.entries(parsed.data) : []);
+      } catch {
+        return new Map(); // a damaged file only means reading the archives again
+      }
+    },
+    writeWithoutExecutables: async (versions) => {
+      const sorted = Object.fromEntries([...versions].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+      await writeFileAtomic(join(base, NO_EXECUTABLES_FILE), `${JSON.stringify(sorted, null, 1)}\n`);
     },
   };
 }

@@ -178,6 +178,12 @@ describe('mirror mode', () => {
     assert.equal(existsSync(storedWasm(root, BAD, '1.0.0', [])), false, 'bad bytes are not stored');
     assert.equal(existsSync(`${storedWasm(root, BAD, '1.0.0', [])}.sha256`), false);
     assert.equal(existsSync(storedWasm(root, CLI, '1.0.0', ['cmd', 'notmain'])), false);
+    // A version without executables gets no folder, only a line in one file.
+    assert.equal(existsSync(path.join(root, 'data', 'assets', ...PLAIN.split('/'))), false);
+    const plain = JSON.parse(
+      await fs.readFile(path.join(root, 'data', 'assets', '.no-executables.json'), 'utf8'),
+    ) as Record<string, string>;
+    assert.deepEqual(Object.keys(plain), [`${PLAIN}@0.1.0`]);
     // Nothing left behind in data/tmp.
     const tmp = await fs.readdir(path.join(root, 'data', 'tmp')).catch(() => []);
     assert.deepEqual(tmp, []);

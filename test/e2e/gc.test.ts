@@ -156,7 +156,9 @@ describe('gc', () => {
       const name = module.split('/').at(-1) as string;
       await fs.mkdir(dir, { recursive: true });
       await fs.writeFile(path.join(dir, `${name}.wasm`), 'wasm');
-      await fs.writeFile(path.join(dir, `${name}.wasm.sha256`), 'sum  x.wasm\n');
+      // A true .sha256: verify checks the pair.
+      const sum = createHash('sha256').update('wasm').digest('hex');
+      await fs.writeFile(path.join(dir, `${name}.wasm.sha256`), `${sum}  ${name}.wasm\n`);
       return dir;
     };
     const partnerWasm = await wasm(UTIL, '0.1.0');
