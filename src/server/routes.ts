@@ -9,6 +9,7 @@ import { handleMark, handlePublish } from './hosted-routes.js';
 import { HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
 import { handleHealth, handleModule, handleRoot } from './info-routes.js';
 import type { ServerContext } from './server-context.js';
+import { handleSymbols } from './symbols-route.js';
 import { webContextFor } from './web-ui.js';
 
 const READ_METHODS = ['GET', 'HEAD'] as const;
@@ -69,6 +70,10 @@ const ROUTES = new Map<string, Route>([
     `/api/v0/${kind}`,
     { methods: ['POST'], guard: 'own', handle: (ctx, req, res) => handleMark(ctx.publish, kind, req, res) },
   ]),
+  [
+    '/symbols.zip',
+    { methods: READ_METHODS, guard: 'read', handle: (ctx, req, res) => handleSymbols(ctx.symbols, req, res) },
+  ],
   [
     '/metrics',
     {
@@ -182,9 +187,9 @@ async function waitForFirstIndex(ctx: ServerContext, res: ServerResponse): Promi
 /** Retry-After while the first sync is still running (its end is unknown). */
 const FIRST_INDEX_RETRY_S = 5;
 
-/** Symbols and prebuilt wasm are optional for `moon`: a 404 means "none" (PROTOCOL.md 5). */
+/** Prebuilt wasm is optional for `moon`: a 404 means "none" (PROTOCOL.md 5). */
 function isAbsentResource(path: string): boolean {
-  return path === '/symbols.zip' || path.startsWith('/assets/');
+  return path.startsWith('/assets/');
 }
 
 function gitContext(ctx: ServerContext) {

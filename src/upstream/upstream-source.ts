@@ -7,7 +7,7 @@ import { resolveCommit } from '../git/objects.js';
 import { gitAuthRefused, gitConfigEnv, runGit } from '../git/run-git.js';
 import type { IndexWarning } from '../index/index-file.js';
 import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
-import { sourceArchiveUrl } from './archive-location.js';
+import { sourceArchiveUrl, sourceSymbolsUrl } from './archive-location.js';
 import { authorizationHeader, headerSecrets, redact } from './credentials.js';
 
 export interface SourceTimeouts {
@@ -56,6 +56,11 @@ export class UpstreamSource {
 
   archiveUrl(module: string, version: string): string {
     return sourceArchiveUrl(this.config, module, version);
+  }
+
+  /** This source's symbols.zip; ask archiveHeaders(url) for its credentials. */
+  get symbolsUrl(): string {
+    return sourceSymbolsUrl(this.config);
   }
 
   /**
