@@ -149,7 +149,7 @@ export function describeSymbolsRefresh(refresh: SymbolsRefresh): string {
     case 'absent':
       return `${what}: the source has none (404)`;
     case 'failed':
-      return `${what}: ${refresh.error}; the stored copy, if any, is kept`;
+      return `${refresh.error}; the stored copy of source "${refresh.source}", if any, is kept`;
   }
 }
 

@@ -34,6 +34,7 @@ export interface SymbolsRefresherOptions {
  */
 export class SymbolsRefresher {
   private flight: Promise<SymbolsRefresh[]> | undefined;
+  private checking: Promise<Promise<SymbolsRefresh[]> | undefined> | undefined;
   /** When each source was last asked by this process, and whether that failed. */
   private readonly attempts = new Map<string, { at: number; failed: boolean }>();
   private readonly now: () => number;
@@ -49,15 +50,20 @@ export class SymbolsRefresher {
 
   /** Starts a refresh if one is due; resolves when the caller may serve what is stored. */
   async beforeServing(): Promise<void> {
-    if (this.flight) {
-      if (await this.anyNeverAsked(this.options.pool.upstreams)) await this.flight;
-      return;
-    }
+    // The check itself is shared too: requests arriving together must not each start a flight.
+    const flight =
+      this.flight ??
+      (await (this.checking ??= this.startIfDue().finally(() => {
+        this.checking = undefined;
+      })));
+    // Wait only while some source was never asked: there may be nothing to serve yet.
+    if (flight && (await this.anyNeverAsked(this.options.pool.upstreams))) await flight;
+  }
+
+  private async startIfDue(): Promise<Promise<SymbolsRefresh[]> | undefined> {
+    if (this.flight) return this.flight;
     const due = await this.dueSources();
-    if (due.length === 0) return;
-    const mustWait = await this.anyNeverAsked(due);
-    const flight = this.refresh(due);
-    if (mustWait) await flight;
+    return due.length === 0 ? undefined : this.refresh(due);
   }
 
   private refresh(due: UpstreamSource[]): Promise<SymbolsRefresh[]> {

@@ -83,6 +83,7 @@ export async function fetchSymbols(job: SymbolsRequest): Promise<SymbolsAnswer> 
     );
   const expectedLength = Number(response.headers['content-length'] ?? Number.NaN);
   if (expectedLength > maxBytes) {
+    response.body.on('error', () => undefined); // destroying it reports an abort nobody waits for
     response.body.destroy();
     throw tooLarge(expectedLength);
   }
