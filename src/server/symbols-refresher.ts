@@ -51,11 +51,12 @@ export class SymbolsRefresher {
   /** Starts a refresh if one is due; resolves when the caller may serve what is stored. */
   async beforeServing(): Promise<void> {
     // The check itself is shared too: requests arriving together must not each start a flight.
-    const flight =
-      this.flight ??
-      (await (this.checking ??= this.startIfDue().finally(() => {
+    if (!this.flight && !this.checking) {
+      this.checking = this.startIfDue().finally(() => {
         this.checking = undefined;
-      })));
+      });
+    }
+    const flight = this.flight ?? (await this.checking);
     // Wait only while some source was never asked: there may be nothing to serve yet.
     if (flight && (await this.anyNeverAsked(this.options.pool.upstreams))) await flight;
   }
