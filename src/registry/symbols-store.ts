@@ -1,10 +1,11 @@
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { describeError } from '../core/errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { moveFile } from '../fs/move-file.js';
 import { pathExists } from '../fs/path-exists.js';
+import { zipProblem } from '../fs/zip-readable.js';
 import type { DownloadLimits } from '../upstream/archive-download.js';
 import { fetchSymbols } from '../upstream/symbols-download.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
@@ -178,4 +179,31 @@ export async function servedSymbols(
 
 async function writeRecord(files: SymbolsFiles, record: SymbolsRecord): Promise<void> {
   await writeFileAtomic(files.record, `${JSON.stringify(record, null, 2)}\n`);
+}
+
+/**
+ * Stored copies that `moon` could not unpack: not a readable zip, or not the size their record
+ * says. Cheap: no entry is inflated. (A source folder without a zip is fine: it has none.)
+ */
+export async function damagedSymbols(
+  layout: RegistryLayout,
+): Promise<Array<{ path: string; detail: string }>> {
+  const sources = await readdir(layout.symbolsDir).catch(() => [] as string[]);
+  const damaged: Array<{ path: string; detail: string }> = [];
+  for (const source of sources.sort()) {
+    const files = symbolsFiles(layout, source);
+    const size = await stat(files.zip).then(
+      (info) => info.size,
+      () => undefined,
+    );
+    if (size === undefined) continue;
+    const record = await readSymbolsRecord(files);
+    const problem =
+      (await zipProblem(files.zip)) ??
+      (record?.size !== undefined && record.size !== size
+        ? `${size} bytes, but ${record.size} were stored`
+        : undefined);
+    if (problem) damaged.push({ path: files.zip, detail: `symbols.zip of source "${source}": ${problem}` });
+  }
+  return damaged;
 }

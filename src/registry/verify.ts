@@ -21,13 +21,15 @@ import {
   type IndexLog,
   mergeWithHosted,
 } from './source-indexes.js';
+import { damagedSymbols } from './symbols-store.js';
 
 export type ProblemKind =
   | 'unparsable-line'
   | 'missing-archive'
   | 'corrupt-archive'
   | 'no-source'
-  | 'stray-file';
+  | 'stray-file'
+  | 'corrupt-symbols';
 
 export interface Problem {
   kind: ProblemKind;
@@ -209,6 +211,12 @@ async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise
     files.set(problem, stray);
     problems.push(problem);
   }
+  // A damaged symbols.zip is deleted on repair: the next mirror or sync fetches it whole.
+  for (const damaged of await damagedSymbols(layout)) {
+    const problem: Problem = { kind: 'corrupt-symbols', path: rel(damaged.path), detail: damaged.detail };
+    files.set(problem, { path: damaged.path, directory: false });
+    problems.push(problem);
+  }
   problems.sort(byPlace);
   return {
     commit,
@@ -258,6 +266,7 @@ const KIND_ORDER: ProblemKind[] = [
   'corrupt-archive',
   'no-source',
   'stray-file',
+  'corrupt-symbols',
 ];
 
 /** Stable report order: index lines, then versions, then stray files, each sorted by place. */

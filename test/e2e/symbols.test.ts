@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -287,4 +287,29 @@ test('credentials mode: /symbols.zip is 401 without a token, 200 with one', asyn
   const home = path.join(scratch.path, 'home-private');
   const result = await update(server.url, home, { headers: { Authorization: `Bearer ${token}` } });
   assert.equal(result.symbols.status, 200, result.symbols.warning);
+});
+
+test('verify finds a damaged symbols.zip; --repair deletes it and the next mirror fetches it whole', async () => {
+  const root = await freshRegistry();
+  await runCliOk(['mirror', MODULE, '-q'], { cwd: root });
+  assert.match((await runCliOk(['verify'], { cwd: root })).stdout, /no problems/);
+  const stored = path.join(root, 'data', 'symbols', 'up', 'symbols.zip');
+  const good = await readFile(stored);
+  await writeFile(stored, good.subarray(0, good.length - 30)); // the central directory is cut
+  const found = await runCli(['verify'], { cwd: root });
+  assert.equal(found.code, 1);
+  assert.match(
+    found.stdout,
+    /^corrupt-symbols +data\/symbols\/up\/symbols\.zip: symbols\.zip of source "up": /m,
+  );
+
+  const repaired = await runCli(['verify', '--repair'], { cwd: root });
+  assert.equal(repaired.code, 0, repaired.stdout + repaired.stderr);
+  assert.match(repaired.stdout, /repaired corrupt-symbols data\/symbols\/up\/symbols\.zip: deleted/);
+  upstream.clearRecords();
+  await runCliOk(['mirror', MODULE, '-q'], { cwd: root });
+  const asked = symbolsRequests(upstream);
+  assert.equal(asked.length, 1);
+  assert.equal(asked[0]?.headers['if-none-match'], undefined, 'no ETag for a copy it does not hold');
+  assert.deepEqual(await readFile(stored), upstream.symbols);
 });

@@ -35,7 +35,8 @@ export function registerVerifyCommand(program: Command): void {
         '  corrupt-archive  a stored archive whose sha256 is not its checksum (served or not)\n' +
         '  no-source        a served version no enabled source lists with that checksum\n' +
         '  stray-file       anything in data/packages that is not <module>/<version>/<sha256>.zip\n' +
-        '\n--repair deletes stray files and corrupt archives, downloads corrupt and missing archives\n' +
+        '  corrupt-symbols  a stored symbols.zip (data/symbols) that is not a readable zip\n' +
+        '\n--repair deletes stray files, corrupt archives and corrupt symbols, downloads corrupt and missing archives\n' +
         'again from the sources that list the same checksum, drops from the served index the\n' +
         'versions it cannot repair (no source, download failed), and publishes the index in one\n' +
         'commit. It never fetches source indexes: run `mirror` for that.\n' +
