@@ -156,7 +156,7 @@ async function assertDataLayout(
   killed: ReadonlySet<number> | undefined,
   options: { lock: boolean } = { lock: killed !== undefined },
 ): Promise<string[]> {
-  const allowed = new Set(['index', 'packages', 'sources', 'state', 'tmp', 'proxy-index']);
+  const allowed = new Set(['index', 'packages', 'sources', 'state', 'symbols', 'tmp', 'proxy-index']);
   if (options.lock) {
     allowed.add('registry.lock');
     allowed.add('registry.owner.json');
