@@ -166,6 +166,11 @@ export const SourceSchema = z
     auth: AuthSchema.optional().describe(
       '[sources.auth]: type = "bearer" with token, or "basic" with username and password; ${VAR} reads the environment.',
     ),
+    symbols_url: httpUrl
+      .optional()
+      .describe(
+        "Where this source's editor symbols are (default: URL/symbols.zip; download.mooncakes.io's for mooncakes.io).",
+      ),
     connect_timeout: duration('100ms', '10m')
       .optional()
       .describe('Time to connect to this source (default: [mirror] timeout_seconds, at most 10s).'),

@@ -22,6 +22,7 @@ import { findSource, type Registry } from './registry.js';
 import { mergeSelections, type Selection, selectVersions } from './select-versions.js';
 import { type PlannedVersion, planServedVersions, publishServed } from './served-plan.js';
 import { downloadLimits, enabledUpstreams, mergeWithHosted, refreshIndexes } from './source-indexes.js';
+import { describeSymbolsRefresh, refreshSymbols, type SymbolsRefresh } from './symbols-store.js';
 
 export interface MirrorOptions {
   patterns: string[];
@@ -82,6 +83,8 @@ export interface MirrorSummary {
   sources: Record<string, { served: number; downloaded: number }>;
   /** Prebuilt wasm tools; absent with --no-assets. */
   assets?: AssetSummary;
+  /** Each enabled source's symbols.zip, asked again with If-None-Match. */
+  symbols: SymbolsRefresh[];
 }
 
 /**
@@ -238,15 +241,19 @@ async function mirrorSelection(registry: Registry, job: MirrorJob): Promise<Mirr
     const wanted = new Set(selection.versions.keys());
     const plan = await planServedVersions(registry, merged, wanted);
     const skipped = plan.filter((p) => p.present && wanted.has(moduleKey(p.module, p.version))).length;
-    const downloads = await downloadMissing(
-      registry,
-      tmp.path,
-      merged,
-      new Map(upstreams.map((u) => [u.name, u])),
-      plan.filter((p) => !p.present),
-      reporter,
-      job.signal,
-    );
+    // Symbols come beside the archives: one more download, no reason to wait for the others.
+    const [downloads, symbols] = await Promise.all([
+      downloadMissing(
+        registry,
+        tmp.path,
+        merged,
+        new Map(upstreams.map((u) => [u.name, u])),
+        plan.filter((p) => !p.present),
+        reporter,
+        job.signal,
+      ),
+      mirrorSymbols(registry, upstreams, tmp.path, reporter),
+    ]);
     // Before the index names the new versions, so their tools run as soon as clients see them.
     const assets = job.assets
       ? await mirrorAssets(registry, {
@@ -288,9 +295,34 @@ async function mirrorSelection(registry: Registry, job: MirrorJob): Promise<Mirr
       },
       sources,
       ...(assets ? { assets } : {}),
+      symbols,
     };
   } finally {
     await tmp.remove();
+  }
+}
+
+/** Refreshes every enabled source's symbols.zip; a failure is a warning, the old copy stays. */
+async function mirrorSymbols(
+  registry: Registry,
+  upstreams: UpstreamSource[],
+  tmpDir: string,
+  reporter: MirrorReporter,
+): Promise<SymbolsRefresh[]> {
+  const agents = createSourceAgents(1);
+  try {
+    const refreshed = await refreshSymbols(registry.layout, upstreams, {
+      tmpDir,
+      dispatcherFor: agents.dispatcherFor,
+      limits: downloadLimits(registry.config),
+    });
+    for (const refresh of refreshed) {
+      if (refresh.status === 'failed') reporter.warn(describeSymbolsRefresh(refresh));
+      else reporter.info(describeSymbolsRefresh(refresh));
+    }
+    return refreshed;
+  } finally {
+    await agents.close();
   }
 }
 

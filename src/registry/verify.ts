@@ -21,6 +21,7 @@ import {
   type IndexLog,
   mergeWithHosted,
 } from './source-indexes.js';
+import { damagedSymbols } from './symbols-store.js';
 import { type AssetProblem, type AssetRepair, checkAssets, repairAssets } from './verify-assets.js';
 
 export type ProblemKind =
@@ -29,7 +30,8 @@ export type ProblemKind =
   | 'corrupt-archive'
   | 'no-source'
   | 'corrupt-asset'
-  | 'stray-file';
+  | 'stray-file'
+  | 'corrupt-symbols';
 
 export interface Problem {
   kind: ProblemKind;
@@ -227,6 +229,12 @@ async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise
     files.set(problem, stray);
     problems.push(problem);
   }
+  // A damaged symbols.zip is deleted on repair: the next mirror or sync fetches it whole.
+  for (const damaged of await damagedSymbols(layout)) {
+    const problem: Problem = { kind: 'corrupt-symbols', path: rel(damaged.path), detail: damaged.detail };
+    files.set(problem, { path: damaged.path, directory: false });
+    problems.push(problem);
+  }
   problems.sort(byPlace);
   return {
     commit,
@@ -282,6 +290,7 @@ const KIND_ORDER: ProblemKind[] = [
   'no-source',
   'corrupt-asset',
   'stray-file',
+  'corrupt-symbols',
 ];
 
 /** Stable report order: index lines, then versions, then stray files, each sorted by place. */

@@ -111,7 +111,7 @@ function archiveResult(res: ServerResponse, fromUpstream: boolean): ArchiveResul
 }
 
 /** `If-None-Match` as a list of (possibly weak) tags, or `*`. */
-function matchesEtag(header: string | undefined, etag: string): boolean {
+export function matchesEtag(header: string | undefined, etag: string): boolean {
   if (!header) return false;
   return header.split(',').some((tag) => {
     const value = tag.trim();

@@ -10,6 +10,7 @@ import { handleMark, handlePublish } from './hosted-routes.js';
 import { HttpError, methodNotAllowed, notFound, sendJson } from './http-error.js';
 import { handleHealth, handleModule, handleRoot } from './info-routes.js';
 import type { ServerContext } from './server-context.js';
+import { handleSymbols } from './symbols-route.js';
 import { webContextFor } from './web-ui.js';
 
 const READ_METHODS = ['GET', 'HEAD'] as const;
@@ -70,6 +71,10 @@ const ROUTES = new Map<string, Route>([
     `/api/v0/${kind}`,
     { methods: ['POST'], guard: 'own', handle: (ctx, req, res) => handleMark(ctx.publish, kind, req, res) },
   ]),
+  [
+    '/symbols.zip',
+    { methods: READ_METHODS, guard: 'read', handle: (ctx, req, res) => handleSymbols(ctx.symbols, req, res) },
+  ],
   [
     '/metrics',
     {
@@ -133,8 +138,7 @@ export async function route(
     if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
     return sendJson(res, 200, await ctx.info.status());
   }
-  const readRoute =
-    path === '/' || path.startsWith('/user/') || path.startsWith('/assets/') || isAbsentResource(path);
+  const readRoute = path === '/' || path.startsWith('/user/') || path.startsWith('/assets/');
   if (!readRoute) throw notFound();
   if (!(READ_METHODS as readonly string[]).includes(method)) throw methodNotAllowed(READ_METHODS);
 
@@ -143,7 +147,6 @@ export async function route(
     const { assets, index } = ctx;
     return handleAsset({ ...assets, index }, req, res, path.slice('/assets/'.length));
   }
-  if (isAbsentResource(path)) throw notFound('not provided by this registry');
   const rest = path.slice('/user/'.length);
   if (rest.endsWith('.zip')) {
     return handleArchive(
@@ -187,11 +190,6 @@ async function waitForFirstIndex(ctx: ServerContext, res: ServerResponse): Promi
 
 /** Retry-After while the first sync is still running (its end is unknown). */
 const FIRST_INDEX_RETRY_S = 5;
-
-/** Symbols are optional for `moon`: a 404 means "none" (PROTOCOL.md 5). */
-function isAbsentResource(path: string): boolean {
-  return path === '/symbols.zip';
-}
 
 function gitContext(ctx: ServerContext) {
   return {

@@ -1,12 +1,13 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { parseDuration } from '../core/duration.js';
 import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
 import { ServedIndex } from '../index/served-index.js';
 import { type ServeMode, syncIndexes } from '../registry/index-sync.js';
 import { sourceOf } from '../registry/provenance.js';
 import { publishProxyIndex } from '../registry/proxy-index.js';
-import type { Registry } from '../registry/registry.js';
-import { enabledUpstreams } from '../registry/source-indexes.js';
+import { enabledSources, type Registry } from '../registry/registry.js';
+import { downloadLimits, enabledUpstreams } from '../registry/source-indexes.js';
 import { SourcePolicy } from '../registry/source-policy.js';
 import { collectStatus, countBySource, type IndexView, storeUsage } from '../status/collect-status.js';
 import { DownloadStats } from '../status/download-stats.js';
@@ -29,6 +30,8 @@ import { ServerMetrics } from './metrics.js';
 import { ProcessLimiter } from './process-limiter.js';
 import { ProvenanceCache } from './provenance-cache.js';
 import { PullThrough } from './pull-through.js';
+import { SymbolsRefresher } from './symbols-refresher.js';
+import type { SymbolsContext } from './symbols-route.js';
 import { SyncScheduler } from './sync-scheduler.js';
 import { UploadPackAnswers } from './upload-pack-answers.js';
 
@@ -80,6 +83,8 @@ export interface ServerContext {
   downloads: DownloadStats;
   /** `POST /api/v0/publish`. */
   publish: PublishContext;
+  /** `/symbols.zip`: the stored copies, and in proxy mode who fetches them on request. */
+  symbols: SymbolsContext;
   /** The server is listening at `url`: record it for `status`, start the periodic writes. */
   started(url: string): void;
   close(): Promise<void>;
@@ -93,6 +98,8 @@ const MAX_UPLOADS = 4;
 
 /** Live facts and download counts go to data/state this often (and at each sync and shutdown). */
 const STATE_WRITE_MS = 60_000;
+/** A source whose symbols.zip could not be fetched is asked again after this long, at most. */
+const SYMBOLS_RETRY_MS = 30_000;
 /** A scan of data/packages is reused this long by /metrics and /status. */
 const USAGE_TTL_MS = 30_000;
 
@@ -204,6 +211,7 @@ export async function createServerContext(
   let pullThrough: PullThrough | undefined;
   const assetStore = createAssetStore(layout.assetsDir);
   let assetPullThrough: AssetPullThrough | undefined;
+  let symbolsRefresher: SymbolsRefresher | undefined;
   let tmp: { remove(): Promise<void> } | undefined;
   if (mode === 'proxy' && pool) {
     await clearDeadTemps(layout.tmpDir);
@@ -229,7 +237,22 @@ export async function createServerContext(
       logger,
       onUpstream: (source, event) => metrics.upstream(source, 'archive', event),
     });
+    const intervalMs = parseDuration(registry.config.mirror.sync_interval) ?? 3_600_000;
+    symbolsRefresher = new SymbolsRefresher({
+      layout,
+      pool,
+      tmpDir: dir.path,
+      intervalMs,
+      retryMs: Math.min(intervalMs, SYMBOLS_RETRY_MS),
+      limits: downloadLimits(registry.config),
+      logger,
+    });
   }
+  const symbols: SymbolsContext = {
+    layout,
+    sources: enabledSources(registry.config).map((source) => source.name),
+    refresher: symbolsRefresher,
+  };
 
   const provenance = new ProvenanceCache(layout.provenanceFile);
   /**
@@ -381,6 +404,7 @@ export async function createServerContext(
     registry,
     mode,
     publish,
+    symbols,
     gitDir: served.gitDir,
     index,
     readiness,

@@ -56,3 +56,15 @@ function downloadBase(source: SourceConfig): string {
   }
   return trimTrailingSlash(source.url);
 }
+
+/**
+ * Where a source keeps its editor symbols (PROTOCOL.md 5): `symbols_url`, else beside its
+ * archives: download.mooncakes.io for mooncakes.io, `URL/symbols.zip` for any other source.
+ */
+export function sourceSymbolsUrl(source: SourceConfig): string {
+  if (source.symbols_url) return source.symbols_url;
+  if (source.type === 'mooncakes' && new URL(source.url).hostname === MOONCAKES_HOST) {
+    return `${MOONCAKES_DOWNLOAD_BASE}/symbols.zip`;
+  }
+  return `${trimTrailingSlash(source.url)}/symbols.zip`;
+}

@@ -8,7 +8,7 @@ import { resolveCommit } from '../git/objects.js';
 import { gitAuthRefused, gitConfigEnv, runGit } from '../git/run-git.js';
 import type { IndexWarning } from '../index/index-file.js';
 import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
-import { sourceArchiveUrl, sourceAssetUrl } from './archive-location.js';
+import { sourceArchiveUrl, sourceAssetUrl, sourceSymbolsUrl } from './archive-location.js';
 import { authorizationHeader, headerSecrets, redact } from './credentials.js';
 
 export interface SourceTimeouts {
@@ -61,6 +61,11 @@ export class UpstreamSource {
 
   assetUrl(ref: AssetRef): string {
     return sourceAssetUrl(this.config, ref);
+  }
+
+  /** This source's symbols.zip; ask archiveHeaders(url) for its credentials. */
+  get symbolsUrl(): string {
+    return sourceSymbolsUrl(this.config);
   }
 
   /**

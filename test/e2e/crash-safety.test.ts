@@ -156,7 +156,16 @@ async function assertDataLayout(
   killed: ReadonlySet<number> | undefined,
   options: { lock: boolean } = { lock: killed !== undefined },
 ): Promise<string[]> {
-  const allowed = new Set(['index', 'packages', 'sources', 'state', 'tmp', 'proxy-index', 'assets']);
+  const allowed = new Set([
+    'index',
+    'packages',
+    'sources',
+    'state',
+    'symbols',
+    'tmp',
+    'proxy-index',
+    'assets',
+  ]);
   if (options.lock) {
     allowed.add('registry.lock');
     allowed.add('registry.owner.json');

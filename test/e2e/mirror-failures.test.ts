@@ -68,7 +68,7 @@ function servedVersions(index: RegistryIndex, module: string): string[] {
  */
 async function assertConsistent(root: string): Promise<void> {
   const data = path.join(root, 'data');
-  const allowed = new Set(['index', 'packages', 'sources', 'state', 'tmp', 'assets']);
+  const allowed = new Set(['index', 'packages', 'sources', 'state', 'symbols', 'tmp', 'assets']);
   for (const name of await readdir(data)) assert.ok(allowed.has(name), `unexpected data/${name}`);
   const tmp = path.join(data, 'tmp');
   if (existsSync(tmp)) assert.deepEqual(await readdir(tmp, { recursive: true }), [], 'data/tmp is empty');

@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
+import { unzipSync } from 'fflate';
 import semver from 'semver';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { git } from './git.js';
@@ -28,6 +29,19 @@ export interface UpdateResult {
   indexDir: string;
   /** Why the pull failed, when the client fell back to a fresh clone. */
   pullError?: string;
+  symbols: SymbolsUpdate;
+}
+
+/**
+ * What the symbols step of `moon update` did: the HTTP status it got (200: unpacked, 304: kept)
+ * and the ETag it keeps, or the warning moon prints (a failure never fails the update).
+ */
+export interface SymbolsUpdate {
+  status?: number;
+  /** The If-None-Match sent, if any. */
+  sent?: string;
+  etag?: string;
+  warning?: string;
 }
 
 export function indexUrlOf(registryUrl: string): string {
@@ -47,6 +61,16 @@ export async function update(
   moonHome: string,
   opts: ClientOptions = {},
 ): Promise<UpdateResult> {
+  const index = await updateIndex(registryUrl, moonHome, opts);
+  // moon fetches the symbols after every index update (PROTOCOL.md 5, mooncake/src/update.rs).
+  return { ...index, symbols: await updateSymbols(registryUrl, moonHome, opts) };
+}
+
+async function updateIndex(
+  registryUrl: string,
+  moonHome: string,
+  opts: ClientOptions,
+): Promise<Omit<UpdateResult, 'symbols'>> {
   const url = indexUrlOf(registryUrl);
   const indexDir = indexDirOf(moonHome);
   if (!(await exists(indexDir))) {
@@ -65,6 +89,72 @@ export async function update(
   await fs.rm(indexDir, { recursive: true, force: true });
   await cloneIndex(url, indexDir, opts);
   return { action: 'reclone', indexDir, pullError };
+}
+
+export function symbolsDirOf(moonHome: string): string {
+  return path.join(moonHome, 'registry', 'symbols');
+}
+
+/** Where moon keeps the symbols ETag (with the URL it belongs to) between updates. */
+function updateStatePath(moonHome: string): string {
+  return path.join(moonHome, 'registry', '.registry-update-state.json');
+}
+
+/**
+ * GET R/symbols.zip with If-None-Match (the ETag kept for this very URL, and only while the
+ * unpacked symbols are there); 304 keeps them, 200 unpacks the zip into a temp folder that then
+ * replaces registry/symbols. Any failure is a warning, as moon prints it.
+ */
+export async function updateSymbols(
+  registryUrl: string,
+  moonHome: string,
+  opts: ClientOptions = {},
+): Promise<SymbolsUpdate> {
+  const { url, headers } = credentialsFromUrl(`${registryUrl.replace(/\/+$/, '')}/symbols.zip`);
+  const dir = symbolsDirOf(moonHome);
+  const statePath = updateStatePath(moonHome);
+  const state = await fs
+    .readFile(statePath, 'utf8')
+    .then((text) => JSON.parse(text) as { symbols_etag?: { url: string; value: string } })
+    .catch(() => ({}) as { symbols_etag?: { url: string; value: string } });
+  const known = state.symbols_etag?.url === url && (await exists(dir)) ? state.symbols_etag.value : undefined;
+  const result: SymbolsUpdate = known ? { sent: known } : {};
+  try {
+    const res = await fetch(url, {
+      headers: {
+        'User-Agent': USER_AGENT,
+        ...headers,
+        ...opts.headers,
+        ...(known ? { 'If-None-Match': known } : {}),
+      },
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+    });
+    result.status = res.status;
+    const etag = res.headers.get('etag') ?? undefined;
+    if (res.status === 304 && known) {
+      result.etag = etag ?? known;
+    } else if (res.ok) {
+      const files = unzipSync(new Uint8Array(await res.arrayBuffer()));
+      const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
+      for (const [name, bytes] of Object.entries(files)) {
+        if (name.endsWith('/')) continue;
+        await fs.mkdir(path.dirname(path.join(tmp, name)), { recursive: true });
+        await fs.writeFile(path.join(tmp, name), bytes);
+      }
+      await fs.mkdir(tmp, { recursive: true });
+      await fs.rm(dir, { recursive: true, force: true });
+      await fs.rename(tmp, dir);
+      result.etag = etag;
+    } else {
+      await res.body?.cancel();
+      throw new Error(`symbols.zip download returned error status ${res.status}`);
+    }
+    const next = result.etag ? { symbols_etag: { url, value: result.etag } } : {};
+    await fs.writeFile(statePath, JSON.stringify(next));
+  } catch (error) {
+    result.warning = `failed to update symbols: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  return result;
 }
 
 /** Shallow clone into a temporary sibling, then rename: an interrupted clone leaves no index. */

@@ -37,9 +37,10 @@ export function registerVerifyCommand(program: Command): void {
         '  corrupt-asset    a stored prebuilt wasm of a served version that does not hash to its\n' +
         '                   .sha256, or one of the two files without the other\n' +
         '  stray-file       anything in data/packages that is not <module>/<version>/<sha256>.zip\n' +
-        '\n--repair deletes stray files, corrupt archives and corrupt assets, downloads corrupt and\n' +
-        'missing archives again from the sources that list the same checksum (assets from the source\n' +
-        'of the served line), drops from the served index the\n' +
+        '  corrupt-symbols  a stored symbols.zip (data/symbols) that is not a readable zip\n' +
+        '\n--repair deletes stray files, corrupt archives, corrupt assets and corrupt symbols, downloads\n' +
+        'corrupt and missing archives again from the sources that list the same checksum (assets from\n' +
+        'the source of the served line), drops from the served index the\n' +
         'versions it cannot repair (no source, download failed), and publishes the index in one\n' +
         'commit. It never fetches source indexes: run `mirror` for that.\n' +
         '\nExit status: 0 when nothing is wrong (with --repair: when everything was repaired; a\n' +
