@@ -249,6 +249,13 @@ describe('export and import', () => {
     await importJson(b, [fullBundle]);
     const servedBefore = await servedTree(b);
     const headBefore = await head(b);
+    // Every file a kill may leave in data/symbols or data/assets: one of the two bundles' whole files.
+    const whole = new Set<string>();
+    for (const file of [fullBundle, big]) {
+      const bundle = await openBundleFile(file);
+      bundle.close();
+      for (const f of bundle.manifest.files) whole.add(`${f.path} ${f.sha256}`);
+    }
 
     // Killed while unpacking (its staging folder is there), then at later moments.
     const kills: Array<'staging' | number> = ['staging', 400, 800, 1200, 1600];
@@ -262,6 +269,14 @@ describe('export and import', () => {
       const code = await exited;
       if (code === 0) continue; // finished before the kill: nothing to check here
       landed++;
+      for (const kind of ['symbols', 'assets']) {
+        for (const rel of await fs.readdir(path.join(b, 'data', kind), { recursive: true })) {
+          const file = path.join(b, 'data', kind, rel);
+          if (!(await fs.stat(file)).isFile()) continue;
+          const sum = sha256Hex(await fs.readFile(file));
+          assert.ok(whole.has(`${kind}/${rel} ${sum}`), `killed (${when}): ${kind}/${rel} is a whole file`);
+        }
+      }
       const now = await head(b);
       if (now === headBefore) {
         assert.deepEqual(await servedTree(b), servedBefore, `killed (${when}): the index is unchanged`);
