@@ -211,6 +211,9 @@ async function writeZip(
   const temp = tempPathFor(file);
   const written = pipeline(zip.outputStream, createWriteStream(temp, { flags: 'wx' }));
   const files: ManifestFile[] = [];
+  // yazl reports a file whose size changed since it was listed here, on the zip itself.
+  const failed = new Promise<never>((_, reject) => zip.on('error', reject));
+  failed.catch(() => undefined);
   try {
     const hashed = kept.map(
       (p) =>
@@ -237,7 +240,9 @@ async function writeZip(
           });
         }),
     );
-    files.push(...(await Promise.race([Promise.all(hashed), written.then(() => [] as ManifestFile[])])));
+    files.push(
+      ...(await Promise.race([Promise.all(hashed), written.then(() => [] as ManifestFile[]), failed])),
+    );
     const manifest: BundleManifest = { ...manifestBase, files };
     zip.addBuffer(Buffer.from(`${JSON.stringify(manifest)}\n`), MANIFEST_PATH, {
       compress: false,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -208,10 +208,10 @@ async function checkIdentity(
       },
     );
   }
-  if (!first && (await storesAnything(registry))) {
+  if (!first && (await servesAnything(registry))) {
     throw new RegistryError(
       'FORBIDDEN',
-      `this registry already stores modules of its own; a bundle from ${from} would be mixed with them`,
+      `this registry already serves modules of its own; a bundle from ${from} would be mixed with them`,
       {
         hint: 'import into a registry fresh from `moonbit-registry init`, or pass --force',
       },
@@ -219,9 +219,13 @@ async function checkIdentity(
   }
 }
 
-async function storesAnything(registry: Registry): Promise<boolean> {
-  const names = await readdir(registry.layout.packagesDir).catch(() => [] as string[]);
-  return names.some((n) => !n.startsWith('.'));
+/**
+ * Whether the served index lists anything. Not "data/packages is empty": a first import killed
+ * after moving its archives must be accepted when run again, and it published nothing yet.
+ */
+async function servesAnything(registry: Registry): Promise<boolean> {
+  const { stdout } = await runGit(['--git-dir', registry.layout.indexDir, 'ls-tree', '--name-only', 'HEAD']);
+  return stdout.length > 0;
 }
 
 /** The source fed by bundles of this registry: the one it fed before, else one named after it. */

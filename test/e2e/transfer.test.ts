@@ -11,7 +11,7 @@
  *    never had the prerequisite refuses it, unchanged.
  * 3. A flipped byte and a truncated file are refused and leave B unchanged.
  * 4. A bundle from another registry is refused unless --force (and so is any bundle into a
- *    registry that stores modules of its own).
+ *    registry that serves modules of its own).
  * 5. SIGKILL while a large bundle is imported leaves B serving what it served before; the
  *    import run again succeeds.
  */
@@ -224,10 +224,10 @@ describe('export and import', () => {
       assert.match(refused.stderr, /hint: pass --force/);
       assert.deepEqual(await snapshot(b), before);
 
-      // A registry that stores modules of its own never imported: it refuses any bundle.
+      // A registry that serves modules of its own and never imported: it refuses any bundle.
       const own = await runCli(['import', other], { cwd: a.root });
       assert.equal(own.code, 1);
-      assert.match(own.stderr, /already stores modules of its own/);
+      assert.match(own.stderr, /already serves modules of its own/);
 
       const forced = await importJson(b, [other, '--force']);
       assert.notEqual(forced.source, 'e2e', 'a source of its own');
@@ -290,6 +290,29 @@ describe('export and import', () => {
     }
     t.diagnostic(`${landed} of ${kills.length} kills landed on a running import`);
     assert.ok(landed >= 1);
+    await importJson(b, [big]);
+    assert.deepEqual(await servedTree(b), await servedTree(root));
+    assert.equal(await stagingExists(b), false, 'the import cleared what killed imports left');
+
+    // A first import killed at any moment: run again, it is accepted (the registry serves nothing
+    // of its own yet, whatever archives the killed run moved in) and completes.
+    for (const ms of [200, 350, 500, 650, 800, 950]) {
+      const fresh = await freshRegistry();
+      const child = spawn(process.execPath, [cliPath, 'import', '-q', fullBundle], {
+        cwd: fresh,
+        stdio: 'ignore',
+      });
+      const exited = new Promise((resolve) => child.on('close', resolve));
+      await delay(ms);
+      child.kill('SIGKILL');
+      await exited;
+      await importJson(fresh, [fullBundle]);
+      assert.deepEqual(
+        await servedTree(fresh),
+        await servedTree(a.root),
+        `first import killed after ${ms} ms`,
+      );
+    }
     await importJson(b, [big]);
     assert.deepEqual(await servedTree(b), await servedTree(root));
     assert.equal(await stagingExists(b), false, 'the import cleared what killed imports left');

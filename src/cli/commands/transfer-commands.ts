@@ -79,7 +79,7 @@ export function registerTransferCommands(program: Command): void {
         'last, so a killed import leaves the registry serving what it served before.\n' +
         '\nRefused: a truncated or altered file; a bundle made --since a commit this registry never\n' +
         'imported; a bundle from another registry than the first one imported from, or into a\n' +
-        'registry that already stores modules of its own (unless --force). Holds the registry lock.',
+        'registry that already serves modules of its own (unless --force). Holds the registry lock.',
     )
     .action(async (file: string, flags: ImportFlags, command: Command) => {
       try {
