@@ -92,6 +92,7 @@ export async function exportBundle(
       { path: INDEX_BUNDLE_PATH, source: indexFile, size: (await stat(indexFile)).size },
     ];
     const counts = { archives: 0, assets: 0, symbols: 0 };
+    const assets = await assetsByVersion(layout.assetsDir);
     for (const [module, versions] of served.modules) {
       for (const [version, entry] of versions) {
         if (before?.modules.get(module)?.get(version)?.checksum === entry.checksum) continue;
@@ -108,7 +109,7 @@ export async function exportBundle(
         }
         planned.push({ path: `packages/${relativePosix(layout.packagesDir, source)}`, source, size });
         counts.archives++;
-        for (const asset of await filesUnder(join(layout.assetsDir, ...module.split('/'), version))) {
+        for (const asset of assets.get(`${module}/${version}`) ?? []) {
           planned.push({
             path: `assets/${relativePosix(layout.assetsDir, asset.path)}`,
             source: asset.path,
@@ -266,6 +267,26 @@ async function hashFile(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/**
+ * data/assets read once: `<module>/<version>` -> its files. Module names nest, so each file is
+ * filed under every folder above it; only the ones that are a served module@version are asked for.
+ */
+async function assetsByVersion(
+  assetsDir: string,
+): Promise<Map<string, Array<{ path: string; size: number }>>> {
+  const byFolder = new Map<string, Array<{ path: string; size: number }>>();
+  for (const file of await filesUnder(assetsDir)) {
+    const parts = relativePosix(assetsDir, file.path).split('/');
+    for (let end = 2; end < parts.length; end++) {
+      const folder = parts.slice(0, end).join('/');
+      const list = byFolder.get(folder);
+      if (list) list.push(file);
+      else byFolder.set(folder, [file]);
+    }
+  }
+  return byFolder;
 }
 
 /** Every regular file under `dir` (none when it does not exist), in a stable order. */

@@ -4,6 +4,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import pLimit from 'p-limit';
 import { SOURCE_NAME_PATTERN } from '../config/schema.js';
 import { updateConfigFile } from '../config/toml-file.js';
 import { RegistryError } from '../core/errors.js';
@@ -26,7 +27,12 @@ import {
 } from '../registry/source-indexes.js';
 import { FETCHED_REF, INDEX_URL_KEY } from '../upstream/upstream-source.js';
 import { type BundleFile, openBundleFile } from './bundle-file.js';
-import { type BundleManifest, classifyEntry, INDEX_BUNDLE_PATH } from './bundle-manifest.js';
+import {
+  type BundleManifest,
+  classifyEntry,
+  INDEX_BUNDLE_PATH,
+  type ManifestFile,
+} from './bundle-manifest.js';
 import { hasCommit, isAncestor, unbundleIndex } from './index-bundle.js';
 import { ensureIdentity, type RegistryIdentity, withImport, writeIdentity } from './registry-identity.js';
 import type { TransferProgress } from './transfer-progress.js';
@@ -60,6 +66,13 @@ export interface ImportSummary {
     removed: number;
   };
 }
+
+/**
+ * Entries unpacked at once (yauzl reads each from its own offset) and files renamed at once:
+ * a snapshot is thousands of small archives, whose cost is opening and closing files.
+ */
+const ENTRIES_IN_FLIGHT = 8;
+const MOVES_IN_FLIGHT = 16;
 
 /** Priority of a bundle source: below published modules (0), above upstreams (100 by default). */
 const BUNDLE_SOURCE_PRIORITY = 1;
@@ -121,19 +134,23 @@ export async function importBundle(
     await checkArchivesComplete(registry, source.name, gitDir, tip, manifest);
 
     const counts = { archives: 0, assets: 0, symbols: 0, total: manifest.files.length };
-    let newArchives = 0;
-    // Archives first: nothing names them until the index moves.
-    for (const f of manifest.files) {
+    // Archives first: nothing names them until the index moves. Renames, a few at a time.
+    const limit = pLimit(MOVES_IN_FLIGHT);
+    const archives = manifest.files.flatMap((f) => {
       const entry = classifyEntry(f.path);
-      if (entry?.kind !== 'archive') continue;
-      counts.archives++;
-      if (await registry.store.has(entry.module, entry.version, entry.checksum)) continue;
-      await moveFile(
-        join(staging, f.path),
-        registry.store.pathFor(entry.module, entry.version, entry.checksum),
-      );
-      newArchives++;
-    }
+      return entry?.kind === 'archive' ? [{ path: f.path, ...entry }] : [];
+    });
+    counts.archives = archives.length;
+    const moved = await Promise.all(
+      archives.map((a) =>
+        limit(async () => {
+          if (await registry.store.has(a.module, a.version, a.checksum)) return 0;
+          await moveFile(join(staging, a.path), registry.store.pathFor(a.module, a.version, a.checksum));
+          return 1;
+        }),
+      ),
+    );
+    const newArchives = moved.reduce<number>((n, m) => n + m, 0);
     for (const f of manifest.files) {
       const entry = classifyEntry(f.path);
       if (entry?.kind === 'asset') {
@@ -331,7 +348,8 @@ async function unpack(
     files.reduce((n, f) => n + f.size, 0),
   );
   try {
-    for (const f of files) {
+    const limit = pLimit(ENTRIES_IN_FLIGHT);
+    const one = async (f: ManifestFile) => {
       const target = join(staging, f.path);
       await mkdir(dirname(target), { recursive: true });
       const hash = createHash('sha256');
@@ -365,7 +383,17 @@ async function unpack(
         );
       }
       progress.advance(f.size);
-    }
+    };
+    await Promise.all(
+      files.map((f) =>
+        limit(() =>
+          one(f).catch((error: unknown) => {
+            limit.clearQueue(); // the bundle is refused: unpack nothing more
+            throw error;
+          }),
+        ),
+      ),
+    );
   } finally {
     progress.finish();
   }
