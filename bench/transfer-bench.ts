@@ -39,7 +39,9 @@ function measure(command: string, args: string[], cwd: string): Promise<Measured
     let peak = 0;
     const sample = () => {
       try {
-        if (child.pid) peak = Math.max(peak, memoryAndGit(child.pid).rssMiB);
+        // An exited process (a zombie until reaped) has no VmRSS: NaN, skipped.
+        const rss = child.pid ? memoryAndGit(child.pid).rssMiB : Number.NaN;
+        if (Number.isFinite(rss)) peak = Math.max(peak, rss);
       } catch {
         // exited between two samples
       }

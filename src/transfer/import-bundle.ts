@@ -349,24 +349,25 @@ async function unpack(
   );
   try {
     const limit = pLimit(ENTRIES_IN_FLIGHT);
+    const folders = new Map<string, Promise<unknown>>();
     const one = async (f: ManifestFile) => {
       const target = join(staging, f.path);
-      await mkdir(dirname(target), { recursive: true });
+      const folder = dirname(target);
+      let made = folders.get(folder);
+      if (!made) folders.set(folder, (made = mkdir(folder, { recursive: true })));
+      await made;
       const hash = createHash('sha256');
       let size = 0;
-      const counter = new Transform({
-        transform(chunk: Buffer, _encoding, done) {
-          hash.update(chunk);
-          size += chunk.length;
-          done(null, chunk);
-        },
-      });
       try {
-        await pipeline(
-          await bundle.openEntry(bundle.entries.get(f.path) as never),
-          counter,
-          createWriteStream(target, { flags: 'wx' }),
-        );
+        const input = await bundle.openEntry(bundle.entries.get(f.path) as never);
+        const counter = new Transform({
+          transform(chunk: Buffer, _encoding, done) {
+            hash.update(chunk);
+            size += chunk.length;
+            done(null, chunk);
+          },
+        });
+        await pipeline(input, counter, createWriteStream(target, { flags: 'wx' }));
       } catch (error) {
         throw new RegistryError('CHECKSUM', `${file} is damaged: ${f.path}: ${(error as Error).message}`, {
           hint: 'copy the file again or export it again; nothing was changed here',
