@@ -11,6 +11,7 @@ import { registerSourceCommand } from './commands/source-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
 import { registerSyncCommand } from './commands/sync-command.js';
 import { registerTokenCommand } from './commands/token-command.js';
+import { registerTransferCommands } from './commands/transfer-commands.js';
 import { registerUpdateCommand } from './commands/update-command.js';
 import { registerVerifyCommand } from './commands/verify-command.js';
 import { registerYankCommands } from './commands/yank-command.js';
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerUpdateCommand(program);
   registerVerifyCommand(program);
   registerGcCommand(program);
+  registerTransferCommands(program);
   registerStatusCommand(program);
   registerTokenCommand(program);
   registerCompletionCommand(program);

@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import { formatBytes } from '../core/format-bytes.js';
 import type { MirrorReporter } from '../registry/mirror.js';
+import type { TransferProgress } from '../transfer/transfer-progress.js';
 
 export type ProgressMode = 'bar' | 'lines' | 'quiet';
 
@@ -96,6 +97,48 @@ export function createReporter(mode: ProgressMode): CliReporter {
       if (mode === 'lines') log(`stopped ${label} (interrupted; not retried): ${reason}`);
     },
     downloadsFinished: () => {
+      bar?.stop();
+      bar = undefined;
+    },
+  };
+}
+
+/** Export and import progress on stderr: a byte bar on a terminal, a line per 5% otherwise. */
+export function createTransferProgress(mode: ProgressMode, verb: string): TransferProgress {
+  const log = (text: string) => process.stderr.write(`${text}\n`);
+  let bar: cliProgress.SingleBar | undefined;
+  let total = 0;
+  let done = 0;
+  let nextLine = 0;
+  return {
+    info: (message) => {
+      if (mode !== 'quiet') log(message);
+    },
+    start: (files, bytes) => {
+      total = bytes;
+      done = 0;
+      nextLine = bytes / 20;
+      if (mode === 'bar') {
+        bar = new cliProgress.SingleBar(
+          {
+            format: `${verb} {bar} {percentage}% | {size} of {total_size} | ${files} files | eta {eta_formatted}`,
+            stream: process.stderr,
+            hideCursor: true,
+          },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(Math.max(1, bytes), 0, { size: formatBytes(0), total_size: formatBytes(bytes) });
+      } else if (mode === 'lines') log(`${verb} ${files} files, ${formatBytes(bytes)}`);
+    },
+    advance: (bytes) => {
+      done += bytes;
+      if (bar) bar.update(done, { size: formatBytes(done) });
+      else if (mode === 'lines' && done >= nextLine && total > 0) {
+        log(`${verb} ${Math.floor((100 * done) / total)}%, ${formatBytes(done)}`);
+        nextLine = done + total / 20;
+      }
+    },
+    finish: () => {
       bar?.stop();
       bar = undefined;
     },

@@ -12,7 +12,8 @@ import { withLegacyUpstream } from './legacy-keys.js';
  */
 
 export const SOURCE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-export const SOURCE_TYPES = ['mooncakes', 'moonbit-registry', 'custom'] as const;
+/** bundle: another registry's index, fed only by `moonbit-registry import` (never fetched). */
+export const SOURCE_TYPES = ['mooncakes', 'moonbit-registry', 'custom', 'bundle'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** auto: readable lines on a terminal, JSON lines otherwise. */
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
@@ -127,7 +128,9 @@ export const SourceSchema = z
     type: z
       .enum(SOURCE_TYPES)
       .default('custom')
-      .describe('mooncakes (archives from download.mooncakes.io), moonbit-registry or custom.'),
+      .describe(
+        'mooncakes (archives from download.mooncakes.io), moonbit-registry, custom, or bundle (written by `import`: its index comes only from bundles, never from the network).',
+      ),
     url: httpUrl.describe(
       'Base URL; archives at URL/user/<module%2Fversion>.zip unless package_url_pattern says otherwise.',
     ),

@@ -89,6 +89,12 @@ function fromFlags(request: NewSource, sources: RawTable[]): RawTable {
   if (!(SOURCE_TYPES as readonly string[]).includes(type)) {
     throw new RegistryError('USAGE', `invalid --type "${type}" (one of: ${SOURCE_TYPES.join(', ')})`);
   }
+  if (type === 'bundle') {
+    throw new RegistryError(
+      'USAGE',
+      'bundle sources are made by `moonbit-registry import`, not added by hand',
+    );
+  }
   const url = trimTrailingSlash(request.url);
   // Like Bytesafe: a source added without a priority ranks below every existing one.
   const lowest = Math.max(0, ...sources.map((s) => (typeof s.priority === 'number' ? s.priority : 100)));

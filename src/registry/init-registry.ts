@@ -5,6 +5,7 @@ import { RegistryError } from '../core/errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { pathExists } from '../fs/path-exists.js';
 import { ServedIndex } from '../index/served-index.js';
+import { ensureIdentity } from '../transfer/registry-identity.js';
 import { type RegistryLayout, registryLayout } from './layout.js';
 
 export interface InitOptions {
@@ -29,6 +30,8 @@ export async function initRegistry(dir: string, options: InitOptions): Promise<R
   await mkdir(layout.packagesDir, { recursive: true });
   await mkdir(layout.sourcesDir, { recursive: true });
   await new ServedIndex(layout.indexDir).initialize(options.name);
+  // Bundles name the registry they come from by this id (export/import); --force keeps it.
+  await ensureIdentity(layout.identityFile);
   await writeFileAtomic(layout.configFile, text);
   return layout;
 }

@@ -34,6 +34,8 @@ export interface RegistryLayout {
   tmpDir: string;
   /** Which source each served version came from. */
   provenanceFile: string;
+  /** This registry's id (made at `init`) and the bundles it imported (transfer/registry-identity.ts). */
+  identityFile: string;
   /** What `mirror` was asked for, so a sync can keep it current. */
   mirrorRequestsFile: string;
   /** The last mirror runs and their summaries, newest first (status page, `status`). */
@@ -73,6 +75,7 @@ function layoutIn(abs: string, dataDir: string): RegistryLayout {
     hostedIndexDir: join(dataDir, 'hosted', 'index.git'),
     tmpDir: join(dataDir, 'tmp'),
     provenanceFile: join(dataDir, 'state', 'provenance.json'),
+    identityFile: join(dataDir, 'state', 'identity.json'),
     mirrorRequestsFile: join(dataDir, 'state', 'mirror-requests.json'),
     mirrorRunsFile: join(dataDir, 'state', 'mirror-runs.json'),
     downloadsFile: join(dataDir, 'state', 'downloads.json'),

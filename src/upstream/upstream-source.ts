@@ -29,7 +29,7 @@ export function fetchStampPath(gitDir: string): string {
   return join(dirname(gitDir), 'fetched-at');
 }
 /** Recorded in the fetched copy, so a source whose URL changed is not served from an old copy. */
-const INDEX_URL_KEY = 'moonbit-registry.indexurl';
+export const INDEX_URL_KEY = 'moonbit-registry.indexurl';
 
 /**
  * One configured upstream: where its index and archives are, and how to authenticate. Its
@@ -86,6 +86,7 @@ export class UpstreamSource {
 
   /** Fetches the upstream index; returns the fetched commit. */
   async fetchIndex(): Promise<string> {
+    if (this.config.type === 'bundle') return this.importedCommit();
     const headers = this.headers();
     if (!(await this.hasRepository())) {
       // No copy yet, or a copy of another URL (the source was re-added or edited): start over.
@@ -130,6 +131,24 @@ export class UpstreamSource {
     const commit = await this.fetchedCommit();
     if (!commit) throw new RegistryError('UPSTREAM', `source "${this.name}": the index has no main branch`);
     await writeFileAtomic(fetchStampPath(this.gitDir), `${new Date().toISOString()}\n`);
+    return commit;
+  }
+
+  /**
+   * A bundle source's index moves only by `import`: "fetching" it is reading what was imported
+   * last, so sync and mirror keep serving it offline and never reach for its placeholder URL.
+   */
+  private async importedCommit(): Promise<string> {
+    const commit = await this.fetchedCommit();
+    if (!commit) {
+      throw new RegistryError(
+        'UPSTREAM',
+        `source "${this.name}" is fed by bundles and none was imported yet`,
+        {
+          hint: 'run `moonbit-registry import FILE` with a bundle from that registry',
+        },
+      );
+    }
     return commit;
   }
 

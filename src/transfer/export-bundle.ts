@@ -1,0 +1,308 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import yazl from 'yazl';
+import { RegistryError } from '../core/errors.js';
+import { moduleKey } from '../core/module-name.js';
+import { tempPathFor } from '../fs/atomic-write.js';
+import { pathExists } from '../fs/path-exists.js';
+import { processTempDir } from '../fs/temp-dirs.js';
+import { resolveCommit } from '../git/objects.js';
+import { readSourceCatalog } from '../index/source-catalog.js';
+import { acquireRegistryLock } from '../registry/lock.js';
+import type { Registry } from '../registry/registry.js';
+import { openBundleFile } from './bundle-file.js';
+import {
+  BUNDLE_FORMAT,
+  type BundleManifest,
+  INDEX_BUNDLE_PATH,
+  MANIFEST_PATH,
+  type ManifestFile,
+} from './bundle-manifest.js';
+import { createIndexBundle, isAncestor } from './index-bundle.js';
+import { ensureIdentity } from './registry-identity.js';
+import type { TransferProgress } from './transfer-progress.js';
+
+export interface ExportOptions {
+  /** An earlier bundle file or a commit of the served index: carry only what came after it. */
+  since?: string;
+  progress: TransferProgress;
+}
+
+export interface ExportSummary {
+  file: string;
+  registry: { name: string; id: string };
+  commit: string;
+  prerequisite: string | null;
+  files: { archives: number; assets: number; symbols: number; total: number };
+  /** Bytes of the bundle file. */
+  bytes: number;
+  seconds: number;
+}
+
+interface PlannedFile {
+  /** Path in the bundle. */
+  path: string;
+  source: string;
+  size: number;
+}
+
+/**
+ * Writes the served index and everything it needs into one bundle file (bundle-manifest.ts).
+ * With `since`, only what the served index gained after that commit: the index commits
+ * (git bundle with the commit as prerequisite), the archives of lines it did not serve, their
+ * assets, and symbols files the earlier bundle did not carry with the same bytes. The registry
+ * lock is held meanwhile, so gc cannot remove a file being copied.
+ */
+export async function exportBundle(
+  registry: Registry,
+  file: string,
+  options: ExportOptions,
+): Promise<ExportSummary> {
+  const startedAt = performance.now();
+  const { layout } = registry;
+  const lock = await acquireRegistryLock(layout.lockTarget, 'export', { waitForBriefMs: 60_000 });
+  const temp = await processTempDir(layout.tmpDir);
+  try {
+    const identity = await ensureIdentity(layout.identityFile);
+    const tip = await registry.servedIndex.head();
+    if (!tip) throw new RegistryError('NOT_FOUND', 'the served index has no commit yet');
+    const since = options.since ? await resolveSince(registry, options.since, tip) : undefined;
+    if (since?.commit === tip) {
+      throw new RegistryError(
+        'USAGE',
+        `nothing to export: the served index is still at ${tip.slice(0, 12)}`,
+        {
+          hint: 'the earlier bundle already carries everything served here',
+        },
+      );
+    }
+    const served = await readSourceCatalog('served', layout.indexDir, tip);
+    const before = since ? await readSourceCatalog('served', layout.indexDir, since.commit) : undefined;
+    options.progress.info(
+      `exporting the served index at ${tip.slice(0, 12)}${since ? ` since ${since.commit.slice(0, 12)}` : ''}`,
+    );
+
+    const indexFile = join(temp.path, `index-${process.pid}.bundle`);
+    await createIndexBundle(layout.indexDir, indexFile, since?.commit);
+    const planned: PlannedFile[] = [
+      { path: INDEX_BUNDLE_PATH, source: indexFile, size: (await stat(indexFile)).size },
+    ];
+    const counts = { archives: 0, assets: 0, symbols: 0 };
+    const assets = await assetsByVersion(layout.assetsDir);
+    for (const [module, versions] of served.modules) {
+      for (const [version, entry] of versions) {
+        if (before?.modules.get(module)?.get(version)?.checksum === entry.checksum) continue;
+        const source = registry.store.pathFor(module, version, entry.checksum);
+        const size = await registry.store.size(module, version, entry.checksum);
+        if (size === undefined) {
+          throw new RegistryError(
+            'NOT_FOUND',
+            `the served index lists ${moduleKey(module, version)} but its archive is not in data/packages`,
+            {
+              hint: 'run `moonbit-registry verify --repair` first',
+            },
+          );
+        }
+        planned.push({ path: `packages/${relativePosix(layout.packagesDir, source)}`, source, size });
+        counts.archives++;
+        for (const asset of assets.get(`${module}/${version}`) ?? []) {
+          planned.push({
+            path: `assets/${relativePosix(layout.assetsDir, asset.path)}`,
+            source: asset.path,
+            size: asset.size,
+          });
+          counts.assets++;
+        }
+      }
+    }
+    for (const symbols of await filesUnder(layout.symbolsDir)) {
+      const path = `symbols/${relativePosix(layout.symbolsDir, symbols.path)}`;
+      planned.push({ path, source: symbols.path, size: symbols.size });
+    }
+    const manifestBase = {
+      format: BUNDLE_FORMAT,
+      version: 1 as const,
+      registry: { name: registry.config.registry.name, id: identity.id },
+      created: new Date().toISOString(),
+      index: { commit: tip, prerequisite: since?.commit ?? null },
+    };
+    const files = await writeZip(file, planned, since?.carried, manifestBase, options.progress);
+    counts.symbols = files.filter((f) => f.path.startsWith('symbols/')).length;
+    return {
+      file,
+      registry: manifestBase.registry,
+      commit: tip,
+      prerequisite: since?.commit ?? null,
+      files: { ...counts, total: files.length },
+      bytes: (await stat(file)).size,
+      seconds: (performance.now() - startedAt) / 1000,
+    };
+  } finally {
+    await temp.remove();
+    await lock.release();
+  }
+}
+
+/**
+ * `--since`: an earlier bundle (its commit, and the sha256 of each file it carried) or a commit
+ * id of the served index; either must be an ancestor of what is served now.
+ */
+async function resolveSince(
+  registry: Registry,
+  since: string,
+  tip: string,
+): Promise<{ commit: string; carried: Map<string, string> }> {
+  const carried = new Map<string, string>();
+  let commit: string | undefined;
+  if (await pathExists(since)) {
+    const earlier = await openBundleFile(since);
+    earlier.close();
+    commit = earlier.manifest.index.commit;
+    for (const f of earlier.manifest.files) carried.set(f.path, f.sha256);
+  } else if (/^[0-9a-f]{4,40}$/i.test(since)) {
+    commit = await resolveCommit(registry.layout.indexDir, since);
+    if (!commit) {
+      throw new RegistryError('NOT_FOUND', `--since ${since}: no such commit in the served index`, {
+        hint: 'give the earlier bundle file, or a commit `git log` shows in data/index',
+      });
+    }
+  } else {
+    throw new RegistryError('USAGE', `--since ${since}: neither a bundle file nor a commit id`);
+  }
+  if (!(await isAncestor(registry.layout.indexDir, commit, tip).catch(() => false))) {
+    throw new RegistryError(
+      'INVALID',
+      `--since ${since}: commit ${commit.slice(0, 12)} is not in the served index's history`,
+      {
+        hint: 'was the earlier bundle exported by another registry?',
+      },
+    );
+  }
+  return { commit, carried };
+}
+
+/**
+ * Streams the files into a zip at a temp name beside `file`, hashing each as it is copied,
+ * then appends the manifest and renames: a reader never finds a half-written bundle at `file`.
+ * A symbols file whose sha256 equals the one the earlier bundle carried is left out: its
+ * bytes are hashed first (symbols are few and small next to archives).
+ */
+async function writeZip(
+  file: string,
+  planned: PlannedFile[],
+  carried: Map<string, string> | undefined,
+  manifestBase: Omit<BundleManifest, 'files'>,
+  progress: TransferProgress,
+): Promise<ManifestFile[]> {
+  const kept: PlannedFile[] = [];
+  for (const p of planned) {
+    if (carried && p.path.startsWith('symbols/') && carried.get(p.path) === (await hashFile(p.source)))
+      continue;
+    kept.push(p);
+  }
+  progress.start(
+    kept.length,
+    kept.reduce((n, p) => n + p.size, 0),
+  );
+  const zip = new yazl.ZipFile();
+  const temp = tempPathFor(file);
+  const written = pipeline(zip.outputStream, createWriteStream(temp, { flags: 'wx' }));
+  const files: ManifestFile[] = [];
+  // yazl reports a file whose size changed since it was listed here, on the zip itself.
+  const failed = new Promise<never>((_, reject) => zip.on('error', reject));
+  failed.catch(() => undefined);
+  try {
+    const hashed = kept.map(
+      (p) =>
+        new Promise<ManifestFile>((resolve, reject) => {
+          zip.addReadStreamLazy(p.path, { compress: false, size: p.size, mtime: new Date(0) }, (callback) => {
+            const hash = createHash('sha256');
+            const hasher = new Transform({
+              transform(chunk: Buffer, _encoding, done) {
+                hash.update(chunk);
+                done(null, chunk);
+              },
+              flush(done) {
+                progress.advance(p.size);
+                resolve({ path: p.path, sha256: hash.digest('hex'), size: p.size });
+                done();
+              },
+            });
+            const input = createReadStream(p.source);
+            input.on('error', (error) => {
+              reject(error);
+              hasher.destroy(error);
+            });
+            callback(null, input.pipe(hasher));
+          });
+        }),
+    );
+    files.push(
+      ...(await Promise.race([Promise.all(hashed), written.then(() => [] as ManifestFile[]), failed])),
+    );
+    const manifest: BundleManifest = { ...manifestBase, files };
+    zip.addBuffer(Buffer.from(`${JSON.stringify(manifest)}\n`), MANIFEST_PATH, {
+      compress: false,
+      mtime: new Date(0),
+    });
+    zip.end();
+    await written;
+    await rename(temp, file);
+    progress.finish();
+    return files;
+  } catch (error) {
+    progress.finish();
+    (zip.outputStream as unknown as Readable).destroy();
+    await written.catch(() => undefined);
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * data/assets read once: `<module>/<version>` -> its files. Module names nest, so each file is
+ * filed under every folder above it; only the ones that are a served module@version are asked for.
+ */
+async function assetsByVersion(
+  assetsDir: string,
+): Promise<Map<string, Array<{ path: string; size: number }>>> {
+  const byFolder = new Map<string, Array<{ path: string; size: number }>>();
+  for (const file of await filesUnder(assetsDir)) {
+    const parts = relativePosix(assetsDir, file.path).split('/');
+    for (let end = 2; end < parts.length; end++) {
+      const folder = parts.slice(0, end).join('/');
+      const list = byFolder.get(folder);
+      if (list) list.push(file);
+      else byFolder.set(folder, [file]);
+    }
+  }
+  return byFolder;
+}
+
+/** Every regular file under `dir` (none when it does not exist), in a stable order. */
+async function filesUnder(dir: string): Promise<Array<{ path: string; size: number }>> {
+  const names = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
+  const files: Array<{ path: string; size: number }> = [];
+  for (const name of names.sort()) {
+    const path = join(dir, name);
+    // Temp files of a writer killed mid-way (.name.tmp-...) are no content.
+    if (name.split(sep).some((s) => s.startsWith('.'))) continue;
+    const info = await stat(path).catch(() => undefined);
+    if (info?.isFile()) files.push({ path, size: info.size });
+  }
+  return files;
+}
+
+function relativePosix(root: string, path: string): string {
+  return relative(root, path).split(sep).join('/');
+}
