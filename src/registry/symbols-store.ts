@@ -130,13 +130,34 @@ export async function refreshSourceSymbols(
   }
 }
 
-/** Every source at once; one failing does not stop the others. */
+/**
+ * Takes a symbols.zip that came with an imported bundle (already checked against the bundle's
+ * manifest) as `source`'s copy: the zip moves in first, then a record of our own.
+ */
+export async function storeImportedSymbols(
+  layout: RegistryLayout,
+  source: string,
+  zip: string,
+  sha256: string,
+  size: number,
+): Promise<void> {
+  const files = symbolsFiles(layout, source);
+  await moveFile(zip, files.zip);
+  const at = new Date().toISOString();
+  await writeRecord(files, { url: `bundle:${source}`, sha256, size, fetched_at: at, checked_at: at });
+}
+
+/**
+ * Every source at once; one failing does not stop the others. A bundle source is skipped: its
+ * symbols arrive only with `import` (it has no URL to ask).
+ */
 export function refreshSymbols(
   layout: RegistryLayout,
   upstreams: UpstreamSource[],
   options: SymbolsRefreshOptions,
 ): Promise<SymbolsRefresh[]> {
-  return Promise.all(upstreams.map((upstream) => refreshSourceSymbols(layout, upstream, options)));
+  const asked = upstreams.filter((upstream) => upstream.config.type !== 'bundle');
+  return Promise.all(asked.map((upstream) => refreshSourceSymbols(layout, upstream, options)));
 }
 
 /** One line for a terminal or a log. */

@@ -13,7 +13,8 @@ import { processTempDir } from '../fs/temp-dirs.js';
 import { resolveCommit } from '../git/objects.js';
 import { readSourceCatalog } from '../index/source-catalog.js';
 import { acquireRegistryLock } from '../registry/lock.js';
-import type { Registry } from '../registry/registry.js';
+import { enabledSources, type Registry } from '../registry/registry.js';
+import { servedSymbols, symbolsFiles } from '../registry/symbols-store.js';
 import { openBundleFile } from './bundle-file.js';
 import {
   BUNDLE_FORMAT,
@@ -119,9 +120,16 @@ export async function exportBundle(
         }
       }
     }
-    for (const symbols of await filesUnder(layout.symbolsDir)) {
-      const path = `symbols/${relativePosix(layout.symbolsDir, symbols.path)}`;
-      planned.push({ path, source: symbols.path, size: symbols.size });
+    // Only the zip this registry serves (the highest-priority source that has one): the
+    // importer serves it as its bundle source's, under a record of its own.
+    const servedCopy = await servedSymbols(
+      layout,
+      enabledSources(registry.config).map((s) => s.name),
+    );
+    if (servedCopy) {
+      const { zip } = symbolsFiles(layout, servedCopy.source);
+      const { size } = await stat(zip);
+      planned.push({ path: `symbols/${relativePosix(layout.symbolsDir, zip)}`, source: zip, size });
     }
     const manifestBase = {
       format: BUNDLE_FORMAT,

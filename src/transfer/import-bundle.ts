@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
@@ -25,6 +25,7 @@ import {
   type IndexLog,
   mergeWithHosted,
 } from '../registry/source-indexes.js';
+import { storeImportedSymbols } from '../registry/symbols-store.js';
 import { FETCHED_REF, INDEX_URL_KEY } from '../upstream/upstream-source.js';
 import { type BundleFile, openBundleFile } from './bundle-file.js';
 import {
@@ -157,8 +158,11 @@ export async function importBundle(
         counts.assets++;
         await moveFile(join(staging, f.path), join(layout.assetsDir, entry.rel));
       } else if (entry?.kind === 'symbols') {
+        // The exporter's served zip becomes this registry's bundle source's.
         counts.symbols++;
-        await moveFile(join(staging, f.path), join(layout.symbolsDir, entry.rel));
+        if (basename(entry.rel) === 'symbols.zip') {
+          await storeImportedSymbols(layout, source.name, join(staging, f.path), f.sha256, f.size);
+        }
       }
     }
     await addBundleSource(registry, source.name, source.indexUrl);
@@ -354,7 +358,10 @@ async function unpack(
       const target = join(staging, f.path);
       const folder = dirname(target);
       let made = folders.get(folder);
-      if (!made) folders.set(folder, (made = mkdir(folder, { recursive: true })));
+      if (!made) {
+        made = mkdir(folder, { recursive: true });
+        folders.set(folder, made);
+      }
       await made;
       const hash = createHash('sha256');
       let size = 0;

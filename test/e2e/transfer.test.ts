@@ -22,6 +22,7 @@ import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { zipSync } from 'fflate';
 import { openBundleFile } from '../../src/transfer/bundle-file.js';
 import { cliPath, initRegistryWithSource, runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
@@ -33,6 +34,8 @@ const LIB = 'alpha/lib';
 const APP = 'alpha/app';
 const TOOL = 'beta/tool';
 const PUBLISHED = 'company/widget';
+/** The upstream's editor symbols: A mirrors them, B gets them only from the bundle. */
+const SYMBOLS = Buffer.from(zipSync({ 'alpha/lib/symbols.json': new TextEncoder().encode('{"lib":1}') }));
 
 interface ExportJson {
   commit: string;
@@ -70,12 +73,11 @@ describe('export and import', () => {
         { module: TOOL, version: '1.0.0' },
       ],
     });
-    upstream = await FakeUpstream.start({ fixture: fx });
+    upstream = await FakeUpstream.start({ fixture: fx, symbols: SYMBOLS });
     a = await initRegistryWithSource('up', upstream.url);
     scratch = await tempDir('mr-transfer-');
     await runCliOk(['mirror', '-q', 'alpha/*'], { cwd: a.root });
-    // What the symbols and assets work stores (layout.ts); written by hand here.
-    await writeFile(path.join(a.root, 'data/symbols/up/symbols.zip'), randomBytes(4096));
+    // A prebuilt wasm written by hand (the symbols come from the upstream with the mirror).
     await writeFile(path.join(a.root, 'data/assets/alpha/app/1.0.0/cmd/main/main.wasm'), randomBytes(2048));
     fullBundle = path.join(scratch.path, 'full.bundle');
     const exported = await exportJson(a.root, [fullBundle]);
@@ -128,10 +130,10 @@ describe('export and import', () => {
       const mirrored = await runCliOk(['mirror', '--full'], { cwd: b });
       assert.doesNotMatch(mirrored.stderr, /warning|cannot fetch/);
       assert.deepEqual(await servedTree(b), await servedTree(a.root), 'a mirror keeps serving the import');
-      for (const rel of ['data/symbols/up/symbols.zip', 'data/assets/alpha/app/1.0.0/cmd/main/main.wasm']) {
-        assert.deepEqual(await fs.readFile(path.join(b, rel)), await fs.readFile(path.join(a.root, rel)));
-      }
-      await installEverything(b, await servedVersions(a.root));
+      const wasm = 'data/assets/alpha/app/1.0.0/cmd/main/main.wasm';
+      assert.deepEqual(await fs.readFile(path.join(b, wasm)), await fs.readFile(path.join(a.root, wasm)));
+      // B serves A's symbols as its bundle source's (B's own mooncakes source has none).
+      await installEverything(b, await servedVersions(a.root), SYMBOLS);
     });
   });
 
@@ -241,7 +243,8 @@ describe('export and import', () => {
   test('SIGKILL during an import leaves the registry serving what it served before; the import then succeeds', async (t) => {
     const root = await copyOf(a.root);
     // A large file keeps the import busy long enough to be killed mid-way, at a moment seen.
-    await writeFile(path.join(root, 'data/symbols/up/large.bin'), randomBytes(48 * 1024 * 1024));
+    // (A's served symbols.zip: export carries it whole.)
+    await writeFile(path.join(root, 'data/symbols/up/symbols.zip'), randomBytes(48 * 1024 * 1024));
     await publishModule(root, 'company/kill', '1.0.0');
     const big = path.join(scratch.path, 'big.bundle');
     await exportJson(root, [big, '--since', fullBundle]);
@@ -254,7 +257,10 @@ describe('export and import', () => {
     for (const file of [fullBundle, big]) {
       const bundle = await openBundleFile(file);
       bundle.close();
-      for (const f of bundle.manifest.files) whole.add(`${f.path} ${f.sha256}`);
+      // Symbols land under B's name for the bundle source: known by their bytes alone.
+      for (const f of bundle.manifest.files) {
+        whole.add(f.path.startsWith('symbols/') ? `symbols ${f.sha256}` : `${f.path} ${f.sha256}`);
+      }
     }
 
     // Killed while unpacking (its staging folder is there), then at later moments.
@@ -273,8 +279,14 @@ describe('export and import', () => {
         for (const rel of await fs.readdir(path.join(b, 'data', kind), { recursive: true })) {
           const file = path.join(b, 'data', kind, rel);
           if (!(await fs.stat(file)).isFile()) continue;
-          const sum = sha256Hex(await fs.readFile(file));
-          assert.ok(whole.has(`${kind}/${rel} ${sum}`), `killed (${when}): ${kind}/${rel} is a whole file`);
+          const bytes = await fs.readFile(file);
+          if (kind === 'symbols' && rel.endsWith('symbols.json')) {
+            JSON.parse(bytes.toString('utf8')); // B's own record, written atomically
+            continue;
+          }
+          const known =
+            kind === 'symbols' ? `symbols ${sha256Hex(bytes)}` : `${kind}/${rel} ${sha256Hex(bytes)}`;
+          assert.ok(whole.has(known), `killed (${when}): ${kind}/${rel} is a whole file`);
         }
       }
       const now = await head(b);
@@ -413,11 +425,20 @@ async function publishModule(root: string, module: string, version: string): Pro
 }
 
 /** `serve` the registry; the moon-like client clones its index and downloads every version. */
-async function installEverything(root: string, expected: Map<string, string>): Promise<void> {
+async function installEverything(
+  root: string,
+  expected: Map<string, string>,
+  symbols?: Buffer,
+): Promise<void> {
   const server = await startServe(root);
   const home = path.join(root, '..', `home-${randomBytes(4).toString('hex')}`);
   try {
-    await update(server.url, home);
+    const updated = await update(server.url, home);
+    if (symbols) {
+      assert.equal(updated.symbols.status, 200, 'moon update gets the symbols from the imported registry');
+      const served = await fetch(`${server.url}/symbols.zip`);
+      assert.deepEqual(Buffer.from(await served.arrayBuffer()), symbols);
+    }
     const index = await readIndexDir(path.join(home, 'registry', 'index'));
     const listed = new Map<string, string>();
     for (const [module, entries] of index.modules) {
