@@ -121,6 +121,7 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
       { retryable: false },
     );
   if (expectedLength > maxBytes) {
+    response.body.on('error', () => undefined); // destroying it reports an abort nobody waits for
     response.body.destroy();
     throw tooLarge(expectedLength);
   }
