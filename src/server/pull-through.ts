@@ -36,6 +36,8 @@ export interface ArchiveRequest {
  */
 export class PullThrough {
   private readonly inflight = new Map<string, SharedDownload>();
+  /** Each download's own promise, which ends after its archive is stored (or not). */
+  private readonly flights = new Set<Promise<void>>();
   private readonly notFound: LRUCache<string, HttpError> | undefined;
 
   constructor(private readonly options: PullThroughOptions) {
@@ -73,10 +75,24 @@ export class PullThrough {
     return true;
   }
 
+  /**
+   * Waits for every download to end. Clients get an archive's last byte before it is fsynced
+   * and renamed into the store, so shutdown waits here before it removes the temp folder, or a
+   * download a client already has would never be stored. Close the upstream pool first: that
+   * cuts the downloads nobody will finish.
+   */
+  async settled(): Promise<void> {
+    await Promise.allSettled(this.flights);
+  }
+
   private start(archive: ArchiveRequest, destination: string): SharedDownload {
     const download = new SharedDownload();
     this.inflight.set(destination, download);
-    void this.download(download, archive, destination).finally(() => this.inflight.delete(destination));
+    const flight = this.download(download, archive, destination).finally(() => {
+      this.inflight.delete(destination);
+      this.flights.delete(flight);
+    });
+    this.flights.add(flight);
     return download;
   }
 

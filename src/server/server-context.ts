@@ -435,6 +435,8 @@ export async function createServerContext(
       await sync?.stop();
       await answers.close();
       await pool?.close();
+      // Downloads clients already have may still be on their way into the store (see settled).
+      await Promise.all([pullThrough?.settled(), assetPullThrough?.settled()]);
       await tmp?.remove();
       await writeState(true);
     },

@@ -181,6 +181,10 @@ test('SIGTERM: no new connections at once, the response in flight still complete
   assert.equal(await exited, 0);
   const seconds = (performance.now() - stopped) / 1000;
   assert.ok(seconds < 15, `exited ${seconds.toFixed(1)} s after SIGTERM, not at the 20 s limit`);
+  // The client had the last byte before the archive was fsynced and renamed: shutdown waited.
+  const stored = path.join(registry.root, 'data', 'packages', ...MODULE.split('/'), version);
+  const archive = await readFile(path.join(stored, `${checksumIn(fixture, MODULE, version)}.zip`));
+  assert.equal(sha256Hex(archive), checksumIn(fixture, MODULE, version), 'stored before exit');
   server = undefined;
   upstream.faults.clear();
 });
