@@ -32,9 +32,19 @@ export async function openBundleFile(file: string): Promise<BundleFile> {
   });
   try {
     const entries = new Map<string, yauzl.Entry>();
+    // Every entry is stored (export writes no other kind), so what unpacking writes is bounded
+    // by the file itself: a deflated entry could claim gigabytes from a few kilobytes.
+    let stored = 0;
     await new Promise<void>((resolve, reject) => {
       zip.on('entry', (entry: yauzl.Entry) => {
         if (entries.has(entry.fileName)) return reject(damaged(file, `${entry.fileName} is in it twice`));
+        if (entry.compressionMethod !== 0 || entry.compressedSize !== entry.uncompressedSize)
+          return reject(
+            damaged(file, `${entry.fileName} is compressed (bundles store their entries as they are)`),
+          );
+        stored += entry.compressedSize;
+        if (stored > zip.fileSize)
+          return reject(damaged(file, 'its entries add up to more than the file holds'));
         entries.set(entry.fileName, entry);
         zip.readEntry();
       });

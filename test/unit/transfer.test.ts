@@ -1,5 +1,13 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { describe, test } from 'node:test';
+import yazl from 'yazl';
+import { openBundleFile } from '../../src/transfer/bundle-file.js';
 import { classifyEntry, parseManifest } from '../../src/transfer/bundle-manifest.js';
 import { withImport } from '../../src/transfer/registry-identity.js';
 
@@ -87,6 +95,40 @@ describe('manifest', () => {
       [manifest([{ path: 'index.bundle' }], { index: { commit: 'HEAD', prerequisite: null } }), /commit/],
     ];
     for (const [text, message] of cases) assert.throws(() => parseManifest(text), message, text.slice(0, 80));
+  });
+});
+
+/** Writes a bundle-shaped zip: index.bundle, one archive entry (deflated or not), the manifest. */
+async function writeZip(file: string, archive: Buffer, compress: boolean): Promise<void> {
+  const sum = createHash('sha256').update(archive).digest('hex');
+  const index = Buffer.from('not read here');
+  const zip = new yazl.ZipFile();
+  zip.addBuffer(index, 'index.bundle', { compress: false });
+  zip.addBuffer(archive, `packages/o/n/1.0.0/${sum}.zip`, { compress });
+  const files = [
+    { path: 'index.bundle', sha256: createHash('sha256').update(index).digest('hex'), size: index.length },
+    { path: `packages/o/n/1.0.0/${sum}.zip`, sha256: sum, size: archive.length },
+  ];
+  zip.addBuffer(Buffer.from(manifest(files)), 'manifest.json', { compress: false });
+  zip.end();
+  await pipeline(zip.outputStream, createWriteStream(file));
+}
+
+describe('bundle file', () => {
+  test('a compressed entry is refused before anything is unpacked (a bomb declares its size honestly)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mbr-bundle-'));
+    try {
+      // 64 MiB of zeros deflate to ~64 KiB: sizes in the manifest and the zip agree.
+      const zeros = Buffer.alloc(64 * 1024 * 1024);
+      await writeZip(join(dir, 'bomb.zip'), zeros, true);
+      await assert.rejects(openBundleFile(join(dir, 'bomb.zip')), /is compressed/);
+      await writeZip(join(dir, 'plain.zip'), Buffer.from('an archive'), false);
+      const bundle = await openBundleFile(join(dir, 'plain.zip'));
+      assert.equal(bundle.manifest.files.length, 2);
+      bundle.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
