@@ -77,7 +77,9 @@ export function classifyEntry(path: string): BundleEntry | undefined {
       return undefined;
     return { kind: 'archive', module, version, checksum };
   }
-  if (top === 'assets' && rest.length >= 3) return { kind: 'asset', rel: rest.join('/') };
+  // Which module and version an asset belongs to is read against the bundle's index (bundle-assets.ts).
+  if (top === 'assets' && rest.length >= 3 && /\.wasm(\.sha256)?$/.test(rest.at(-1) ?? ''))
+    return { kind: 'asset', rel: rest.join('/') };
   if (top === 'symbols' && rest.length >= 2) return { kind: 'symbols', rel: rest.join('/') };
   return undefined;
 }

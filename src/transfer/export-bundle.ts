@@ -285,7 +285,14 @@ async function assetsByVersion(
   assetsDir: string,
 ): Promise<Map<string, Array<{ path: string; size: number }>>> {
   const byFolder = new Map<string, Array<{ path: string; size: number }>>();
-  for (const file of await filesUnder(assetsDir)) {
+  const files = await filesUnder(assetsDir);
+  const names = new Set(files.map((file) => file.path));
+  // Only a wasm with its `.sha256` is a stored asset (asset-store.ts); the importer refuses halves.
+  const paired = (path: string) =>
+    path.endsWith('.wasm')
+      ? names.has(`${path}.sha256`)
+      : path.endsWith('.wasm.sha256') && names.has(path.slice(0, -'.sha256'.length));
+  for (const file of files.filter((f) => paired(f.path))) {
     const parts = relativePosix(assetsDir, file.path).split('/');
     for (let end = 2; end < parts.length; end++) {
       const folder = parts.slice(0, end).join('/');

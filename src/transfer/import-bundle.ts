@@ -14,7 +14,7 @@ import { pathExists } from '../fs/path-exists.js';
 import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
 import { resolveCommit } from '../git/objects.js';
 import { runGit } from '../git/run-git.js';
-import { readSourceCatalog } from '../index/source-catalog.js';
+import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
 import { sourceIndexDir } from '../registry/layout.js';
 import { acquireRegistryLock, type RegistryLock } from '../registry/lock.js';
 import { type OpenOptions, openRegistry, type Registry } from '../registry/registry.js';
@@ -26,7 +26,9 @@ import {
   mergeWithHosted,
 } from '../registry/source-indexes.js';
 import { storeImportedSymbols } from '../registry/symbols-store.js';
+import { createAssetStore } from '../store/asset-store.js';
 import { FETCHED_REF, INDEX_URL_KEY } from '../upstream/upstream-source.js';
+import { checkBundledAssets, installBundledAssets } from './bundle-assets.js';
 import { type BundleFile, openBundleFile } from './bundle-file.js';
 import {
   type BundleManifest,
@@ -132,7 +134,9 @@ export async function importBundle(
       );
     }
     const moveRef = await checkHistory(gitDir, current, tip, options.force);
-    await checkArchivesComplete(registry, source.name, gitDir, tip, manifest);
+    const catalog = await readSourceCatalog(source.name, gitDir, tip);
+    await checkArchivesComplete(registry, catalog, manifest);
+    const assets = await checkBundledAssets(manifest.files, catalog, staging, file);
 
     const counts = { archives: 0, assets: 0, symbols: 0, total: manifest.files.length };
     // Archives first: nothing names them until the index moves. Renames, a few at a time.
@@ -152,12 +156,14 @@ export async function importBundle(
       ),
     );
     const newArchives = moved.reduce<number>((n, m) => n + m, 0);
+    const installed = await installBundledAssets(createAssetStore(layout.assetsDir), assets);
+    counts.assets = assets.length;
+    for (const name of installed.keptDiffering) {
+      options.progress.info(`kept the stored asset of ${name}: the bundle's has other bytes`);
+    }
     for (const f of manifest.files) {
       const entry = classifyEntry(f.path);
-      if (entry?.kind === 'asset') {
-        counts.assets++;
-        await moveFile(join(staging, f.path), join(layout.assetsDir, entry.rel));
-      } else if (entry?.kind === 'symbols') {
+      if (entry?.kind === 'symbols') {
         // The exporter's served zip becomes this registry's bundle source's.
         counts.symbols++;
         if (basename(entry.rel) === 'symbols.zip') {
@@ -313,13 +319,10 @@ async function checkHistory(
 /** Every line the bundle's index serves needs its archive: here already, or in the bundle. */
 async function checkArchivesComplete(
   registry: Registry,
-  source: string,
-  gitDir: string,
-  tip: string,
+  catalog: SourceCatalog,
   manifest: BundleManifest,
 ): Promise<void> {
   const carried = new Set(manifest.files.map((f) => f.path));
-  const catalog = await readSourceCatalog(source, gitDir, tip);
   const missing: string[] = [];
   for (const [module, versions] of catalog.modules) {
     for (const [version, entry] of versions) {

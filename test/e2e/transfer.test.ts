@@ -9,7 +9,9 @@
  * 2. After a new mirror and a publish in A, `--since` (the earlier bundle, or its commit)
  *    carries only the new archives (counted in the manifest); B imports it; a registry that
  *    never had the prerequisite refuses it, unchanged.
- * 3. A flipped byte and a truncated file are refused and leave B unchanged.
+ * 3. A flipped byte and a truncated file are refused and leave B unchanged; so is a bundle
+ *    carrying an asset of a version its index does not serve, a wasm its `.sha256` denies, or
+ *    half an asset; an asset B stores already keeps its bytes.
  * 4. A bundle from another registry is refused unless --force (and so is any bundle into a
  *    registry that serves modules of its own).
  * 5. SIGKILL while a large bundle is imported leaves B serving what it served before; the
@@ -18,11 +20,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { zipSync } from 'fflate';
+import yazl from 'yazl';
 import { openBundleFile } from '../../src/transfer/bundle-file.js';
 import { cliPath, initRegistryWithSource, runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
@@ -34,6 +39,8 @@ const LIB = 'alpha/lib';
 const APP = 'alpha/app';
 const TOOL = 'beta/tool';
 const PUBLISHED = 'company/widget';
+/** alpha/app@1.0.0's prebuilt wasm in data/assets, without `.wasm`. */
+const APP_WASM = 'data/assets/alpha/app/1.0.0/cmd/main/main';
 /** The upstream's editor symbols: A mirrors them, B gets them only from the bundle. */
 const SYMBOLS = Buffer.from(zipSync({ 'alpha/lib/symbols.json': new TextEncoder().encode('{"lib":1}') }));
 
@@ -77,8 +84,12 @@ describe('export and import', () => {
     a = await initRegistryWithSource('up', upstream.url);
     scratch = await tempDir('mr-transfer-');
     await runCliOk(['mirror', '-q', 'alpha/*'], { cwd: a.root });
-    // A prebuilt wasm written by hand (the symbols come from the upstream with the mirror).
-    await writeFile(path.join(a.root, 'data/assets/alpha/app/1.0.0/cmd/main/main.wasm'), randomBytes(2048));
+    // A prebuilt wasm written by hand (the symbols come from the upstream with the mirror), and
+    // a lone wasm without its .sha256, which is no stored asset and is not exported.
+    const wasm = randomBytes(2048);
+    await writeFile(path.join(a.root, `${APP_WASM}.wasm`), wasm);
+    await writeFile(path.join(a.root, `${APP_WASM}.wasm.sha256`), `${sha256Hex(wasm)}  main.wasm\n`);
+    await writeFile(path.join(a.root, 'data/assets/alpha/lib/0.2.0/lib.wasm'), randomBytes(64));
     fullBundle = path.join(scratch.path, 'full.bundle');
     const exported = await exportJson(a.root, [fullBundle]);
     fullCommit = exported.commit;
@@ -113,6 +124,7 @@ describe('export and import', () => {
     assert.equal(manifest.filter((p) => p.startsWith('packages/')).length, 3);
     assert.deepEqual(manifest.filter((p) => !p.startsWith('packages/')).sort(), [
       'assets/alpha/app/1.0.0/cmd/main/main.wasm',
+      'assets/alpha/app/1.0.0/cmd/main/main.wasm.sha256',
       'index.bundle',
       'symbols/up/symbols.zip',
     ]);
@@ -130,8 +142,9 @@ describe('export and import', () => {
       const mirrored = await runCliOk(['mirror', '--full'], { cwd: b });
       assert.doesNotMatch(mirrored.stderr, /warning|cannot fetch/);
       assert.deepEqual(await servedTree(b), await servedTree(a.root), 'a mirror keeps serving the import');
-      const wasm = 'data/assets/alpha/app/1.0.0/cmd/main/main.wasm';
-      assert.deepEqual(await fs.readFile(path.join(b, wasm)), await fs.readFile(path.join(a.root, wasm)));
+      for (const file of [`${APP_WASM}.wasm`, `${APP_WASM}.wasm.sha256`]) {
+        assert.deepEqual(await fs.readFile(path.join(b, file)), await fs.readFile(path.join(a.root, file)));
+      }
       // B serves A's symbols as its bundle source's (B's own mooncakes source has none).
       await installEverything(b, await servedVersions(a.root), SYMBOLS);
     });
@@ -206,6 +219,57 @@ describe('export and import', () => {
       assert.deepEqual(await snapshot(b), before, `${name}: nothing changed`);
     }
     await importJson(b, [fullBundle]); // and the whole file still imports
+  });
+
+  test('a bundle carrying assets of versions it does not serve, or a wasm its .sha256 denies, is refused', async () => {
+    const b = await freshRegistry();
+    await importJson(b, [fullBundle]);
+    const before = await snapshot(b);
+    const stored = await fs.readFile(path.join(b, `${APP_WASM}.wasm`));
+    const evil = randomBytes(512);
+    const cases: Array<[string, Record<string, Buffer>, RegExp]> = [
+      [
+        // beta/tool is not in A's index: a bundle must not plant another module's tool.
+        'foreign',
+        {
+          'assets/beta/tool/1.0.0/tool.wasm': evil,
+          'assets/beta/tool/1.0.0/tool.wasm.sha256': Buffer.from(`${sha256Hex(evil)}  tool.wasm\n`),
+        },
+        /assets\/beta\/tool\/1\.0\.0\/tool\.wasm(\.sha256)? is no asset of a version its index serves/,
+      ],
+      [
+        'mismatch',
+        {
+          'assets/alpha/lib/0.2.0/lib.wasm': evil,
+          'assets/alpha/lib/0.2.0/lib.wasm.sha256': Buffer.from(`${'0'.repeat(64)}  lib.wasm\n`),
+        },
+        /the wasm of alpha\/lib@0\.2\.0 does not match its \.sha256/,
+      ],
+      [
+        'half',
+        { 'assets/alpha/lib/0.2.0/lib.wasm': evil },
+        /the asset of alpha\/lib@0\.2\.0 lacks its \.sha256/,
+      ],
+    ];
+    for (const [name, extra, message] of cases) {
+      const file = path.join(scratch.path, `${name}-assets.bundle`);
+      await repack(fullBundle, file, extra);
+      const result = await runCli(['import', file], { cwd: b });
+      assert.equal(result.code, 1, `${name}: refused`);
+      assert.match(result.stderr, message, name);
+      assert.deepEqual(await snapshot(b), before, `${name}: nothing changed`);
+    }
+    // A package stored already keeps its bytes: a bundle never replaces what is served.
+    const other = randomBytes(2048);
+    const replacing = path.join(scratch.path, 'replacing.bundle');
+    await repack(fullBundle, replacing, {
+      [`${APP_WASM.replace('data/', '')}.wasm`]: other,
+      [`${APP_WASM.replace('data/', '')}.wasm.sha256`]: Buffer.from(`${sha256Hex(other)}  main.wasm\n`),
+    });
+    const kept = await runCli(['import', replacing], { cwd: b });
+    assert.equal(kept.code, 0, kept.stderr);
+    assert.match(kept.stderr, /kept the stored asset of alpha\/app@1\.0\.0\/cmd\/main/);
+    assert.deepEqual(await fs.readFile(path.join(b, `${APP_WASM}.wasm`)), stored);
   });
 
   test('a bundle from another registry is refused unless --force', async () => {
@@ -332,6 +396,33 @@ describe('export and import', () => {
   });
 });
 
+/** A copy of bundle `from` with `extra` entries added or replaced, listed in its manifest as export would. */
+async function repack(from: string, to: string, extra: Record<string, Buffer>): Promise<void> {
+  const bundle = await openBundleFile(from);
+  const zip = new yazl.ZipFile();
+  const written = pipeline(zip.outputStream, createWriteStream(to));
+  try {
+    const files = bundle.manifest.files.filter((f) => !(f.path in extra));
+    for (const f of files) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of await bundle.openEntry(bundle.entries.get(f.path) as never))
+        chunks.push(chunk);
+      zip.addBuffer(Buffer.concat(chunks), f.path, { compress: false });
+    }
+    for (const [name, bytes] of Object.entries(extra)) {
+      zip.addBuffer(bytes, name, { compress: false });
+      files.push({ path: name, sha256: sha256Hex(bytes), size: bytes.length });
+    }
+    zip.addBuffer(Buffer.from(JSON.stringify({ ...bundle.manifest, files })), 'manifest.json', {
+      compress: false,
+    });
+    zip.end();
+    await written;
+  } finally {
+    bundle.close();
+  }
+}
+
 async function writeFile(file: string, content: Buffer | string): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   await fs.writeFile(file, content);
@@ -389,12 +480,14 @@ async function servedChecksum(root: string, module: string, version: string): Pr
   return checksum;
 }
 
-/** What a refused import must not change: the served index, the archives, the config. */
+/** What a refused import must not change: the served index, the archives, assets, the config. */
 async function snapshot(root: string) {
   const files = await fs.readdir(path.join(root, 'data/packages'), { recursive: true });
+  const assets = await fs.readdir(path.join(root, 'data/assets'), { recursive: true }).catch(() => []);
   return {
     head: await head(root),
     packages: files.sort(),
+    assets: assets.sort(),
     config: await fs.readFile(path.join(root, 'registry.toml'), 'utf8'),
   };
 }
