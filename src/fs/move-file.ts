@@ -8,9 +8,8 @@ import { syncDirectory, tempPathFor } from './atomic-write.js';
  * then the source is removed, so a kill at any point leaves a whole file at one place or both.
  */
 export async function moveFile(from: string, to: string): Promise<void> {
-  await mkdir(dirname(to), { recursive: true });
   try {
-    await rename(from, to);
+    await renameInto(from, to);
     return;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
@@ -31,4 +30,22 @@ export async function moveFile(from: string, to: string): Promise<void> {
   }
   await syncDirectory(dirname(to));
   await rm(from);
+}
+
+/**
+ * Renames `from` to `to`, making `to`'s folder first. `gc` removes folders it emptied (under
+ * the registry lock, which a serving process does not hold), so the folder can vanish between
+ * the mkdir and the rename: then both are done again.
+ */
+export async function renameInto(from: string, to: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // mkdir -p fails too when a folder it just made goes before the next one is made in it.
+      await mkdir(dirname(to), { recursive: true });
+      await rename(from, to);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 3) throw error;
+    }
+  }
 }

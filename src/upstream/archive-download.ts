@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Dispatcher, request } from 'undici';
 import { checksumMismatchMessage, newArchiveHash } from '../core/checksum.js';
 import { describeError, RegistryError } from '../core/errors.js';
+import { renameInto } from '../fs/move-file.js';
 import { USER_AGENT } from './http-agent.js';
 
 export interface ArchiveDownload {
@@ -190,8 +191,7 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
       );
     }
     // The folder is not fsynced: after a crash a lost rename only means a second download.
-    await mkdir(dirname(job.destination), { recursive: true });
-    await rename(temp, job.destination);
+    await renameInto(temp, job.destination);
     kept = true;
     return received;
   } finally {
