@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -103,6 +103,7 @@ export async function importBundle(
   const { layout } = registry;
   const lock = await acquireRegistryLock(layout.lockTarget, 'import', { waitForBriefMs: 60_000 });
   let bundle: BundleFile | undefined;
+  let newRepository: string | undefined;
   await clearDeadTemps(layout.tmpDir);
   const temp = await processTempDir(layout.tmpDir);
   try {
@@ -125,6 +126,8 @@ export async function importBundle(
     bundle.close();
     bundle = undefined;
 
+    // A first import refused from here on takes away the folder it made for its source.
+    newRepository = (await pathExists(dirname(gitDir))) ? undefined : dirname(gitDir);
     await prepareRepository(gitDir, source.indexUrl);
     const tip = await unbundleIndex(gitDir, join(staging, INDEX_BUNDLE_PATH));
     if (tip !== manifest.index.commit) {
@@ -171,6 +174,7 @@ export async function importBundle(
         }
       }
     }
+    newRepository = undefined; // registry.toml names it from here on
     await addBundleSource(registry, source.name, source.indexUrl);
     if (moveRef) {
       // The commit point: one ref update, refused if anything moved it since we looked.
@@ -203,6 +207,9 @@ export async function importBundle(
       seconds: (performance.now() - startedAt) / 1000,
       index,
     };
+  } catch (error) {
+    if (newRepository) await rm(newRepository, { recursive: true, force: true });
+    throw error;
   } finally {
     bundle?.close();
     await temp.remove();

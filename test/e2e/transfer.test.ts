@@ -259,6 +259,12 @@ describe('export and import', () => {
       assert.match(result.stderr, message, name);
       assert.deepEqual(await snapshot(b), before, `${name}: nothing changed`);
     }
+    // Refused as a first import: not even the bundle source's repository is left behind.
+    const fresh = await freshRegistry();
+    const untouched = await snapshot(fresh);
+    const first = await runCli(['import', path.join(scratch.path, 'foreign-assets.bundle')], { cwd: fresh });
+    assert.equal(first.code, 1);
+    assert.deepEqual(await snapshot(fresh), untouched, 'a refused first import leaves nothing');
     // A package stored already keeps its bytes: a bundle never replaces what is served.
     const other = randomBytes(2048);
     const replacing = path.join(scratch.path, 'replacing.bundle');
@@ -484,10 +490,12 @@ async function servedChecksum(root: string, module: string, version: string): Pr
 async function snapshot(root: string) {
   const files = await fs.readdir(path.join(root, 'data/packages'), { recursive: true });
   const assets = await fs.readdir(path.join(root, 'data/assets'), { recursive: true }).catch(() => []);
+  const sources = await fs.readdir(path.join(root, 'data/sources')).catch(() => []);
   return {
     head: await head(root),
     packages: files.sort(),
     assets: assets.sort(),
+    sources: sources.sort(),
     config: await fs.readFile(path.join(root, 'registry.toml'), 'utf8'),
   };
 }
