@@ -41,11 +41,6 @@ export class AssetPullThrough {
     return this.inflight.size;
   }
 
-  /** Waits for every fetch to end, so that shutdown does not remove a temp file being stored. */
-  async settled(): Promise<void> {
-    await Promise.allSettled(this.inflight.values());
-  }
-
   /** `checksum`: the served line's, which names the sources that may answer. */
   fetch(pkg: AssetPackage, checksum: string): Promise<'stored' | 'absent'> {
     const key = describeAssetPackage(pkg);

@@ -37,7 +37,7 @@ export interface ArchiveRequest {
 export class PullThrough {
   private readonly inflight = new Map<string, SharedDownload>();
   /** Each download's own promise, which ends after its archive is stored (or not). */
-  private readonly flights = new Set<Promise<void>>();
+  private readonly flights = new Map<SharedDownload, Promise<void>>();
   private readonly notFound: LRUCache<string, HttpError> | undefined;
 
   constructor(private readonly options: PullThroughOptions) {
@@ -76,13 +76,15 @@ export class PullThrough {
   }
 
   /**
-   * Waits for every download to end. Clients get an archive's last byte before it is fsynced
-   * and renamed into the store, so shutdown waits here before it removes the temp folder, or a
-   * download a client already has would never be stored. Close the upstream pool first: that
-   * cuts the downloads nobody will finish.
+   * Waits for the downloads that are verified and being stored. Clients get an archive's last
+   * byte before it is fsynced and renamed into the store, so shutdown waits here before it
+   * removes the temp folder, or an archive a client already has would never be stored. A
+   * download still receiving is not waited for: it may trickle for minutes, and nobody has it.
+   * (An asset is stored before its client is answered, so no asset needs this.)
    */
   async settled(): Promise<void> {
-    await Promise.allSettled(this.flights);
+    const storing = [...this.flights].filter(([download]) => download.isVerified);
+    await Promise.allSettled(storing.map(([, flight]) => flight));
   }
 
   private start(archive: ArchiveRequest, destination: string): SharedDownload {
@@ -90,9 +92,9 @@ export class PullThrough {
     this.inflight.set(destination, download);
     const flight = this.download(download, archive, destination).finally(() => {
       this.inflight.delete(destination);
-      this.flights.delete(flight);
+      this.flights.delete(download);
     });
-    this.flights.add(flight);
+    this.flights.set(download, flight);
     return download;
   }
 

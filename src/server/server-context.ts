@@ -436,7 +436,7 @@ export async function createServerContext(
       await answers.close();
       await pool?.close();
       // Downloads clients already have may still be on their way into the store (see settled).
-      await Promise.all([pullThrough?.settled(), assetPullThrough?.settled()]);
+      await pullThrough?.settled();
       await tmp?.remove();
       await writeState(true);
     },
