@@ -22,31 +22,70 @@ export interface PackedModule {
  * the same Node.js. Symbolic links are left out (a registry refuses them in a zip).
  */
 export async function packModule(dir: string): Promise<PackedModule> {
-  const manifest = await readManifestGlobs(dir);
-  const include = manifest.include.length > 0 ? picomatch(manifest.include, { dot: true }) : () => true;
-  const exclude = picomatch(manifest.exclude.length > 0 ? manifest.exclude : ['\0'], { dot: true });
+  const packs = packedFileRule(await readManifestGlobs(dir));
   const candidates = (await gitFiles(dir)) ?? (await walk(dir));
   const files: string[] = [];
   for (const file of candidates) {
-    if (file.split('/').some((segment) => NEVER_PACKED.has(segment))) continue;
-    if (file !== 'moon.mod.json' && (!include(file) || exclude(file))) continue;
+    if (!packs(file)) continue;
     const info = await lstat(join(dir, file)).catch(() => undefined);
     if (info?.isFile()) files.push(file);
   }
   files.sort();
+  const entries = await Promise.all(
+    files.map(async (file) => ({ path: file, bytes: await readFile(join(dir, file)) })),
+  );
+  return { bytes: await writeModuleZip(entries), files };
+}
+
+/** moon.mod.json's `include` and `exclude` globs. */
+export interface PackGlobs {
+  include: string[];
+  exclude: string[];
+}
+
+/**
+ * Which module-relative paths `moon package` packs: never build and tool folders, always
+ * moon.mod.json, else what `include` (all when empty) names and `exclude` does not.
+ */
+export function packedFileRule(globs: PackGlobs): (path: string) => boolean {
+  const include = globs.include.length > 0 ? picomatch(globs.include, { dot: true }) : () => true;
+  const exclude = picomatch(globs.exclude.length > 0 ? globs.exclude : ['\0'], { dot: true });
+  return (path) => {
+    if (path.split('/').some((segment) => NEVER_PACKED.has(segment))) return false;
+    return path === 'moon.mod.json' || (include(path) && !exclude(path));
+  };
+}
+
+/** `include` and `exclude` of a parsed moon.mod.json (non-strings ignored). */
+export function packGlobsOf(manifest: unknown): PackGlobs {
+  const globs = (key: string) => {
+    const list = (manifest as Record<string, unknown> | null)?.[key];
+    return Array.isArray(list) ? list.filter((g): g is string => typeof g === 'string') : [];
+  };
+  return { include: globs('include'), exclude: globs('exclude') };
+}
+
+/**
+ * The zip of a module's files, in the order given (sorted by the callers). Deterministic: one
+ * fixed timestamp and mode, so the same files give the same bytes on every machine with the
+ * same Node.js.
+ */
+export async function writeModuleZip(
+  entries: ReadonlyArray<{ path: string; bytes: Buffer }>,
+): Promise<Buffer> {
   const zip = new yazl.ZipFile();
   // Local midnight: DOS times are local, so this encodes the same on every machine.
   const mtime = new Date(1980, 0, 1, 0, 0, 0);
-  for (const file of files) {
-    zip.addBuffer(await readFile(join(dir, file)), file, { mtime, mode: 0o100644, forceDosTimestamp: true });
+  for (const entry of entries) {
+    zip.addBuffer(entry.bytes, entry.path, { mtime, mode: 0o100644, forceDosTimestamp: true });
   }
   zip.end();
   const parts: Buffer[] = [];
   for await (const chunk of zip.outputStream as AsyncIterable<Buffer>) parts.push(chunk);
-  return { bytes: Buffer.concat(parts), files };
+  return Buffer.concat(parts);
 }
 
-async function readManifestGlobs(dir: string): Promise<{ include: string[]; exclude: string[] }> {
+async function readManifestGlobs(dir: string): Promise<PackGlobs> {
   let text: string;
   try {
     text = await readFile(join(dir, 'moon.mod.json'), 'utf8');
@@ -62,11 +101,7 @@ async function readManifestGlobs(dir: string): Promise<{ include: string[]; excl
       `${join(dir, 'moon.mod.json')} is not valid JSON (${(error as Error).message})`,
     );
   }
-  const globs = (key: string) => {
-    const list = (value as Record<string, unknown> | null)?.[key];
-    return Array.isArray(list) ? list.filter((g): g is string => typeof g === 'string') : [];
-  };
-  return { include: globs('include'), exclude: globs('exclude') };
+  return packGlobsOf(value);
 }
 
 /** The folder's files git does not ignore (tracked or not), or undefined outside a work tree. */
