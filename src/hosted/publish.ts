@@ -46,15 +46,21 @@ export function archiveLimits(registry: Pick<Registry, 'config'>): ArchiveLimits
 
 /**
  * Checks a module zip and makes its index line: moon.mod.json's keys as written (as
- * mooncakes.io writes them), then `checksum` and `created_at`, which overwrite any it had.
+ * mooncakes.io writes them), then `checksum` and `created_at` (now, or the git source's tag
+ * commit time), which overwrite any it had.
  */
 export async function preparePublish(
   bytes: Buffer,
   limits: ArchiveLimits,
+  createdAt = new Date(),
 ): Promise<{ archive: ModuleArchive; entry: IndexEntry }> {
   const archive = await checkModuleArchive(bytes, limits);
   const { checksum: _c, created_at: _t, ...manifest } = archive.manifest;
-  const line = formatIndexLine({ ...manifest, checksum: archive.checksum, created_at: indexTimestamp() });
+  const line = formatIndexLine({
+    ...manifest,
+    checksum: archive.checksum,
+    created_at: indexTimestamp(createdAt),
+  });
   const entry = parseIndexLine(archive.module, line);
   if (typeof entry === 'string') throw new RegistryError('INVALID', `bad archive: ${entry}`);
   return { archive, entry };

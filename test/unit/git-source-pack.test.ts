@@ -1,0 +1,171 @@
+/**
+ * A git source's release tags and their archives, from real repositories made here: which tags
+ * are versions, and tags packed byte for byte as `moon package` packs the checked-out folder,
+ * the same in any clone.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import yauzl from 'yauzl';
+import { packTag } from '../../src/git-source/pack-tag.js';
+import { listReleaseTags, type ReleaseTag } from '../../src/git-source/tag-versions.js';
+import { packModule } from '../../src/hosted/pack-module.js';
+import { git } from '../support/git.js';
+
+const LIMITS = { maxBytes: 1 << 20, maxEntries: 100, maxUncompressed: 1 << 20 };
+const MODULE = 'team/tool';
+
+describe('git source: release tags and their archives', () => {
+  let root: string;
+  let work: string;
+  let gitDir: string;
+
+  /** Writes files into the work tree, commits them at a fixed time, and tags the commit. */
+  async function release(files: Record<string, string>, tags: string[], at: string): Promise<void> {
+    for (const [path, text] of Object.entries(files)) {
+      await mkdir(dirname(join(work, path)), { recursive: true });
+      await writeFile(join(work, path), text);
+    }
+    const env = { GIT_AUTHOR_DATE: at, GIT_COMMITTER_DATE: at };
+    await git(['-C', work, 'add', '-A'], { env });
+    await git(['-C', work, 'commit', '-q', '-m', `release ${tags.join(' ')}`], { env });
+    for (const tag of tags) {
+      const annotated = tag.startsWith('0.');
+      await git(['-C', work, 'tag', ...(annotated ? ['-a', '-m', tag] : []), tag], { env });
+    }
+  }
+
+  const mod = (version: string, extra: object = {}) => JSON.stringify({ name: MODULE, version, ...extra });
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'mbr-git-source-'));
+    work = join(root, 'work');
+    await git(['init', '-q', '--initial-branch=main', work]);
+    await git(['-C', work, 'config', 'user.email', 't@example.com']);
+    await git(['-C', work, 'config', 'user.name', 't']);
+    await release(
+      {
+        'moon.mod.json': mod('1.0.0', { exclude: ['**/*_test.mbt'] }),
+        'src/lib/lib.mbt': 'pub fn f() -> Int { 1 }\n',
+        'src/lib/lib_test.mbt': 'test { }\n',
+        'src/lib/moon.pkg.json': '{}',
+        '.gitignore': '_build/\n',
+      },
+      ['v1.0.0', 'latest'],
+      '2026-03-01T10:00:00Z',
+    );
+    await release({ 'src/lib/lib.mbt': 'pub fn f() -> Int { 2 }\n' }, ['0.0.9'], '2026-03-02T10:00:00Z');
+    await release({ 'moon.mod.json': mod('1.1.0') }, ['v1.2.0'], '2026-03-03T10:00:00Z');
+    await release(
+      { 'moon.mod.json': mod('1.3.0'), 'tools/moon.mod.json': mod('2.0.0', { name: 'team/sub' }) },
+      ['v1.3.0', 'release-7'],
+      '2026-03-04T10:00:00Z',
+    );
+    gitDir = join(root, 'repo.git');
+    await git(['clone', '-q', '--bare', work, gitDir]);
+  });
+
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  async function tag(name: string, dir = gitDir): Promise<ReleaseTag> {
+    const found = (await listReleaseTags(dir)).tags.find((t) => t.tag === name);
+    assert.ok(found, `${name} is a release tag`);
+    return found;
+  }
+
+  test('every semver tag, with or without v, peeled to its commit; a pattern chooses others', async () => {
+    const { tags, skipped } = await listReleaseTags(gitDir);
+    assert.deepEqual(
+      tags.map((t) => [t.tag, t.version]),
+      [
+        ['0.0.9', '0.0.9'],
+        ['v1.0.0', '1.0.0'],
+        ['v1.2.0', '1.2.0'],
+        ['v1.3.0', '1.3.0'],
+      ],
+    );
+    assert.deepEqual(skipped, []);
+    const annotated = tags[0] as ReleaseTag;
+    assert.equal(annotated.commit, (await git(['--git-dir', gitDir, 'rev-parse', '0.0.9^{commit}'])).trim());
+    assert.equal(annotated.committedAt.toISOString(), '2026-03-02T10:00:00.000Z');
+
+    const chosen = await listReleaseTags(gitDir, 'release-*');
+    assert.deepEqual(chosen.tags, []);
+    assert.deepEqual(chosen.skipped, [{ tag: 'release-7', reason: '"release-7" is no semver version' }]);
+    assert.deepEqual(
+      (await listReleaseTags(gitDir, 'v1.*')).tags.map((t) => t.tag),
+      ['v1.0.0', 'v1.2.0', 'v1.3.0'],
+    );
+  });
+
+  test('a tag packs as `moon package` packs its checkout, the same bytes in another clone', async () => {
+    const v1 = await tag('v1.0.0');
+    const packed = await packTag(gitDir, v1, undefined, LIMITS);
+    assert.equal(packed.kind, 'packed');
+    if (packed.kind !== 'packed') return;
+    assert.deepEqual(await zipNames(packed.bytes), [
+      '.gitignore',
+      'moon.mod.json',
+      'src/lib/lib.mbt',
+      'src/lib/moon.pkg.json',
+    ]);
+    assert.equal(packed.archive.module, MODULE);
+    assert.equal(packed.entry.checksum, createHash('sha256').update(packed.bytes).digest('hex'));
+    const line = JSON.parse(packed.entry.raw) as Record<string, unknown>;
+    assert.equal(line.created_at, '2026-03-01T10:00:00.000000+00:00', 'the tag commit time');
+    assert.deepEqual(line.exclude, ['**/*_test.mbt'], "moon.mod.json's keys are kept");
+
+    // moon package of the checked-out tag (with an untracked build folder) gives the same zip.
+    const checkout = join(root, 'checkout');
+    await git(['clone', '-q', '--branch', 'v1.0.0', work, checkout]);
+    await mkdir(join(checkout, '_build'), { recursive: true });
+    await writeFile(join(checkout, '_build', 'out.wasm'), 'built');
+    assert.deepEqual((await packModule(checkout)).bytes, packed.bytes);
+
+    // Another registry's clone, fetched later: the same checksum.
+    const other = join(root, 'other.git');
+    await git(['clone', '-q', '--bare', gitDir, other]);
+    const again = await packTag(other, await tag('v1.0.0', other), undefined, LIMITS);
+    assert.equal(again.kind === 'packed' && again.entry.checksum, packed.entry.checksum);
+  });
+
+  test('skipped, saying why: a version the tag does not claim, no moon.mod.json; a subfolder module packs', async () => {
+    const wrong = await packTag(gitDir, await tag('v1.2.0'), undefined, LIMITS);
+    assert.deepEqual(wrong, {
+      kind: 'skipped',
+      reason: 'its moon.mod.json says version 1.1.0, the tag 1.2.0',
+    });
+    const missing = await packTag(gitDir, await tag('v1.0.0'), 'tools', LIMITS);
+    assert.deepEqual(missing, { kind: 'skipped', reason: 'it has no folder tools' });
+    const noManifest = await packTag(gitDir, await tag('v1.0.0'), 'src', LIMITS);
+    assert.deepEqual(noManifest, { kind: 'skipped', reason: 'it has no moon.mod.json in src' });
+    const sub = await packTag(gitDir, { ...(await tag('v1.3.0')), version: '2.0.0' }, 'tools/', LIMITS);
+    assert.equal(sub.kind, 'packed');
+    if (sub.kind === 'packed') {
+      assert.equal(sub.archive.module, 'team/sub');
+      assert.deepEqual(await zipNames(sub.bytes), ['moon.mod.json']);
+    }
+  });
+});
+
+async function zipNames(bytes: Buffer): Promise<string[]> {
+  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) =>
+    yauzl.fromBuffer(bytes, { lazyEntries: true }, (error, z) => (error ? reject(error) : resolve(z))),
+  );
+  const names: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    zip.on('entry', (entry: yauzl.Entry) => {
+      names.push(entry.fileName);
+      zip.readEntry();
+    });
+    zip.on('end', resolve);
+    zip.on('error', reject);
+    zip.readEntry();
+  });
+  return names;
+}
