@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import yauzl from 'yauzl';
 import { packTag } from '../../src/git-source/pack-tag.js';
+import { updateTagCatalog } from '../../src/git-source/tag-catalog.js';
 import { listReleaseTags, type ReleaseTag } from '../../src/git-source/tag-versions.js';
 import { packModule } from '../../src/hosted/pack-module.js';
 import { git } from '../support/git.js';
@@ -150,6 +151,83 @@ describe('git source: release tags and their archives', () => {
       assert.equal(sub.archive.module, 'team/sub');
       assert.deepEqual(await zipNames(sub.bytes), ['moon.mod.json']);
     }
+  });
+});
+
+describe('git source: the tag catalog', () => {
+  let root: string;
+  let work: string;
+  let gitDir: string;
+  let tick = 0;
+
+  async function commitAndTag(files: Record<string, string>, tags: string[], force = false): Promise<void> {
+    for (const [path, text] of Object.entries(files)) await writeFile(join(work, path), text);
+    const at = `2026-04-0${++tick}T12:00:00Z`;
+    const env = { GIT_AUTHOR_DATE: at, GIT_COMMITTER_DATE: at };
+    await git(['-C', work, 'add', '-A'], { env });
+    await git(['-C', work, 'commit', '-q', '--allow-empty', '-m', tags.join(' ')], { env });
+    for (const tag of tags) await git(['-C', work, 'tag', ...(force ? ['-f'] : []), tag], { env });
+    // What the registry's fetch does: every tag, moved ones included.
+    await git(['--git-dir', gitDir, 'fetch', '-q', '--force', work, '+refs/tags/*:refs/tags/*']);
+  }
+
+  const mod = (name: string, version: string) => JSON.stringify({ name, version });
+  const stored: string[] = [];
+  const options = {
+    refPattern: undefined,
+    path: undefined,
+    limits: LIMITS,
+    store: async (module: string, version: string, checksum: string, bytes: Buffer) => {
+      assert.equal(createHash('sha256').update(bytes).digest('hex'), checksum);
+      stored.push(`${module}@${version}`);
+    },
+  };
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'mbr-git-catalog-'));
+    work = join(root, 'work');
+    gitDir = join(root, 'repo.git');
+    await git(['init', '-q', '--initial-branch=main', work]);
+    await git(['-C', work, 'config', 'user.email', 't@example.com']);
+    await git(['-C', work, 'config', 'user.name', 't']);
+    await git(['init', '-q', '--bare', gitDir]);
+  });
+
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test('tags become versions once; a moved tag, a twin tag, another module, a wrong version are named', async () => {
+    await commitAndTag({ 'moon.mod.json': mod(MODULE, '0.1.0'), 'a.mbt': '1' }, ['v0.1.0']);
+    await commitAndTag({ 'moon.mod.json': mod(MODULE, '0.2.0') }, ['v0.2.0', '0.2.0']);
+    await commitAndTag({ 'moon.mod.json': mod(MODULE, '0.2.5') }, ['v0.3.0']);
+    const first = await updateTagCatalog(gitDir, { module: undefined, versions: {} }, options);
+    assert.deepEqual(first.added, ['0.1.0', '0.2.0']);
+    assert.deepEqual(stored, [`${MODULE}@0.1.0`, `${MODULE}@0.2.0`]);
+    assert.equal(first.catalog.module, MODULE);
+    assert.equal(first.catalog.versions['0.2.0']?.tag, '0.2.0', 'of twins, the first by name');
+    assert.deepEqual(first.warnings, [
+      'tag v0.2.0 skipped: version 0.2.0 comes from tag 0.2.0',
+      'tag v0.3.0 skipped: its moon.mod.json says version 0.2.5, the tag 0.3.0',
+    ]);
+
+    // The same tags again: nothing packed; a tag moved and a foreign module are named.
+    const servedBefore = first.catalog.versions['0.1.0'];
+    await commitAndTag({ 'a.mbt': '2', 'moon.mod.json': mod(MODULE, '0.1.0') }, ['v0.1.0'], true);
+    await commitAndTag({ 'moon.mod.json': mod('team/other', '0.4.0') }, ['v0.4.0']);
+    await commitAndTag({ 'moon.mod.json': mod(MODULE, '0.5.0') }, ['v0.5.0']);
+    const second = await updateTagCatalog(gitDir, first.catalog, options);
+    assert.deepEqual(second.added, ['0.5.0']);
+    assert.deepEqual(second.catalog.versions['0.1.0'], servedBefore, 'a moved tag never changes a version');
+    assert.equal(second.warnings.length, 4, second.warnings.join('\n'));
+    assert.match(
+      second.warnings[0] as string,
+      /^tag v0\.1\.0 moved from [0-9a-f]{12} to [0-9a-f]{12}: version 0\.1\.0 keeps what it served$/,
+    );
+    assert.ok(
+      second.warnings.includes(`tag v0.4.0 skipped: its moon.mod.json names team/other, not ${MODULE}`),
+    );
+    assert.deepEqual(stored, [`${MODULE}@0.1.0`, `${MODULE}@0.2.0`, `${MODULE}@0.5.0`]);
   });
 });
 
