@@ -12,8 +12,11 @@ import { withLegacyUpstream } from './legacy-keys.js';
  */
 
 export const SOURCE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-/** bundle: another registry's index, fed only by `moonbit-registry import` (never fetched). */
-export const SOURCE_TYPES = ['mooncakes', 'moonbit-registry', 'custom', 'bundle'] as const;
+/**
+ * bundle: another registry's index, fed only by `moonbit-registry import` (never fetched).
+ * git: one module's git repository, each release tag a version (git-source/).
+ */
+export const SOURCE_TYPES = ['mooncakes', 'moonbit-registry', 'custom', 'bundle', 'git'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** auto: readable lines on a terminal, JSON lines otherwise. */
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
@@ -131,10 +134,38 @@ export const SourceSchema = z
       .describe(
         'mooncakes (archives from download.mooncakes.io), moonbit-registry, custom, or bundle (written by `import`: its index comes only from bundles, never from the network).',
       ),
-    url: httpUrl.describe(
-      'Base URL; archives at URL/user/<module%2Fversion>.zip unless package_url_pattern says otherwise.',
-    ),
-    index_url: httpUrl.describe('The git index (smart HTTP), usually URL/git/index.'),
+    url: httpUrl
+      .optional()
+      .describe(
+        'Base URL; archives at URL/user/<module%2Fversion>.zip unless package_url_pattern says otherwise (not for git sources).',
+      ),
+    index_url: httpUrl
+      .optional()
+      .describe('The git index (smart HTTP), usually URL/git/index (not for git sources).'),
+    git_url: z
+      .string()
+      .min(1)
+      .refine(
+        (value) => !URL.canParse(value) || new URL(value).password === '',
+        'must not contain a password (use [sources.auth])',
+      )
+      .optional()
+      .describe('type = "git": the module\'s repository, any URL git fetches (https, ssh, file).'),
+    ref_pattern: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'type = "git": a glob over tag names (default: every tag that is a semver version, with or without a leading v).',
+      ),
+    path: z
+      .string()
+      .refine(
+        (value) => value.split('/').every((segment) => segment !== '..') && !value.startsWith('/'),
+        'must be a folder inside the repository',
+      )
+      .optional()
+      .describe('type = "git": the module\'s folder inside the repository (default: its root).'),
     index_type: z
       .literal('git', {
         error: (issue) =>
@@ -189,7 +220,28 @@ export const SourceSchema = z
       .optional()
       .describe('Module globs this source may not provide, even when `include` matches.'),
   })
-  .strict();
+  .strict()
+  .superRefine((source, ctx) => {
+    const git = source.type === 'git';
+    if (git && source.git_url === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['git_url'], message: 'a git source needs git_url' });
+    }
+    for (const key of ['git_url', 'ref_pattern', 'path'] as const) {
+      if (!git && source[key] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'only for sources of type "git"' });
+      }
+    }
+    for (const key of ['url', 'index_url'] as const) {
+      if (!git && source[key] === undefined) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'required (an http(s) URL)' });
+      }
+    }
+  })
+  // A git source has no URLs of its own: placeholders under `.invalid` (RFC 2606), never fetched.
+  .transform((source) => {
+    const url = source.url ?? `http://${source.name.toLowerCase().replace(/_/g, '-')}.git-source.invalid`;
+    return { ...source, url, index_url: source.index_url ?? `${url}/git/index` };
+  });
 
 /** `[hosted]`: the source of modules published to this registry (hosted/). */
 const HostedSchema = z

@@ -18,6 +18,10 @@ export interface NewSource {
   type?: string;
   packageUrlPattern?: string;
   preset?: string;
+  /** A git source: the repository, and which tags and folder make the module. */
+  git?: string;
+  refPattern?: string;
+  path?: string;
 }
 
 function rawSources(raw: RawTable): RawTable[] {
@@ -47,7 +51,14 @@ export function addSource(raw: RawTable, request: NewSource): string {
     });
   }
   const sources = rawSources(raw);
-  const entry = request.preset ? fromPreset(request) : fromFlags(request, sources);
+  const entry = request.git
+    ? fromGit(request, sources)
+    : request.preset
+      ? fromPreset(request)
+      : fromFlags(request, sources);
+  if (!request.git && (request.refPattern !== undefined || request.path !== undefined)) {
+    throw new RegistryError('USAGE', '--ref-pattern and --path go with --git');
+  }
   if (request.preset) {
     const same = sources.find((s) => s.url === entry.url && s.index_url === entry.index_url);
     if (same)
@@ -83,8 +94,34 @@ function fromPreset(request: NewSource): RawTable {
   };
 }
 
+function fromGit(request: NewSource, sources: RawTable[]): RawTable {
+  if (request.url || request.indexUrl || request.preset || request.packageUrlPattern || request.type) {
+    throw new RegistryError(
+      'USAGE',
+      '--git cannot be combined with --url, --index-url, --type, --package-url-pattern or --from-preset',
+    );
+  }
+  const entry: RawTable = {
+    name: request.name,
+    type: 'git',
+    git_url: request.git,
+    enabled: true,
+    priority: request.priority ?? defaultPriority(sources),
+  };
+  if (request.refPattern !== undefined) entry.ref_pattern = request.refPattern;
+  if (request.path !== undefined) entry.path = request.path;
+  return entry;
+}
+
+/** Like Bytesafe: a source added without a priority ranks below every existing one. */
+function defaultPriority(sources: RawTable[]): number {
+  const lowest = Math.max(0, ...sources.map((s) => (typeof s.priority === 'number' ? s.priority : 100)));
+  return sources.length === 0 ? 100 : lowest + 10;
+}
+
 function fromFlags(request: NewSource, sources: RawTable[]): RawTable {
-  if (!request.url) throw new RegistryError('USAGE', 'source add needs --url URL (or --from-preset NAME)');
+  if (!request.url)
+    throw new RegistryError('USAGE', 'source add needs --url URL (or --from-preset NAME, or --git URL)');
   const type = request.type ?? 'custom';
   if (!(SOURCE_TYPES as readonly string[]).includes(type)) {
     throw new RegistryError('USAGE', `invalid --type "${type}" (one of: ${SOURCE_TYPES.join(', ')})`);
@@ -95,9 +132,8 @@ function fromFlags(request: NewSource, sources: RawTable[]): RawTable {
       'bundle sources are made by `moonbit-registry import`, not added by hand',
     );
   }
+  if (type === 'git') throw new RegistryError('USAGE', 'git sources are added with --git URL');
   const url = trimTrailingSlash(request.url);
-  // Like Bytesafe: a source added without a priority ranks below every existing one.
-  const lowest = Math.max(0, ...sources.map((s) => (typeof s.priority === 'number' ? s.priority : 100)));
   const entry: RawTable = {
     name: request.name,
     type: type as SourceType,
@@ -105,7 +141,7 @@ function fromFlags(request: NewSource, sources: RawTable[]): RawTable {
     index_url: request.indexUrl ?? `${url}/git/index`,
     index_type: 'git',
     enabled: true,
-    priority: request.priority ?? (sources.length === 0 ? 100 : lowest + 10),
+    priority: request.priority ?? defaultPriority(sources),
   };
   if (request.packageUrlPattern) entry.package_url_pattern = request.packageUrlPattern;
   return entry;

@@ -72,7 +72,7 @@ export async function syncIndexes(
           return { name: upstream.name, result: 'skipped', commit: (await upstream.fetchedCommit()) ?? null };
         }
         try {
-          const commit = await upstream.fetchIndex();
+          const commit = await upstream.fetchIndex((message) => log.warn(`sync: ${message}`));
           health?.synced(commit);
           return { name: upstream.name, result: 'fetched', commit };
         } catch (error) {

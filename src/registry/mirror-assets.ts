@@ -56,8 +56,8 @@ export async function mirrorAssets(registry: Registry, job: AssetMirrorJob): Pro
       job.versions.map((item) =>
         limit(async () => {
           const upstream = job.upstreams.get(item.winner.source);
-          // Published here (no upstream to ask) or interrupted: nothing to fetch.
-          if (!upstream || job.signal?.aborted) return;
+          // Published here, from a source without HTTP (bundle, git), or interrupted: nothing to fetch.
+          if (!upstream?.hasHttpService || job.signal?.aborted) return;
           await mirrorVersion(registry, store, item, upstream, {
             summary,
             tmpDir: job.tmpDir,

@@ -1,6 +1,7 @@
 import type { RegistryConfig, SourceConfig } from '../config/schema.js';
 import { parseDuration } from '../core/duration.js';
 import { describeError, isRegistryError } from '../core/errors.js';
+import { archiveLimits } from '../hosted/publish.js';
 import type { MergedCatalog } from '../index/merged-catalog.js';
 import { type SourceCatalog, skippedEntriesWarning } from '../index/source-catalog.js';
 import type { DownloadLimits } from '../upstream/archive-download.js';
@@ -11,8 +12,10 @@ import { SourcePolicy, shadowWarning } from './source-policy.js';
 
 /** One UpstreamSource per enabled source, highest priority first. */
 export function enabledUpstreams(config: RegistryConfig, layout: RegistryLayout): UpstreamSource[] {
+  // A git source packs archives as a publish would, under the same limits.
+  const storage = { packagesDir: layout.packagesDir, limits: archiveLimits({ config }) };
   return enabledSources(config).map(
-    (s) => new UpstreamSource(s, sourceIndexDir(layout, s.name), sourceTimeouts(config, s)),
+    (s) => new UpstreamSource(s, sourceIndexDir(layout, s.name), sourceTimeouts(config, s), storage),
   );
 }
 
@@ -41,7 +44,7 @@ export async function refreshIndexes(
   selected: SourceConfig,
   log: IndexLog,
 ): Promise<SourceCatalog[]> {
-  const results = await Promise.allSettled(upstreams.map((u) => u.fetchIndex()));
+  const results = await Promise.allSettled(upstreams.map((u) => u.fetchIndex((m) => log.warn(m))));
   const catalogs: SourceCatalog[] = [];
   for (const [i, upstream] of upstreams.entries()) {
     const result = results[i] as PromiseSettledResult<string>;

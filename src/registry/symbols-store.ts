@@ -148,15 +148,15 @@ export async function storeImportedSymbols(
 }
 
 /**
- * Every source at once; one failing does not stop the others. A bundle source is skipped: its
- * symbols arrive only with `import` (it has no URL to ask).
+ * Every source at once; one failing does not stop the others. Bundle and git sources are
+ * skipped: a bundle's symbols arrive only with `import`, and a git repository has none.
  */
 export function refreshSymbols(
   layout: RegistryLayout,
   upstreams: UpstreamSource[],
   options: SymbolsRefreshOptions,
 ): Promise<SymbolsRefresh[]> {
-  const asked = upstreams.filter((upstream) => upstream.config.type !== 'bundle');
+  const asked = upstreams.filter((upstream) => upstream.hasHttpService);
   return Promise.all(asked.map((upstream) => refreshSourceSymbols(layout, upstream, options)));
 }
 

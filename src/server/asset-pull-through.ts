@@ -55,9 +55,10 @@ export class AssetPullThrough {
 
   private async download(pkg: AssetPackage, checksum: string, key: string): Promise<'stored' | 'absent'> {
     const { pool, registry, logger, store } = this.options;
-    // The winning line's source; a version published here has no upstream and no prebuilt wasm.
+    // The winning line's source; a version published here, or from a bundle or git source, has
+    // no upstream serving prebuilt wasm.
     const source = pool.sourcesFor(pkg.module, pkg.version, checksum)[0];
-    if (!source) {
+    if (!source?.hasHttpService) {
       this.absent?.set(key, true);
       return 'absent';
     }

@@ -6,6 +6,7 @@ import { describeError, RegistryError } from '../core/errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { resolveCommit } from '../git/objects.js';
 import { gitAuthRefused, gitConfigEnv, runGit } from '../git/run-git.js';
+import { fetchGitSource, type GitSourceStorage } from '../git-source/git-source-fetch.js';
 import type { IndexWarning } from '../index/index-file.js';
 import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
 import { sourceArchiveUrl, sourceAssetUrl, sourceSymbolsUrl } from './archive-location.js';
@@ -43,10 +44,20 @@ export class UpstreamSource {
     readonly config: SourceConfig,
     readonly gitDir: string,
     readonly timeouts: SourceTimeouts,
+    /** A git source stores the archives it packs (its other upstreams are downloaded from). */
+    private readonly storage?: GitSourceStorage,
   ) {}
 
   get name(): string {
     return this.config.name;
+  }
+
+  /**
+   * Whether the source answers HTTP: a bundle source (fed by `import`) and a git source (its
+   * archives packed here from tags) have no archives, prebuilt wasm or symbols to ask for.
+   */
+  get hasHttpService(): boolean {
+    return this.config.type !== 'bundle' && this.config.type !== 'git';
   }
 
   /** Request headers for this source only; resolving them may fail on a missing variable. */
@@ -84,9 +95,10 @@ export class UpstreamSource {
     return redact(text, headerSecrets(this.authValue ?? undefined));
   }
 
-  /** Fetches the upstream index; returns the fetched commit. */
-  async fetchIndex(): Promise<string> {
+  /** Fetches the upstream index; returns the fetched commit. `warn` hears of skipped git tags. */
+  async fetchIndex(warn: (message: string) => void = () => undefined): Promise<string> {
     if (this.config.type === 'bundle') return this.importedCommit();
+    if (this.config.type === 'git') return this.fetchRepository(warn);
     const headers = this.headers();
     if (!(await this.hasRepository())) {
       // No copy yet, or a copy of another URL (the source was re-added or edited): start over.
@@ -149,6 +161,34 @@ export class UpstreamSource {
         },
       );
     }
+    return commit;
+  }
+
+  /** A git source: its tags fetched and packed, its index written here (git-source/). */
+  private async fetchRepository(warn: (message: string) => void): Promise<string> {
+    if (!this.storage || !this.config.git_url) {
+      throw new RegistryError('CONFIG', `source "${this.name}": a git source needs git_url and a store`);
+    }
+    if (!(await this.hasRepository())) {
+      await rm(this.gitDir, { recursive: true, force: true });
+      await mkdir(this.gitDir, { recursive: true });
+      await runGit(['init', '--bare', '--quiet', '--initial-branch=main', this.gitDir]);
+      await runGit(['--git-dir', this.gitDir, 'config', INDEX_URL_KEY, this.config.index_url]);
+    }
+    const commit = await fetchGitSource({
+      name: this.name,
+      gitUrl: this.config.git_url,
+      refPattern: this.config.ref_pattern,
+      path: this.config.path,
+      indexDir: this.gitDir,
+      branch: FETCHED_REF.replace('refs/heads/', ''),
+      authorization: this.headers().authorization,
+      readMs: this.timeouts.readMs,
+      storage: this.storage,
+      redact: (text) => this.redact(text),
+      warn,
+    });
+    await writeFileAtomic(fetchStampPath(this.gitDir), `${new Date().toISOString()}\n`);
     return commit;
   }
 

@@ -12,6 +12,9 @@ interface AddOptions {
   type?: string;
   packageUrlPattern?: string;
   fromPreset?: string;
+  git?: string;
+  refPattern?: string;
+  path?: string;
 }
 
 export function registerSourceCommand(program: Command): void {
@@ -36,6 +39,12 @@ export function registerSourceCommand(program: Command): void {
       'archive URL template with {url}, {key}, {module}, {username}, {name}, {version}',
     )
     .option('--from-preset <preset>', 'fill in a known registry (mooncakes)')
+    .option('--git <url>', "a module's git repository (https, ssh, file): each release tag is a version")
+    .option(
+      '--ref-pattern <glob>',
+      'with --git: the tags that are versions (default: semver tags, v optional)',
+    )
+    .option('--path <dir>', "with --git: the module's folder in the repository (default: the root)")
     .action(async (name: string, options: AddOptions, command: Command) => {
       await editSources(command, (raw) =>
         addSource(raw, {
@@ -46,6 +55,9 @@ export function registerSourceCommand(program: Command): void {
           type: options.type,
           packageUrlPattern: options.packageUrlPattern,
           preset: options.fromPreset,
+          git: options.git,
+          refPattern: options.refPattern,
+          path: options.path,
         }),
       );
     });

@@ -1,0 +1,168 @@
+/**
+ * Git sources end to end: a module's repository served over smart HTTP (git http-backend) and
+ * over file://, its release tags mirrored by the real CLI and installed by the moon-like client.
+ *
+ * 1. Two tags install from `serve`; a new tag appears at the next mirror.
+ * 2. A second registry packing the same tags (over file://) gets the same checksums.
+ * 3. A force-moved tag is named in a warning, the run succeeds and the version keeps its bytes;
+ *    a tag whose moon.mod.json says another version is skipped with a warning naming it.
+ * 4. A private repository: refused without credentials, fetched with [sources.auth].
+ */
+import assert from 'node:assert/strict';
+import { appendFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
+import { sha256Hex } from '../support/fixture.js';
+import { git } from '../support/git.js';
+import { type GitRepoServer, serveGitRepos } from '../support/git-repo-server.js';
+import { install, readIndexDir, update } from '../support/moon-client.js';
+
+const MODULE = 'team/tool';
+
+describe('git sources', () => {
+  let scratch: { path: string; remove: () => Promise<void> };
+  let work: string;
+  let repos: string;
+  let open: GitRepoServer;
+  let locked: GitRepoServer;
+  let a: string;
+  let count = 0;
+
+  /** Commits moon.mod.json saying `version` (and a source file) and pushes `tag` to the served repositories. */
+  async function release(tag: string, version: string, force = false): Promise<void> {
+    await writeFile(path.join(work, 'moon.mod.json'), JSON.stringify({ name: MODULE, version }));
+    await writeFile(
+      path.join(work, 'src/lib/lib.mbt'),
+      `pub fn version() -> String { "${version} ${++count}" }\n`,
+    );
+    await git(['-C', work, 'add', '-A']);
+    await git(['-C', work, 'commit', '-q', '-m', `release ${tag}`]);
+    await git(['-C', work, 'tag', ...(force ? ['-f'] : []), tag]);
+    for (const bare of ['tool.git', 'private.git']) {
+      await git([
+        '-C',
+        work,
+        'push',
+        '-q',
+        '--force',
+        path.join(repos, bare),
+        'main',
+        `+refs/tags/${tag}:refs/tags/${tag}`,
+      ]);
+    }
+  }
+
+  async function newRegistry(name: string): Promise<string> {
+    const root = path.join(scratch.path, name);
+    await runCliOk(['init', root, '--name', name]);
+    await runCliOk(['source', 'disable', 'mooncakes'], { cwd: root });
+    return root;
+  }
+
+  before(async () => {
+    scratch = await tempDir('mr-git-source-');
+    work = path.join(scratch.path, 'work');
+    repos = path.join(scratch.path, 'repos');
+    await mkdir(path.join(work, 'src/lib'), { recursive: true });
+    await git(['init', '-q', '--initial-branch=main', work]);
+    await git(['-C', work, 'config', 'user.email', 't@example.com']);
+    await git(['-C', work, 'config', 'user.name', 't']);
+    await writeFile(path.join(work, 'src/lib/moon.pkg.json'), '{}');
+    for (const bare of ['tool.git', 'private.git'])
+      await git(['init', '-q', '--bare', path.join(repos, bare)]);
+    open = await serveGitRepos(repos);
+    locked = await serveGitRepos(repos, { username: 'ci', password: 's3cret' });
+    await release('v0.1.0', '0.1.0');
+    await release('0.2.0', '0.2.0');
+    a = await newRegistry('a');
+    await runCliOk(['source', 'add', 'tool', '--git', `${open.url}/tool.git`], { cwd: a });
+    await runCliOk(['source', 'default', 'tool'], { cwd: a });
+  });
+
+  after(async () => {
+    await open?.close();
+    await locked?.close();
+    await scratch?.remove();
+  });
+
+  test('two tags install from serve; a new tag appears at the next mirror', async () => {
+    const mirrored = await runCliOk(['mirror', '--full'], { cwd: a });
+    assert.doesNotMatch(mirrored.stderr, /warning/, mirrored.stderr);
+    assert.deepEqual([...(await served(a)).keys()], ['0.1.0', '0.2.0']);
+    const server = await startServe(a);
+    const home = path.join(scratch.path, 'home');
+    try {
+      await update(server.url, home);
+      for (const version of ['0.1.0', '0.2.0']) {
+        const installed = await install(server.url, home, { [MODULE]: version });
+        const bytes = installed.get(MODULE)?.bytes as Buffer;
+        assert.equal(sha256Hex(bytes), (await served(a)).get(version), `${MODULE}@${version} installs`);
+      }
+    } finally {
+      await server.stop();
+    }
+    await release('v0.3.0', '0.3.0');
+    await runCliOk(['mirror', '--full'], { cwd: a });
+    assert.deepEqual([...(await served(a)).keys()], ['0.1.0', '0.2.0', '0.3.0']);
+  });
+
+  test('a second registry packing the same tags over file:// gets the same checksums', async () => {
+    const b = await newRegistry('b');
+    await runCliOk(['source', 'add', 'tool', '--git', `file://${path.join(repos, 'tool.git')}`], { cwd: b });
+    await runCliOk(['mirror', '--full', '-s', 'tool'], { cwd: b });
+    assert.deepEqual(await served(b), await served(a));
+  });
+
+  test('a moved tag is named and keeps its bytes; a tag with another version is skipped, named', async () => {
+    const before = await served(a);
+    await release('v0.1.0', '0.1.0', true);
+    await release('v0.4.0', '0.3.9');
+    const result = await runCli(['mirror', '--full'], { cwd: a });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /tag v0\.1\.0 moved from [0-9a-f]{12} to [0-9a-f]{12}: version 0\.1\.0 keeps what it served/,
+    );
+    assert.match(
+      result.stderr,
+      /tag v0\.4\.0 skipped: its moon\.mod\.json says version 0\.3\.9, the tag 0\.4\.0/,
+    );
+    assert.deepEqual(await served(a), before, 'nothing served changed');
+  });
+
+  test('a private repository: refused without credentials, fetched with [sources.auth]', async () => {
+    const c = await newRegistry('c');
+    await runCliOk(['source', 'add', 'priv', '--git', `${locked.url}/private.git`], { cwd: c });
+    const refused = await runCli(['mirror', '--full', '-s', 'priv'], { cwd: c });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /source "priv" .*cannot fetch the repository/);
+    // The last [[sources]] table is priv's: its auth sub-table follows it.
+    await appendFile(
+      path.join(c, 'registry.toml'),
+      '\n[sources.auth]\ntype = "basic"\nusername = "ci"\npassword = "${GIT_SOURCE_PASSWORD}"\n',
+    );
+    const fetched = await runCli(['mirror', '--full', '-s', 'priv'], {
+      cwd: c,
+      env: { GIT_SOURCE_PASSWORD: 's3cret' },
+    });
+    assert.equal(fetched.code, 0, fetched.stderr);
+    assert.ok(!fetched.stderr.includes('s3cret'), 'the password stays out of the output');
+    assert.ok((await served(c)).has('0.2.0'));
+  });
+
+  /** version -> checksum of MODULE in the registry's served index. */
+  async function served(root: string): Promise<Map<string, string>> {
+    const clone = path.join(scratch.path, `clone-${++count}`);
+    await git(['clone', '-q', path.join(root, 'data/index'), clone]);
+    try {
+      const index = await readIndexDir(clone);
+      const versions = [...(index.modules.get(MODULE) ?? new Map()).entries()].map(
+        ([version, entry]) => [version, entry.checksum ?? ''] as [string, string],
+      );
+      return new Map(versions.sort(([x], [y]) => x.localeCompare(y)));
+    } finally {
+      await rm(clone, { recursive: true, force: true });
+    }
+  }
+});
