@@ -109,7 +109,11 @@ describe('git sources', () => {
 
   test('a second registry packing the same tags over file:// gets the same checksums', async () => {
     const b = await newRegistry('b');
-    await runCliOk(['source', 'add', 'tool', '--git', `file://${path.join(repos, 'tool.git')}`], { cwd: b });
+    const url = `file://${path.join(repos, 'tool.git')}`;
+    await runCliOk(['source', 'add', 'tool', '--git', url], { cwd: b });
+    const listed = (await runCliOk(['source', 'list'], { cwd: b })).stdout;
+    assert.match(listed, new RegExp(`^Repository: ${url}$`, 'm'));
+    assert.match(listed, /^Tags: semver versions, v optional$/m);
     await runCliOk(['mirror', '--full', '-s', 'tool'], { cwd: b });
     assert.deepEqual(await served(b), await served(a));
   });

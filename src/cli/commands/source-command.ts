@@ -119,8 +119,15 @@ export function formatSourceList(config: RegistryConfig, hostedInUse = false): s
     const isDefault = source.name === config.default_source ? ' (default)' : '';
     lines.push(`${source.name}${isDefault} [${source.enabled ? 'enabled' : 'disabled'}]`);
     lines.push(`Type: ${source.type}`);
-    lines.push(`URL: ${source.url}`);
-    lines.push(`Index: ${source.index_url} (${source.index_type})`);
+    if (source.type === 'git') {
+      // Its URL and index URL are placeholders: the repository is what it is.
+      lines.push(`Repository: ${source.git_url}`);
+      if (source.path) lines.push(`Path: ${source.path}`);
+      lines.push(`Tags: ${source.ref_pattern ?? 'semver versions, v optional'}`);
+    } else {
+      lines.push(`URL: ${source.url}`);
+      lines.push(`Index: ${source.index_url} (${source.index_type})`);
+    }
     lines.push(`Priority: ${source.priority}`);
   }
   const { hosted } = config;
