@@ -97,6 +97,7 @@ export async function fetchGitSource(source: GitSourceFetch): Promise<string> {
     refPattern: source.refPattern,
     path: source.path,
     limits: source.storage.limits,
+    has: (module, version, checksum) => store.has(module, version, checksum),
     store: async (module, version, checksum, bytes) => {
       if (!(await store.has(module, version, checksum)))
         await writeFileAtomic(store.pathFor(module, version, checksum), bytes);

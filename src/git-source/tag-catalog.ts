@@ -28,6 +28,8 @@ export interface TagCatalogOptions {
   limits: ArchiveLimits;
   /** Stores a newly packed archive (atomically) before its line is added. */
   store(module: string, version: string, checksum: string, bytes: Buffer): Promise<void>;
+  /** Whether a packed version's archive is still stored (`verify --repair` deletes corrupt ones). */
+  has(module: string, version: string, checksum: string): Promise<boolean>;
 }
 
 export interface TagCatalogUpdate {
@@ -67,6 +69,8 @@ export async function updateTagCatalog(
           `tag ${release.tag} moved from ${known.commit.slice(0, 12)} to ${release.commit.slice(0, 12)}: version ${release.version} keeps what it served`,
         );
       }
+      const warning = await restore(gitDir, catalog.module, release.version, known, options);
+      if (warning) warnings.push(warning);
       continue;
     }
     const packed = await packTag(gitDir, release, options.path, options.limits);
@@ -90,4 +94,25 @@ export async function updateTagCatalog(
     added.push(release.version);
   }
   return { catalog, added, warnings };
+}
+
+/**
+ * Packs a version again from the commit it was packed from when its archive is gone from the
+ * store: packing is deterministic, so the bytes are the ones its line names, or nothing is stored.
+ */
+async function restore(
+  gitDir: string,
+  module: string | undefined,
+  version: string,
+  known: TagVersion,
+  options: TagCatalogOptions,
+): Promise<string | undefined> {
+  if (!module || (await options.has(module, version, known.checksum))) return undefined;
+  const release = { tag: known.tag, version, commit: known.commit, committedAt: new Date(0) };
+  const packed = await packTag(gitDir, release, options.path, options.limits).catch(() => undefined);
+  if (packed?.kind !== 'packed' || packed.archive.checksum !== known.checksum) {
+    return `version ${version}: its archive is gone and commit ${known.commit.slice(0, 12)} (tag ${known.tag}) no longer packs to the same bytes`;
+  }
+  await options.store(module, version, known.checksum, packed.bytes);
+  return undefined;
 }

@@ -173,6 +173,7 @@ describe('git source: the tag catalog', () => {
 
   const mod = (name: string, version: string) => JSON.stringify({ name, version });
   const stored: string[] = [];
+  const present = new Set<string>();
   const options = {
     refPattern: undefined,
     path: undefined,
@@ -180,7 +181,9 @@ describe('git source: the tag catalog', () => {
     store: async (module: string, version: string, checksum: string, bytes: Buffer) => {
       assert.equal(createHash('sha256').update(bytes).digest('hex'), checksum);
       stored.push(`${module}@${version}`);
+      present.add(checksum);
     },
+    has: async (_module: string, _version: string, checksum: string) => present.has(checksum),
   };
 
   before(async () => {
@@ -228,6 +231,14 @@ describe('git source: the tag catalog', () => {
       second.warnings.includes(`tag v0.4.0 skipped: its moon.mod.json names team/other, not ${MODULE}`),
     );
     assert.deepEqual(stored, [`${MODULE}@0.1.0`, `${MODULE}@0.2.0`, `${MODULE}@0.5.0`]);
+
+    // An archive deleted from the store (verify --repair) is packed again from its own commit,
+    // not from where its tag moved: the same bytes its line names.
+    present.delete(servedBefore?.checksum as string);
+    const third = await updateTagCatalog(gitDir, second.catalog, options);
+    assert.deepEqual(third.added, []);
+    assert.equal(stored.at(-1), `${MODULE}@0.1.0`);
+    assert.ok(present.has(servedBefore?.checksum as string), 'restored with its checksum');
   });
 });
 
