@@ -156,7 +156,7 @@ export const SourceSchema = z
       .min(1)
       .optional()
       .describe(
-        'type = "git": a glob over tag names (default: every tag that is a semver version, with or without a leading v).',
+        'type = "git": a glob over tag names (default: every tag that is a semver version, with or without a leading v); the version is the one the tag name ends in.',
       ),
     path: z
       .string()

@@ -20,8 +20,9 @@ export interface TagSelection {
 
 /**
  * The tags of `gitDir` that are releases: by default every tag that is a semver version with or
- * without a leading `v`; with `refPattern`, the tags that glob matches (their version is still
- * the name without a leading `v`, which must be semver). Tags of trees or blobs are no release.
+ * without a leading `v`; with `refPattern`, the tags that glob matches, whose version is the
+ * semver version their name ends in (`json-v1.2.0` in a repository of several modules gives
+ * 1.2.0). Tags of trees or blobs are no release.
  * Sorted by version, then tag name (`v1.0.0` before `1.0.0` would be arbitrary otherwise).
  */
 export async function listReleaseTags(gitDir: string, refPattern?: string): Promise<TagSelection> {
@@ -38,11 +39,11 @@ export async function listReleaseTags(gitDir: string, refPattern?: string): Prom
   for (const line of stdout.toString('utf8').split('\n')) {
     if (!line) continue;
     const [tag = '', type, oid = '', peeledType, peeled = '', time = '', peeledTime = ''] = line.split('\0');
-    const version = tag.replace(/^v/, '');
-    const isSemver = semver.valid(version) === version;
-    if (matches ? !matches(tag) : !isSemver) continue;
-    if (!isSemver) {
-      skipped.push({ tag, reason: `"${version}" is no semver version` });
+    const plain = tag.replace(/^v/, '');
+    if (matches ? !matches(tag) : semver.valid(plain) !== plain) continue;
+    const version = matches ? versionInTag(tag) : plain;
+    if (version === undefined) {
+      skipped.push({ tag, reason: 'its name ends in no semver version' });
       continue;
     }
     const commit = type === 'commit' ? oid : peeledType === 'commit' ? peeled : undefined;
@@ -55,4 +56,14 @@ export async function listReleaseTags(gitDir: string, refPattern?: string): Prom
   }
   tags.sort((a, b) => semver.compare(a.version, b.version) || (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
   return { tags, skipped };
+}
+
+/** The longest tail of `tag` that is a semver version, after `v`, `-`, `/`, `_` or `@` (or the whole name). */
+export function versionInTag(tag: string): string | undefined {
+  for (let i = 0; i < tag.length; i++) {
+    if (i > 0 && !'v-/_@'.includes(tag[i - 1] as string)) continue;
+    const tail = tag.slice(i);
+    if (/^\d/.test(tail) && semver.valid(tail) === tail) return tail;
+  }
+  return undefined;
 }

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import yauzl from 'yauzl';
 import { packTag } from '../../src/git-source/pack-tag.js';
 import { updateTagCatalog } from '../../src/git-source/tag-catalog.js';
-import { listReleaseTags, type ReleaseTag } from '../../src/git-source/tag-versions.js';
+import { listReleaseTags, type ReleaseTag, versionInTag } from '../../src/git-source/tag-versions.js';
 import { packModule } from '../../src/hosted/pack-module.js';
 import { git } from '../support/git.js';
 
@@ -97,7 +97,11 @@ describe('git source: release tags and their archives', () => {
 
     const chosen = await listReleaseTags(gitDir, 'release-*');
     assert.deepEqual(chosen.tags, []);
-    assert.deepEqual(chosen.skipped, [{ tag: 'release-7', reason: '"release-7" is no semver version' }]);
+    assert.deepEqual(chosen.skipped, [{ tag: 'release-7', reason: 'its name ends in no semver version' }]);
+    assert.equal(versionInTag('json-v1.2.0'), '1.2.0');
+    assert.equal(versionInTag('tools/2.0.0-rc.1'), '2.0.0-rc.1');
+    assert.equal(versionInTag('v1.0.0'), '1.0.0');
+    assert.equal(versionInTag('x1.0.0'), undefined);
     assert.deepEqual(
       (await listReleaseTags(gitDir, 'v1.*')).tags.map((t) => t.tag),
       ['v1.0.0', 'v1.2.0', 'v1.3.0'],
