@@ -155,6 +155,59 @@ describe('git sources', () => {
     assert.ok((await served(c)).has('0.2.0'));
   });
 
+  test('a module in a subfolder of a repository of several, chosen by ref_pattern; served by a proxy', async () => {
+    const mono = path.join(scratch.path, 'mono');
+    await mkdir(path.join(mono, 'modules/json/src'), { recursive: true });
+    await git(['init', '-q', '--initial-branch=main', mono]);
+    await git(['-C', mono, 'config', 'user.email', 't@example.com']);
+    await git(['-C', mono, 'config', 'user.name', 't']);
+    await writeFile(path.join(mono, 'README.md'), 'not packed: outside the module folder\n');
+    await writeFile(
+      path.join(mono, 'modules/json/moon.mod.json'),
+      JSON.stringify({ name: 'team/json', version: '1.2.0' }),
+    );
+    await writeFile(path.join(mono, 'modules/json/src/moon.pkg.json'), '{}');
+    await git(['-C', mono, 'add', '-A']);
+    await git(['-C', mono, 'commit', '-q', '-m', 'json 1.2.0']);
+    await git(['-C', mono, 'tag', 'json-v1.2.0']);
+    await git(['-C', mono, 'tag', 'v9.9.9']); // the root has no module: not chosen by the pattern
+    await git(['clone', '-q', '--bare', mono, path.join(repos, 'mono.git')]);
+
+    const d = await newRegistry('d');
+    await runCliOk(
+      [
+        'source',
+        'add',
+        'mono',
+        '--git',
+        `${open.url}/mono.git`,
+        '--path',
+        'modules/json',
+        '--ref-pattern',
+        'json-v*',
+      ],
+      { cwd: d },
+    );
+    // Never mirrored: serve --proxy fetches and packs at its first sync.
+    const server = await startServe(d, ['--proxy']);
+    const home = path.join(scratch.path, 'home-proxy');
+    try {
+      for (let i = 0; i < 300; i++) {
+        const res = await fetch(`${server.url}/health`);
+        const health = (await res.json()) as { sync?: { last_run: unknown } };
+        if (res.status === 200 && health.sync?.last_run) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await update(server.url, home);
+      const installed = await install(server.url, home, { 'team/json': '1.2.0' });
+      const bytes = installed.get('team/json')?.bytes as Buffer;
+      assert.ok(bytes.includes(Buffer.from('moon.mod.json')), 'moon.mod.json at the zip root');
+      assert.ok(!bytes.includes(Buffer.from('README.md')), 'nothing from outside the module folder');
+    } finally {
+      await server.stop();
+    }
+  });
+
   /** version -> checksum of MODULE in the registry's served index. */
   async function served(root: string): Promise<Map<string, string>> {
     const clone = path.join(scratch.path, `clone-${++count}`);
