@@ -1,6 +1,4 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type AssetPackage,
@@ -13,6 +11,7 @@ import {
 import { RegistryError } from '../core/errors.js';
 import { moveFile } from '../fs/move-file.js';
 import type { SourceCatalog } from '../index/source-catalog.js';
+import { hashFile } from '../store/archive-scan.js';
 import type { AssetStore } from '../store/asset-store.js';
 import type { ManifestFile } from './bundle-manifest.js';
 
@@ -24,6 +23,8 @@ export interface BundledAsset {
   pkg: AssetPackage;
   wasm: string;
   sha256: string;
+  /** The wasm's sha256, checked against the manifest while unpacking. */
+  wasmSha256: string;
 }
 
 /**
@@ -63,7 +64,12 @@ export async function checkBundledAssets(
     const expected = parseSha256Text(text, assetFileName(pkg, 'wasm'));
     // The wasm's own sha256 was checked against the manifest while unpacking.
     if (expected !== wasm.sha256) throw refuse(`the wasm of ${key} does not match its .sha256`);
-    assets.push({ pkg, wasm: join(staging, wasm.path), sha256: join(staging, sha256.path) });
+    assets.push({
+      pkg,
+      wasm: join(staging, wasm.path),
+      sha256: join(staging, sha256.path),
+      wasmSha256: wasm.sha256,
+    });
   }
   return assets;
 }
@@ -83,7 +89,7 @@ export async function installBundledAssets(
   for (const asset of assets) {
     const wasmTarget = store.pathFor({ ...asset.pkg, kind: 'wasm' });
     if (await store.has(asset.pkg)) {
-      if ((await sha256Of(wasmTarget)) !== (await sha256Of(asset.wasm)))
+      if ((await hashFile(wasmTarget)).checksum !== asset.wasmSha256)
         keptDiffering.push(describeAssetPackage(asset.pkg));
       continue;
     }
@@ -110,11 +116,4 @@ function assetRefIn(rel: string, catalog: SourceCatalog): AssetRef | undefined {
     }
   }
   return undefined;
-}
-
-async function sha256Of(path: string): Promise<string | undefined> {
-  if (!(await stat(path).catch(() => undefined))?.isFile()) return undefined;
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }

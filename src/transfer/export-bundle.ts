@@ -15,6 +15,7 @@ import { readSourceCatalog } from '../index/source-catalog.js';
 import { acquireRegistryLock } from '../registry/lock.js';
 import { enabledSources, type Registry } from '../registry/registry.js';
 import { servedSymbols, symbolsFiles } from '../registry/symbols-store.js';
+import { hashFile } from '../store/archive-scan.js';
 import { openBundleFile } from './bundle-file.js';
 import {
   BUNDLE_FORMAT,
@@ -208,7 +209,11 @@ async function writeZip(
 ): Promise<ManifestFile[]> {
   const kept: PlannedFile[] = [];
   for (const p of planned) {
-    if (carried && p.path.startsWith('symbols/') && carried.get(p.path) === (await hashFile(p.source)))
+    if (
+      carried &&
+      p.path.startsWith('symbols/') &&
+      carried.get(p.path) === (await hashFile(p.source)).checksum
+    )
       continue;
     kept.push(p);
   }
@@ -269,12 +274,6 @@ async function writeZip(
     await rm(temp, { force: true });
     throw error;
   }
-}
-
-async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /**
