@@ -2,13 +2,13 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import semver from 'semver';
 import { z } from 'zod';
-import { describeError, RegistryError } from '../core/errors.js';
+import { RegistryError } from '../core/errors.js';
 import { indexPathForModule } from '../core/module-name.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { pathExists } from '../fs/path-exists.js';
 import { writeCommit } from '../git/commit-writer.js';
 import { resolveCommit } from '../git/objects.js';
-import { gitAuthRefused, gitConfigEnv, runGit } from '../git/run-git.js';
+import { runGit } from '../git/run-git.js';
 import type { ArchiveLimits } from '../hosted/module-archive.js';
 import { createArchiveStore } from '../store/archive-store.js';
 import { type TagCatalog, updateTagCatalog } from './tag-catalog.js';
@@ -21,17 +21,14 @@ export interface GitSourceStorage {
 
 export interface GitSourceFetch {
   name: string;
-  gitUrl: string;
   refPattern: string | undefined;
   path: string | undefined;
-  /** The source's index repository (data/sources/<name>/index.git); its branch gets the lines. */
+  /** The source's index repository (data/sources/<name>/index.git, made by its UpstreamSource). */
   indexDir: string;
   branch: string;
-  /** `Authorization` value, if the source has credentials. */
-  authorization: string | undefined;
-  readMs: number;
   storage: GitSourceStorage;
-  redact(text: string): string;
+  /** Fetches every tag of the repository into `repo`, force-moving moved ones. */
+  fetchTags(repo: string): Promise<void>;
   warn(message: string): void;
 }
 
@@ -56,39 +53,7 @@ export async function fetchGitSource(source: GitSourceFetch): Promise<string> {
   if (!(await pathExists(join(repo, 'HEAD')))) {
     await runGit(['init', '--bare', '--quiet', repo]);
   }
-  const config: Array<[string, string]> = [
-    ['http.lowSpeedLimit', '1'],
-    ['http.lowSpeedTime', String(Math.ceil(source.readMs / 1000))],
-  ];
-  if (source.authorization) config.push(['http.extraHeader', `Authorization: ${source.authorization}`]);
-  try {
-    await runGit(
-      [
-        '--git-dir',
-        repo,
-        'fetch',
-        '--quiet',
-        '--force',
-        '--prune',
-        '--no-write-fetch-head',
-        source.gitUrl,
-        '+refs/tags/*:refs/tags/*',
-      ],
-      { env: gitConfigEnv(config), idleTimeoutMs: source.readMs, describe: 'git fetch' },
-    );
-  } catch (error) {
-    const reason = source.redact(describeError(error));
-    const auth = gitAuthRefused(reason);
-    throw new RegistryError(
-      'UPSTREAM',
-      `source "${source.name}" (${source.gitUrl}): cannot fetch the repository: ${reason}`,
-      {
-        hint: auth
-          ? 'check the [sources.auth] credentials for this source'
-          : 'check the URL and that the host is reachable',
-      },
-    );
-  }
+  await source.fetchTags(repo);
 
   const catalogFile = join(folder, 'tags.json');
   const previous = await readCatalog(catalogFile);
@@ -109,9 +74,6 @@ export async function fetchGitSource(source: GitSourceFetch): Promise<string> {
   const parent = await resolveCommit(source.indexDir, `refs/heads/${source.branch}`);
   const { module } = update.catalog;
   if (parent && update.added.length === 0) return parent;
-  if (!(await pathExists(join(source.indexDir, 'HEAD')))) {
-    await runGit(['init', '--bare', '--quiet', `--initial-branch=${source.branch}`, source.indexDir]);
-  }
   const versions = Object.entries(update.catalog.versions).sort(([a], [b]) => semver.compare(a, b));
   const changes = new Map<string, Buffer | null>();
   if (module)

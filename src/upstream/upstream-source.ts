@@ -99,20 +99,7 @@ export class UpstreamSource {
   async fetchIndex(warn: (message: string) => void = () => undefined): Promise<string> {
     if (this.config.type === 'bundle') return this.importedCommit();
     if (this.config.type === 'git') return this.fetchRepository(warn);
-    const headers = this.headers();
-    if (!(await this.hasRepository())) {
-      // No copy yet, or a copy of another URL (the source was re-added or edited): start over.
-      await rm(this.gitDir, { recursive: true, force: true });
-      await mkdir(this.gitDir, { recursive: true });
-      await runGit(['init', '--bare', '--quiet', '--initial-branch=main', this.gitDir]);
-      await runGit(['--git-dir', this.gitDir, 'config', INDEX_URL_KEY, this.config.index_url]);
-    }
-    const config: Array<[string, string]> = [
-      // Stall detection inside git too, in case a proxy keeps the connection alive.
-      ['http.lowSpeedLimit', '1'],
-      ['http.lowSpeedTime', String(Math.ceil(this.timeouts.readMs / 1000))],
-    ];
-    if (headers.authorization) config.push(['http.extraHeader', `Authorization: ${headers.authorization}`]);
+    await this.ensureRepository();
     try {
       await runGit(
         [
@@ -125,20 +112,10 @@ export class UpstreamSource {
           this.config.index_url,
           `+${FETCHED_REF}:${FETCHED_REF}`,
         ],
-        { env: gitConfigEnv(config), idleTimeoutMs: this.timeouts.readMs, describe: 'git fetch' },
+        this.gitFetchOptions(),
       );
     } catch (error) {
-      const reason = this.redact(describeError(error));
-      const auth = gitAuthRefused(reason);
-      throw new RegistryError(
-        auth ? 'AUTH' : 'UPSTREAM',
-        `source "${this.name}" (${this.config.index_url}): cannot fetch the index: ${reason}`,
-        {
-          hint: auth
-            ? 'check the [sources.auth] credentials for this source'
-            : 'check the URL and that the host is reachable',
-        },
-      );
+      throw this.fetchFailure(this.config.index_url, 'the index', error);
     }
     const commit = await this.fetchedCommit();
     if (!commit) throw new RegistryError('UPSTREAM', `source "${this.name}": the index has no main branch`);
@@ -166,26 +143,38 @@ export class UpstreamSource {
 
   /** A git source: its tags fetched and packed, its index written here (git-source/). */
   private async fetchRepository(warn: (message: string) => void): Promise<string> {
-    if (!this.storage || !this.config.git_url) {
+    const gitUrl = this.config.git_url;
+    if (!this.storage || !gitUrl) {
       throw new RegistryError('CONFIG', `source "${this.name}": a git source needs git_url and a store`);
     }
-    if (!(await this.hasRepository())) {
-      await rm(this.gitDir, { recursive: true, force: true });
-      await mkdir(this.gitDir, { recursive: true });
-      await runGit(['init', '--bare', '--quiet', '--initial-branch=main', this.gitDir]);
-      await runGit(['--git-dir', this.gitDir, 'config', INDEX_URL_KEY, this.config.index_url]);
-    }
+    await this.ensureRepository();
     const commit = await fetchGitSource({
       name: this.name,
-      gitUrl: this.config.git_url,
       refPattern: this.config.ref_pattern,
       path: this.config.path,
       indexDir: this.gitDir,
       branch: FETCHED_REF.replace('refs/heads/', ''),
-      authorization: this.headers().authorization,
-      readMs: this.timeouts.readMs,
       storage: this.storage,
-      redact: (text) => this.redact(text),
+      fetchTags: async (repo) => {
+        try {
+          await runGit(
+            [
+              '--git-dir',
+              repo,
+              'fetch',
+              '--quiet',
+              '--force',
+              '--prune',
+              '--no-write-fetch-head',
+              gitUrl,
+              '+refs/tags/*:refs/tags/*',
+            ],
+            this.gitFetchOptions(),
+          );
+        } catch (error) {
+          throw this.fetchFailure(gitUrl, 'the repository', error);
+        }
+      },
       warn,
     });
     await writeFileAtomic(fetchStampPath(this.gitDir), `${new Date().toISOString()}\n`);
@@ -200,6 +189,43 @@ export class UpstreamSource {
 
   async readCatalog(commit: string, warn?: IndexWarning): Promise<SourceCatalog> {
     return readSourceCatalog(this.name, this.gitDir, commit, warn);
+  }
+
+  /** A repository for this source's index: kept if it holds a copy of its index URL, else made anew. */
+  private async ensureRepository(): Promise<void> {
+    if (await this.hasRepository()) return;
+    // No copy yet, or a copy of another URL (the source was re-added or edited): start over.
+    await rm(this.gitDir, { recursive: true, force: true });
+    await mkdir(this.gitDir, { recursive: true });
+    await runGit(['init', '--bare', '--quiet', '--initial-branch=main', this.gitDir]);
+    await runGit(['--git-dir', this.gitDir, 'config', INDEX_URL_KEY, this.config.index_url]);
+  }
+
+  /** How every `git fetch` from this source runs: its credentials, and its read timeout. */
+  private gitFetchOptions() {
+    const config: Array<[string, string]> = [
+      // Stall detection inside git too, in case a proxy keeps the connection alive.
+      ['http.lowSpeedLimit', '1'],
+      ['http.lowSpeedTime', String(Math.ceil(this.timeouts.readMs / 1000))],
+    ];
+    const { authorization } = this.headers();
+    if (authorization) config.push(['http.extraHeader', `Authorization: ${authorization}`]);
+    return { env: gitConfigEnv(config), idleTimeoutMs: this.timeouts.readMs, describe: 'git fetch' };
+  }
+
+  /** A failed `git fetch` of `what` from `url`, said without the source's secret. */
+  private fetchFailure(url: string, what: string, error: unknown): RegistryError {
+    const reason = this.redact(describeError(error));
+    const auth = gitAuthRefused(reason);
+    return new RegistryError(
+      auth ? 'AUTH' : 'UPSTREAM',
+      `source "${this.name}" (${url}): cannot fetch ${what}: ${reason}`,
+      {
+        hint: auth
+          ? 'check the [sources.auth] credentials for this source'
+          : 'check the URL and that the host is reachable',
+      },
+    );
   }
 
   /** Whether a fetched copy of this source's current index URL is here. */
