@@ -1,7 +1,7 @@
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
+import { Zip, ZipDeflate } from 'fflate';
 import picomatch from 'picomatch';
-import yazl from 'yazl';
 import { RegistryError } from '../core/errors.js';
 import { runGit } from '../git/run-git.js';
 
@@ -65,23 +65,43 @@ export function packGlobsOf(manifest: unknown): PackGlobs {
   return { include: globs('include'), exclude: globs('exclude') };
 }
 
+/** Deflate level of packed modules: zlib's default, as `moon package` uses. */
+const DEFLATE_LEVEL = 6;
+/** Regular file, rw-r--r--, in the high half of a Unix zip entry's external attributes. */
+const FILE_ATTRIBUTES = (0o100644 << 16) >>> 0;
+const UNIX = 3;
+
 /**
- * The zip of a module's files, in the order given (sorted by the callers). Deterministic: one
- * fixed timestamp and mode, so the same files give the same bytes on every machine with the
- * same Node.js.
+ * The zip of a module's files, in the order given (sorted by the callers). Byte for byte
+ * deterministic on every machine: one fixed timestamp and mode, and fflate's deflate (plain
+ * JavaScript, its version pinned) rather than Node's zlib, whose output changes with the zlib
+ * build Node ships and the CPU features it finds. A git source's checksums depend on this
+ * (test/unit/pack-module.test.ts pins one); changing the output changes every such checksum.
  */
 export async function writeModuleZip(
   entries: ReadonlyArray<{ path: string; bytes: Buffer }>,
 ): Promise<Buffer> {
-  const zip = new yazl.ZipFile();
+  const parts: Uint8Array[] = [];
+  const failed: { error?: Error } = {};
+  const zip = new Zip((error, data) => {
+    if (error) failed.error = error;
+    else parts.push(data);
+  });
   // Local midnight: DOS times are local, so this encodes the same on every machine.
   const mtime = new Date(1980, 0, 1, 0, 0, 0);
   for (const entry of entries) {
-    zip.addBuffer(entry.bytes, entry.path, { mtime, mode: 0o100644, forceDosTimestamp: true });
+    const file = new ZipDeflate(entry.path, { level: DEFLATE_LEVEL });
+    file.mtime = mtime;
+    file.os = UNIX;
+    file.attrs = FILE_ATTRIBUTES;
+    zip.add(file);
+    file.push(entry.bytes, true);
+    if (failed.error) throw failed.error;
+    // Deflating is synchronous: let the server answer others between files.
+    await new Promise((resolve) => setImmediate(resolve));
   }
   zip.end();
-  const parts: Buffer[] = [];
-  for await (const chunk of zip.outputStream as AsyncIterable<Buffer>) parts.push(chunk);
+  if (failed.error) throw failed.error;
   return Buffer.concat(parts);
 }
 

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { unzipSync } from 'fflate';
 import { checkModuleArchive } from '../../src/hosted/module-archive.js';
-import { packModule } from '../../src/hosted/pack-module.js';
+import { packModule, writeModuleZip } from '../../src/hosted/pack-module.js';
 import { tempDir } from '../support/cli.js';
 import { git } from '../support/git.js';
 
@@ -66,5 +68,33 @@ describe('packModule', () => {
     await utimes(path.join(dir, 'src', 'lib.mbt'), new Date(2001, 1, 1), new Date(2001, 1, 1));
     const second = await packModule(dir);
     assert.deepEqual(second.bytes, first.bytes);
+  });
+});
+
+describe('writeModuleZip', () => {
+  // The bytes every registry gives these files, pinned: a git source's checksums are these
+  // bytes' hash, so two registries (another machine, Node.js, zlib) must agree, and so must
+  // this registry before and after an upgrade. If this fails, packing changed: every git
+  // source's versions would get new checksums. Make that an announced, deliberate change.
+  const files = [
+    { path: 'moon.mod.json', bytes: Buffer.from('{"name":"team/pinned","version":"1.0.0"}') },
+    { path: 'src/lib.mbt', bytes: Buffer.from('pub fn answer() -> Int { 42 }\n'.repeat(200)) },
+    { path: 'src/moon.pkg.json', bytes: Buffer.from('{}') },
+  ];
+
+  test('the same files give the same, pinned bytes on every machine', async () => {
+    const bytes = await writeModuleZip(files);
+    assert.equal(
+      createHash('sha256').update(bytes).digest('hex'),
+      '71f3399f8a7c507e19e267acbef3315c271b33b0b1d8914ebea58ff2e37c59a8',
+      'writeModuleZip output changed',
+    );
+    const unpacked = unzipSync(bytes);
+    assert.deepEqual(
+      Object.keys(unpacked),
+      files.map((f) => f.path),
+      'in the order given',
+    );
+    for (const file of files) assert.deepEqual(Buffer.from(unpacked[file.path] as Uint8Array), file.bytes);
   });
 });
