@@ -5,6 +5,7 @@ import { parseAddressBlock } from '../core/ip-address.js';
 import { isModuleGlob } from '../core/module-glob.js';
 import { isPackageUrlPattern } from '../upstream/archive-location.js';
 import { withLegacyUpstream } from './legacy-keys.js';
+import { placeholderSourceUrl } from './source-location.js';
 
 /**
  * `registry.toml`, as one schema that gives both the TypeScript types and the validation.
@@ -237,9 +238,9 @@ export const SourceSchema = z
       }
     }
   })
-  // A git source has no URLs of its own: placeholders under `.invalid` (RFC 2606), never fetched.
+  // A git source has no URLs of its own: placeholders, never fetched.
   .transform((source) => {
-    const url = source.url ?? `http://${source.name.toLowerCase().replace(/_/g, '-')}.git-source.invalid`;
+    const url = source.url ?? placeholderSourceUrl(source.name, 'git-source');
     return { ...source, url, index_url: source.index_url ?? `${url}/git/index` };
   });
 

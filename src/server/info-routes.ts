@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { RegistryConfig, SourceConfig } from '../config/schema.js';
+import { isHttpSource } from '../config/source-location.js';
 import { decodePathSegments } from '../core/archive-url.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { compareVersions } from '../core/version.js';
@@ -98,11 +99,16 @@ export async function handleRoot(ctx: InfoContext, res: ServerResponse): Promise
  * added later) stays private; the config schema already refuses credentials inside URLs.
  */
 function publicSource(source: SourceConfig, defaultSource: string | undefined) {
+  // Git and bundle sources have placeholder URLs, not worth showing.
+  const http = isHttpSource(source);
   return {
     name: source.name,
     type: source.type,
-    url: source.url,
-    index_url: source.index_url,
+    url: http ? source.url : null,
+    index_url: http ? source.index_url : null,
+    ...(source.type === 'git'
+      ? { git_url: source.git_url, path: source.path ?? null, ref_pattern: source.ref_pattern ?? null }
+      : {}),
     priority: source.priority,
     enabled: source.enabled,
     default: source.name === defaultSource,

@@ -1,5 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sourceLocation } from '../config/source-location.js';
 import { resolveCommit } from '../git/objects.js';
 import { ServedIndex } from '../index/served-index.js';
 import type { RegistryLayout } from '../registry/layout.js';
@@ -67,7 +68,7 @@ export async function collectStatus(
       return {
         name: source.name,
         type: source.type,
-        url: source.url,
+        url: sourceLocation(source),
         priority: source.priority,
         enabled: source.enabled,
         default: source.name === config.default_source,

@@ -9,6 +9,7 @@ export interface SourceStatus {
   name: string;
   /** A `[[sources]]` type, or `hosted` for the modules published here. */
   type: string;
+  /** Where its modules come from: the registry's URL, a git repository (and folder), or bundles. */
   url: string;
   priority: number;
   enabled: boolean;

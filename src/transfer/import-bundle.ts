@@ -6,6 +6,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
 import { SOURCE_NAME_PATTERN } from '../config/schema.js';
+import { placeholderSourceUrl } from '../config/source-location.js';
 import { updateConfigFile } from '../config/toml-file.js';
 import { RegistryError } from '../core/errors.js';
 import { moduleKey } from '../core/module-name.js';
@@ -281,8 +282,8 @@ function bundleSourceName(
     for (let n = 2; taken.has(name); n++) name = `${base}-${n}`;
   }
   if (!SOURCE_NAME_PATTERN.test(name)) throw new RegistryError('CONFIG', `cannot name a source "${name}"`);
-  // Never fetched (upstream-source.ts): `.invalid` (RFC 2606) so no URL here ever resolves.
-  const url = `http://${name.toLowerCase().replace(/_/g, '-')}.bundle.invalid`;
+  // Never fetched (upstream-source.ts).
+  const url = placeholderSourceUrl(name, 'bundle');
   return { name, indexUrl: `${url}/git/index` };
 }
 
