@@ -10,23 +10,21 @@ import { writeCommit } from '../git/commit-writer.js';
 import { resolveCommit } from '../git/objects.js';
 import { runGit } from '../git/run-git.js';
 import type { ArchiveLimits } from '../hosted/module-archive.js';
-import { createArchiveStore } from '../store/archive-store.js';
-import { type TagCatalog, updateTagCatalog } from './tag-catalog.js';
+import { packArchiveOf, type TagCatalog, type TagCatalogOptions, updateTagCatalog } from './tag-catalog.js';
 
-/** What a git source needs besides its config: where archives go and what a packed one may cost. */
-export interface GitSourceStorage {
-  packagesDir: string;
-  limits: ArchiveLimits;
-}
-
-export interface GitSourceFetch {
+/** A git source as its packing sees it. */
+export interface GitSourceRepository {
   name: string;
   refPattern: string | undefined;
   path: string | undefined;
   /** The source's index repository (data/sources/<name>/index.git, made by its UpstreamSource). */
   indexDir: string;
+  /** What a packed archive may cost: the limits of a publish. */
+  limits: ArchiveLimits;
+}
+
+export interface GitSourceFetch extends GitSourceRepository {
   branch: string;
-  storage: GitSourceStorage;
   /** Fetches every tag of the repository into `repo`, force-moving moved ones. */
   fetchTags(repo: string): Promise<void>;
   warn(message: string): void;
@@ -43,31 +41,19 @@ const CatalogSchema = z.object({
 /**
  * A git source's "index fetch": `git fetch` of the repository's tags into
  * data/sources/<name>/repo.git (incremental: only new objects come), each new release tag
- * packed and stored in data/packages (tag-catalog.ts), then the source's index repository gets
+ * packed for its checksum and line (tag-catalog.ts), then the source's index repository gets
  * one commit with the module's `.index` file, so the rest of the registry reads it like any
- * fetched index. Returns that commit.
+ * fetched index. Returns that commit. Archives are packed again when wanted (packGitArchive).
  */
 export async function fetchGitSource(source: GitSourceFetch): Promise<string> {
-  const folder = dirname(source.indexDir);
-  const repo = join(folder, 'repo.git');
+  const { repo, catalogFile } = gitSourceFiles(source);
   if (!(await pathExists(join(repo, 'HEAD')))) {
     await runGit(['init', '--bare', '--quiet', repo]);
   }
   await source.fetchTags(repo);
 
-  const catalogFile = join(folder, 'tags.json');
   const previous = await readCatalog(catalogFile);
-  const store = createArchiveStore(source.storage.packagesDir);
-  const update = await updateTagCatalog(repo, previous, {
-    refPattern: source.refPattern,
-    path: source.path,
-    limits: source.storage.limits,
-    has: (module, version, checksum) => store.has(module, version, checksum),
-    store: async (module, version, checksum, bytes) => {
-      if (!(await store.has(module, version, checksum)))
-        await writeFileAtomic(store.pathFor(module, version, checksum), bytes);
-    },
-  });
+  const update = await updateTagCatalog(repo, previous, catalogOptions(source));
   for (const warning of update.warnings) source.warn(`source "${source.name}": ${warning}`);
   await writeFileAtomic(catalogFile, `${JSON.stringify(update.catalog, null, 1)}\n`);
 
@@ -85,6 +71,43 @@ export async function fetchGitSource(source: GitSourceFetch): Promise<string> {
     message: update.added.length > 0 ? `tags ${update.added.join(', ')}` : 'no release tags yet',
     changes,
   });
+}
+
+export type PackedGitArchive =
+  | { kind: 'packed'; bytes: Buffer }
+  /** The source has no such version (not fetched yet, or another module's). */
+  | { kind: 'unknown' }
+  /** The version's commit no longer packs to the bytes its line names: nothing is stored. */
+  | { kind: 'mismatch'; reason: string };
+
+/**
+ * The archive of one version of a git source, packed from the commit its line was made from:
+ * how mirror, pull-through and `verify --repair` get a git source's archives.
+ */
+export async function packGitArchive(
+  source: GitSourceRepository,
+  module: string,
+  version: string,
+  checksum: string,
+): Promise<PackedGitArchive> {
+  const { repo, catalogFile } = gitSourceFiles(source);
+  const catalog = await readCatalog(catalogFile);
+  if (catalog.versions[version]?.checksum !== checksum) return { kind: 'unknown' };
+  const packed = await packArchiveOf(repo, catalog, module, version, catalogOptions(source));
+  if (!packed) return { kind: 'unknown' };
+  return 'bytes' in packed
+    ? { kind: 'packed', bytes: packed.bytes }
+    : { kind: 'mismatch', reason: packed.mismatch };
+}
+
+/** Beside the source's index repository: the fetched repository and what was packed from it. */
+function gitSourceFiles(source: GitSourceRepository): { repo: string; catalogFile: string } {
+  const folder = dirname(source.indexDir);
+  return { repo: join(folder, 'repo.git'), catalogFile: join(folder, 'tags.json') };
+}
+
+function catalogOptions(source: GitSourceRepository): TagCatalogOptions {
+  return { refPattern: source.refPattern, path: source.path, limits: source.limits };
 }
 
 async function readCatalog(file: string): Promise<TagCatalog> {

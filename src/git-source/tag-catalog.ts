@@ -1,3 +1,4 @@
+import { describeError } from '../core/errors.js';
 import type { ArchiveLimits } from '../hosted/module-archive.js';
 import { packTag } from './pack-tag.js';
 import { listReleaseTags } from './tag-versions.js';
@@ -26,10 +27,6 @@ export interface TagCatalogOptions {
   /** The module's folder in the repository; the root when undefined. */
   path: string | undefined;
   limits: ArchiveLimits;
-  /** Stores a newly packed archive (atomically) before its line is added. */
-  store(module: string, version: string, checksum: string, bytes: Buffer): Promise<void>;
-  /** Whether a packed version's archive is still stored (`verify --repair` deletes corrupt ones). */
-  has(module: string, version: string, checksum: string): Promise<boolean>;
 }
 
 export interface TagCatalogUpdate {
@@ -42,7 +39,8 @@ export interface TagCatalogUpdate {
 
 /**
  * Brings a git source's catalog up to its repository's release tags: each tag not packed yet
- * is packed and stored; a tag that now names another commit than the one its version was
+ * is packed, for its checksum and line (its archive is packed again when first wanted:
+ * packArchiveOf below, so proxy mode stores only what clients ask for); a tag that now names another commit than the one its version was
  * packed from (force-pushed) is reported and its version keeps its bytes; a tag whose
  * moon.mod.json names another module than the source's, or another version than the tag, or
  * that has none, is passed over with a warning. A tag deleted upstream keeps its version:
@@ -69,8 +67,6 @@ export async function updateTagCatalog(
           `tag ${release.tag} moved from ${known.commit.slice(0, 12)} to ${release.commit.slice(0, 12)}: version ${release.version} keeps what it served`,
         );
       }
-      const warning = await restore(gitDir, catalog.module, release.version, known, options);
-      if (warning) warnings.push(warning);
       continue;
     }
     const packed = await packTag(gitDir, release, options.path, options.limits);
@@ -83,7 +79,6 @@ export async function updateTagCatalog(
       warnings.push(`tag ${release.tag} skipped: its moon.mod.json names ${module}, not ${catalog.module}`);
       continue;
     }
-    await options.store(module, release.version, packed.archive.checksum, packed.bytes);
     catalog.module = module;
     catalog.versions[release.version] = {
       tag: release.tag,
@@ -97,22 +92,34 @@ export async function updateTagCatalog(
 }
 
 /**
- * Packs a version again from the commit it was packed from when its archive is gone from the
- * store: packing is deterministic, so the bytes are the ones its line names, or nothing is stored.
+ * The archive of a version in the catalog, packed again from the commit it was packed from
+ * (not from where its tag may have moved since). Packing is deterministic, so these are the
+ * bytes its line names; anything else is refused, never stored. Undefined when the catalog has
+ * no such version.
  */
-async function restore(
+export async function packArchiveOf(
   gitDir: string,
-  module: string | undefined,
+  catalog: TagCatalog,
+  module: string,
   version: string,
-  known: TagVersion,
   options: TagCatalogOptions,
-): Promise<string | undefined> {
-  if (!module || (await options.has(module, version, known.checksum))) return undefined;
+): Promise<{ bytes: Buffer } | { mismatch: string } | undefined> {
+  const known = catalog.versions[version];
+  if (!known || catalog.module !== module) return undefined;
   const release = { tag: known.tag, version, commit: known.commit, committedAt: new Date(0) };
-  const packed = await packTag(gitDir, release, options.path, options.limits).catch(() => undefined);
-  if (packed?.kind !== 'packed' || packed.archive.checksum !== known.checksum) {
-    return `version ${version}: its archive is gone and commit ${known.commit.slice(0, 12)} (tag ${known.tag}) no longer packs to the same bytes`;
+  const packed = await packTag(gitDir, release, options.path, options.limits).catch((error: unknown) => ({
+    kind: 'skipped' as const,
+    reason: describeError(error),
+  }));
+  if (packed.kind !== 'packed') {
+    return {
+      mismatch: `commit ${known.commit.slice(0, 12)} (tag ${known.tag}) no longer packs: ${packed.reason}`,
+    };
   }
-  await options.store(module, version, known.checksum, packed.bytes);
-  return undefined;
+  if (packed.archive.checksum !== known.checksum) {
+    return {
+      mismatch: `commit ${known.commit.slice(0, 12)} (tag ${known.tag}) now packs to ${packed.archive.checksum}, not ${known.checksum}`,
+    };
+  }
+  return { bytes: packed.bytes };
 }

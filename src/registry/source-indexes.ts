@@ -13,9 +13,9 @@ import { SourcePolicy, shadowWarning } from './source-policy.js';
 /** One UpstreamSource per enabled source, highest priority first. */
 export function enabledUpstreams(config: RegistryConfig, layout: RegistryLayout): UpstreamSource[] {
   // A git source packs archives as a publish would, under the same limits.
-  const storage = { packagesDir: layout.packagesDir, limits: archiveLimits({ config }) };
+  const limits = archiveLimits({ config });
   return enabledSources(config).map(
-    (s) => new UpstreamSource(s, sourceIndexDir(layout, s.name), sourceTimeouts(config, s), storage),
+    (s) => new UpstreamSource(s, sourceIndexDir(layout, s.name), sourceTimeouts(config, s), limits),
   );
 }
 

@@ -7,6 +7,7 @@ import {
   type DownloadObserver,
   downloadArchive,
 } from './archive-download.js';
+import { PackFailure, storePackedArchive } from './packed-archive.js';
 import type { SourceHealth } from './source-health.js';
 import type { UpstreamSource } from './upstream-source.js';
 
@@ -74,6 +75,19 @@ export async function fetchArchive(
   const outcomes: Array<'timeout' | 'not-found' | 'skipped' | 'other'> = [];
   let retryAt: number | undefined;
   for (const upstream of options.sources) {
+    if (upstream.packsArchives) {
+      // Packed from the repository fetched here: no network, so no breaker and no retries.
+      try {
+        const bytes = await storePackedArchive(upstream, target, options.tmpDir, options.observer);
+        return { bytes, source: upstream.name };
+      } catch (error) {
+        if (!(error instanceof PackFailure)) throw error;
+        errors.push(`${module}@${version}: ${error.reason}`);
+        reasons.push(error.reason);
+        outcomes.push(error.absent ? 'not-found' : 'other');
+        continue;
+      }
+    }
     const health = options.health?.(upstream.name);
     const label = `${module}@${version} from ${upstream.name}`;
     let lastFailure:

@@ -1,12 +1,19 @@
 import { access, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
+import { isHttpSource } from '../config/source-location.js';
 import type { AssetRef } from '../core/asset-path.js';
 import { describeError, RegistryError } from '../core/errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { resolveCommit } from '../git/objects.js';
 import { gitAuthRefused, gitConfigEnv, runGit } from '../git/run-git.js';
-import { fetchGitSource, type GitSourceStorage } from '../git-source/git-source-fetch.js';
+import {
+  fetchGitSource,
+  type GitSourceRepository,
+  type PackedGitArchive,
+  packGitArchive,
+} from '../git-source/git-source-fetch.js';
+import type { ArchiveLimits } from '../hosted/module-archive.js';
 import type { IndexWarning } from '../index/index-file.js';
 import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
 import { sourceArchiveUrl, sourceAssetUrl, sourceSymbolsUrl } from './archive-location.js';
@@ -44,20 +51,17 @@ export class UpstreamSource {
     readonly config: SourceConfig,
     readonly gitDir: string,
     readonly timeouts: SourceTimeouts,
-    /** A git source stores the archives it packs (its other upstreams are downloaded from). */
-    private readonly storage?: GitSourceStorage,
+    /** What an archive a git source packs may cost (its limits as a publish). */
+    private readonly packLimits?: ArchiveLimits,
   ) {}
 
   get name(): string {
     return this.config.name;
   }
 
-  /**
-   * Whether the source answers HTTP: a bundle source (fed by `import`) and a git source (its
-   * archives packed here from tags) have no archives, prebuilt wasm or symbols to ask for.
-   */
+  /** Whether the source answers HTTP (archives, prebuilt wasm, symbols): see isHttpSource. */
   get hasHttpService(): boolean {
-    return this.config.type !== 'bundle' && this.config.type !== 'git';
+    return isHttpSource(this.config);
   }
 
   /** Request headers for this source only; resolving them may fail on a missing variable. */
@@ -141,20 +145,37 @@ export class UpstreamSource {
     return commit;
   }
 
-  /** A git source: its tags fetched and packed, its index written here (git-source/). */
-  private async fetchRepository(warn: (message: string) => void): Promise<string> {
-    const gitUrl = this.config.git_url;
-    if (!this.storage || !gitUrl) {
-      throw new RegistryError('CONFIG', `source "${this.name}": a git source needs git_url and a store`);
+  /** Whether this source's archives are packed here from its repository (a git source). */
+  get packsArchives(): boolean {
+    return this.config.type === 'git';
+  }
+
+  /** A git source's archive of module@version, packed from the commit its line was made from. */
+  async packArchive(module: string, version: string, checksum: string): Promise<PackedGitArchive> {
+    return packGitArchive(this.gitRepository(), module, version, checksum);
+  }
+
+  private gitRepository(): GitSourceRepository {
+    if (!this.packLimits || this.config.type !== 'git') {
+      throw new RegistryError('CONFIG', `source "${this.name}" is not a git source with archive limits`);
     }
-    await this.ensureRepository();
-    const commit = await fetchGitSource({
+    return {
       name: this.name,
       refPattern: this.config.ref_pattern,
       path: this.config.path,
       indexDir: this.gitDir,
+      limits: this.packLimits,
+    };
+  }
+
+  /** A git source: its tags fetched and packed, its index written here (git-source/). */
+  private async fetchRepository(warn: (message: string) => void): Promise<string> {
+    const gitUrl = this.config.git_url;
+    if (!gitUrl) throw new RegistryError('CONFIG', `source "${this.name}": a git source needs git_url`);
+    await this.ensureRepository();
+    const commit = await fetchGitSource({
+      ...this.gitRepository(),
       branch: FETCHED_REF.replace('refs/heads/', ''),
-      storage: this.storage,
       fetchTags: async (repo) => {
         try {
           await runGit(

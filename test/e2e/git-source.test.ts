@@ -7,18 +7,30 @@
  * 3. A force-moved tag is named in a warning, the run succeeds and the version keeps its bytes;
  *    a tag whose moon.mod.json says another version is skipped with a warning naming it.
  * 4. A private repository: refused without credentials, fetched with [sources.auth].
+ * 5. A module in a subfolder, chosen by ref_pattern, served by `serve --proxy`: packed on first
+ *    request, once for twelve clients; /status, the status page and / name the repository.
+ * (1 also damages an archive: `verify --repair` packs it again from its commit.)
  */
 import assert from 'node:assert/strict';
-import { appendFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { pathExists } from '../../src/fs/path-exists.js';
 import { runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
 import { sha256Hex } from '../support/fixture.js';
 import { git } from '../support/git.js';
 import { type GitRepoServer, serveGitRepos } from '../support/git-repo-server.js';
 import { install, readIndexDir, update } from '../support/moon-client.js';
+import { waitFor } from '../support/test-registry.js';
 
 const MODULE = 'team/tool';
+
+interface StatusJson {
+  sources: Array<{ name: string; url: string }>;
+}
+interface RootJson {
+  sources: Array<Record<string, unknown> & { name: string }>;
+}
 
 describe('git sources', () => {
   let scratch: { path: string; remove: () => Promise<void> };
@@ -105,6 +117,16 @@ describe('git sources', () => {
     await release('v0.3.0', '0.3.0');
     await runCliOk(['mirror', '--full'], { cwd: a });
     assert.deepEqual([...(await served(a)).keys()], ['0.1.0', '0.2.0', '0.3.0']);
+
+    // A damaged archive: `verify --repair` packs it again from its commit, same bytes, line kept.
+    const before = await served(a);
+    const file = path.join(a, 'data/packages', MODULE, '0.1.0', `${before.get('0.1.0')}.zip`);
+    const good = await readFile(file);
+    await writeFile(file, good.subarray(0, good.length - 10));
+    assert.notEqual((await runCli(['verify'], { cwd: a })).code, 0, 'verify sees the damage');
+    const repaired = await runCliOk(['verify', '--repair'], { cwd: a });
+    assert.deepEqual(await readFile(file), good, repaired.stdout + repaired.stderr);
+    assert.deepEqual(await served(a), before);
   });
 
   test('a second registry packing the same tags over file:// gets the same checksums', async () => {
@@ -198,6 +220,49 @@ describe('git sources', () => {
         if (res.status === 200 && health.sync?.last_run) break;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
+      // Listed at sync, packed on first request: nothing stored yet.
+      const stored = path.join(d, 'data/packages/team/json');
+      assert.equal(await pathExists(stored), false, 'no archive packed before a client asks');
+      const answers = await Promise.all(
+        Array.from({ length: 12 }, async () => {
+          const res = await fetch(`${server.url}/user/team/json/1.2.0.zip`);
+          return { status: res.status, sum: sha256Hex(Buffer.from(await res.arrayBuffer())) };
+        }),
+      );
+      assert.deepEqual(new Set(answers.map((x) => `${x.status} ${x.sum}`)).size, 1, JSON.stringify(answers));
+      assert.equal(answers[0]?.status, 200);
+      // The log is written after each answer: wait for all twelve requests' lines.
+      const zipRequests = () => server.output().match(/"url":"\/user\/team\/json\/1\.2\.0\.zip"/g) ?? [];
+      await waitFor(() => zipRequests().length === 12, 'the log of twelve archive requests');
+      const packs = server.output().match(/archive fetched from upstream/g) ?? [];
+      assert.equal(packs.length, 1, `one packing for twelve clients:\n${server.output()}`);
+
+      // Where its versions come from, for people and machines: the repository, not a placeholder.
+      const repository = `${open.url}/mono.git`;
+      const status = (await (await fetch(`${server.url}/status`)).json()) as StatusJson;
+      assert.equal(status.sources.find((s) => s.name === 'mono')?.url, `${repository} (modules/json)`);
+      const page = await (await fetch(`${server.url}/status`, { headers: { accept: 'text/html' } })).text();
+      assert.ok(
+        page.includes(repository) && !page.includes('.invalid'),
+        'the status page names the repository',
+      );
+      const root = (await (await fetch(`${server.url}/`)).json()) as RootJson;
+      assert.deepEqual(
+        root.sources.find((s) => s.name === 'mono'),
+        {
+          name: 'mono',
+          type: 'git',
+          url: null,
+          index_url: null,
+          git_url: repository,
+          path: 'modules/json',
+          ref_pattern: 'json-v*',
+          priority: 110,
+          enabled: true,
+          default: false,
+        },
+      );
+
       await update(server.url, home);
       const installed = await install(server.url, home, { 'team/json': '1.2.0' });
       const bytes = installed.get('team/json')?.bytes as Buffer;

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import yauzl from 'yauzl';
 import { packTag } from '../../src/git-source/pack-tag.js';
-import { updateTagCatalog } from '../../src/git-source/tag-catalog.js';
+import { packArchiveOf, type TagVersion, updateTagCatalog } from '../../src/git-source/tag-catalog.js';
 import { listReleaseTags, type ReleaseTag, versionInTag } from '../../src/git-source/tag-versions.js';
 import { packModule } from '../../src/hosted/pack-module.js';
 import { git } from '../support/git.js';
@@ -176,19 +176,7 @@ describe('git source: the tag catalog', () => {
   }
 
   const mod = (name: string, version: string) => JSON.stringify({ name, version });
-  const stored: string[] = [];
-  const present = new Set<string>();
-  const options = {
-    refPattern: undefined,
-    path: undefined,
-    limits: LIMITS,
-    store: async (module: string, version: string, checksum: string, bytes: Buffer) => {
-      assert.equal(createHash('sha256').update(bytes).digest('hex'), checksum);
-      stored.push(`${module}@${version}`);
-      present.add(checksum);
-    },
-    has: async (_module: string, _version: string, checksum: string) => present.has(checksum),
-  };
+  const options = { refPattern: undefined, path: undefined, limits: LIMITS };
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'mbr-git-catalog-'));
@@ -210,7 +198,6 @@ describe('git source: the tag catalog', () => {
     await commitAndTag({ 'moon.mod.json': mod(MODULE, '0.2.5') }, ['v0.3.0']);
     const first = await updateTagCatalog(gitDir, { module: undefined, versions: {} }, options);
     assert.deepEqual(first.added, ['0.1.0', '0.2.0']);
-    assert.deepEqual(stored, [`${MODULE}@0.1.0`, `${MODULE}@0.2.0`]);
     assert.equal(first.catalog.module, MODULE);
     assert.equal(first.catalog.versions['0.2.0']?.tag, '0.2.0', 'of twins, the first by name');
     assert.deepEqual(first.warnings, [
@@ -234,15 +221,29 @@ describe('git source: the tag catalog', () => {
     assert.ok(
       second.warnings.includes(`tag v0.4.0 skipped: its moon.mod.json names team/other, not ${MODULE}`),
     );
-    assert.deepEqual(stored, [`${MODULE}@0.1.0`, `${MODULE}@0.2.0`, `${MODULE}@0.5.0`]);
 
-    // An archive deleted from the store (verify --repair) is packed again from its own commit,
-    // not from where its tag moved: the same bytes its line names.
-    present.delete(servedBefore?.checksum as string);
+    // The same tags a third time: nothing new.
     const third = await updateTagCatalog(gitDir, second.catalog, options);
     assert.deepEqual(third.added, []);
-    assert.equal(stored.at(-1), `${MODULE}@0.1.0`);
-    assert.ok(present.has(servedBefore?.checksum as string), 'restored with its checksum');
+    assert.deepEqual(third.catalog, second.catalog);
+  });
+
+  test('an archive is packed again from the commit its line was made from, or refused', async () => {
+    const catalog = (await updateTagCatalog(gitDir, { module: undefined, versions: {} }, options)).catalog;
+    const moved = catalog.versions['0.1.0'] as TagVersion;
+    // v0.1.0 was force-moved by the test before: its version still packs from its first commit.
+    await commitAndTag({ 'a.mbt': '3', 'moon.mod.json': mod(MODULE, '0.1.0') }, ['v0.1.0'], true);
+    const packed = await packArchiveOf(gitDir, catalog, MODULE, '0.1.0', options);
+    assert.ok(packed && 'bytes' in packed, JSON.stringify(packed));
+    assert.equal(createHash('sha256').update(packed.bytes).digest('hex'), moved.checksum);
+
+    assert.equal(await packArchiveOf(gitDir, catalog, MODULE, '9.9.9', options), undefined);
+    assert.equal(await packArchiveOf(gitDir, catalog, 'team/other', '0.1.0', options), undefined);
+    // A line whose bytes its commit does not give (a changed packer, a lying catalog): refused.
+    const lying = { ...catalog, versions: { '0.1.0': { ...moved, checksum: 'f'.repeat(64) } } };
+    const refused = await packArchiveOf(gitDir, lying, MODULE, '0.1.0', options);
+    assert.ok(refused && 'mismatch' in refused);
+    assert.match(refused.mismatch, /now packs to [0-9a-f]{64}, not f{64}/);
   });
 });
 
