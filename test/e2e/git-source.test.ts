@@ -8,13 +8,15 @@
  *    a tag whose moon.mod.json says another version is skipped with a warning naming it.
  * 4. A private repository: refused without credentials, fetched with [sources.auth].
  * 5. A module in a subfolder, chosen by ref_pattern, served by `serve --proxy`: packed on first
- *    request, once for twelve clients; /status, the status page and / name the repository.
+ *    request, once for twelve clients; /status, the status page and / name the repository; a
+ *    new tag is listed by the next sync and installs.
  * (1 also damages an archive: `verify --repair` packs it again from its commit.)
  */
 import assert from 'node:assert/strict';
 import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { strFromU8, unzipSync } from 'fflate';
 import { pathExists } from '../../src/fs/path-exists.js';
 import { runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
 import { sha256Hex } from '../support/fixture.js';
@@ -24,6 +26,7 @@ import { install, readIndexDir, update } from '../support/moon-client.js';
 import { waitFor } from '../support/test-registry.js';
 
 const MODULE = 'team/tool';
+const ADMIN_TOKEN = 'git-source-admin-5e1b';
 
 interface StatusJson {
   sources: Array<{ name: string; url: string }>;
@@ -210,7 +213,8 @@ describe('git sources', () => {
       ],
       { cwd: d },
     );
-    // Never mirrored: serve --proxy fetches and packs at its first sync.
+    await runCliOk(['config', 'server.admin_token', ADMIN_TOKEN], { cwd: d });
+    // Never mirrored: serve --proxy fetches the repository at its first sync.
     const server = await startServe(d, ['--proxy']);
     const home = path.join(scratch.path, 'home-proxy');
     try {
@@ -268,6 +272,23 @@ describe('git sources', () => {
       const bytes = installed.get('team/json')?.bytes as Buffer;
       assert.ok(bytes.includes(Buffer.from('moon.mod.json')), 'moon.mod.json at the zip root');
       assert.ok(!bytes.includes(Buffer.from('README.md')), 'nothing from outside the module folder');
+
+      // A new tag: the next sync (here one an operator asks for) lists it, and it installs.
+      const manifest = path.join(mono, 'modules/json/moon.mod.json');
+      await writeFile(manifest, JSON.stringify({ name: 'team/json', version: '1.3.0' }));
+      await git(['-C', mono, 'commit', '-qam', 'json 1.3.0']);
+      await git(['-C', mono, 'tag', 'json-v1.3.0']);
+      await git(['-C', mono, 'push', '-q', path.join(repos, 'mono.git'), 'json-v1.3.0']);
+      const sync = await fetch(`${server.url}/admin/sync`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        signal: AbortSignal.timeout(60_000),
+      });
+      assert.equal(sync.status, 200, await sync.text());
+      await update(server.url, home);
+      const newer = await install(server.url, home, { 'team/json': '1.3.0' });
+      const files = unzipSync(newer.get('team/json')?.bytes as Buffer);
+      assert.equal(JSON.parse(strFromU8(files['moon.mod.json'] as Uint8Array)).version, '1.3.0');
     } finally {
       await server.stop();
     }
