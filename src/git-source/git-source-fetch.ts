@@ -28,6 +28,7 @@ export interface GitSourceFetch extends GitSourceRepository {
   /** Fetches every tag of the repository into `repo`, force-moving moved ones. */
   fetchTags(repo: string): Promise<void>;
   warn(message: string): void;
+  onPacked?(checksum: string, bytes: Buffer): void;
 }
 
 const CatalogSchema = z.object({
@@ -53,7 +54,10 @@ export async function fetchGitSource(source: GitSourceFetch): Promise<string> {
   await source.fetchTags(repo);
 
   const previous = await readCatalog(catalogFile);
-  const update = await updateTagCatalog(repo, previous, catalogOptions(source));
+  const update = await updateTagCatalog(repo, previous, {
+    ...catalogOptions(source),
+    ...(source.onPacked ? { onPacked: source.onPacked } : {}),
+  });
   for (const warning of update.warnings) source.warn(`source "${source.name}": ${warning}`);
   await writeFileAtomic(catalogFile, `${JSON.stringify(update.catalog, null, 1)}\n`);
 

@@ -1,5 +1,5 @@
 import { describeError } from '../core/errors.js';
-import { listTree, readBlobs } from '../git/objects.js';
+import { listTreeSizes, readBlobs } from '../git/objects.js';
 import type { ArchiveLimits, ModuleArchive } from '../hosted/module-archive.js';
 import { packedFileRule, packGlobsOf, writeModuleZip } from '../hosted/pack-module.js';
 import { preparePublish } from '../hosted/publish.js';
@@ -26,34 +26,43 @@ export async function packTag(
   limits: ArchiveLimits,
 ): Promise<PackedTag> {
   const folder = path?.replace(/^\/+|\/+$/g, '') || undefined;
-  let files: Map<string, string>;
+  let tree: Map<string, { oid: string; size: number }>;
   try {
-    files = await listTree(gitDir, folder ? `${tag.commit}:${folder}` : tag.commit);
+    tree = await listTreeSizes(gitDir, folder ? `${tag.commit}:${folder}` : tag.commit);
   } catch {
     return { kind: 'skipped', reason: `it has no folder ${folder ?? '.'}` };
   }
-  const manifestBlob = files.get('moon.mod.json');
-  if (!manifestBlob)
+  if (!tree.has('moon.mod.json'))
     return { kind: 'skipped', reason: `it has no moon.mod.json${folder ? ` in ${folder}` : ''}` };
-  const [manifestBytes] = (await readBlobs(gitDir, [manifestBlob])).values();
+  // Every file any include/exclude could pack, read in one go; bounded before it is read.
+  const candidates = [...tree.keys()].filter(packedFileRule({ include: [], exclude: [] }));
+  const bytes = candidates.reduce((sum, p) => sum + (tree.get(p)?.size ?? 0), 0);
+  if (bytes > limits.maxUncompressed)
+    return {
+      kind: 'skipped',
+      reason: `its files come to ${bytes} bytes, over the limit of ${limits.maxUncompressed}`,
+    };
+  const blobs = await readBlobs(
+    gitDir,
+    candidates.map((p) => tree.get(p)?.oid as string),
+  );
+  const contents = (p: string) => blobs.get(tree.get(p)?.oid as string) as Buffer;
   let manifest: unknown;
   try {
-    manifest = JSON.parse(manifestBytes?.toString('utf8') ?? '');
+    manifest = JSON.parse(contents('moon.mod.json').toString('utf8'));
   } catch {
     return { kind: 'skipped', reason: 'its moon.mod.json is not valid JSON' };
   }
   const packs = packedFileRule(packGlobsOf(manifest));
-  const paths = [...files.keys()].filter(packs).sort();
-  const blobs = await readBlobs(
-    gitDir,
-    paths.map((p) => files.get(p) as string),
-  );
-  const bytes = await writeModuleZip(
-    paths.map((p) => ({ path: p, bytes: blobs.get(files.get(p) as string) as Buffer })),
+  const zip = await writeModuleZip(
+    candidates
+      .filter(packs)
+      .sort()
+      .map((p) => ({ path: p, bytes: contents(p) })),
   );
   let prepared: Awaited<ReturnType<typeof preparePublish>>;
   try {
-    prepared = await preparePublish(bytes, limits, tag.committedAt);
+    prepared = await preparePublish(zip, limits, tag.committedAt);
   } catch (error) {
     return { kind: 'skipped', reason: describeError(error) };
   }
@@ -63,5 +72,5 @@ export async function packTag(
       reason: `its moon.mod.json says version ${prepared.archive.version}, the tag ${tag.version}`,
     };
   }
-  return { kind: 'packed', bytes, ...prepared };
+  return { kind: 'packed', bytes: zip, ...prepared };
 }

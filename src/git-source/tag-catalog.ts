@@ -27,6 +27,8 @@ export interface TagCatalogOptions {
   /** The module's folder in the repository; the root when undefined. */
   path: string | undefined;
   limits: ArchiveLimits;
+  /** Hears of each newly packed archive (its bytes may be wanted again soon: a mirror's download). */
+  onPacked?(checksum: string, bytes: Buffer): void;
 }
 
 export interface TagCatalogUpdate {
@@ -79,6 +81,7 @@ export async function updateTagCatalog(
       warnings.push(`tag ${release.tag} skipped: its moon.mod.json names ${module}, not ${catalog.module}`);
       continue;
     }
+    options.onPacked?.(packed.archive.checksum, packed.bytes);
     catalog.module = module;
     catalog.versions[release.version] = {
       tag: release.tag,

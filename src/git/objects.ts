@@ -32,15 +32,26 @@ export async function listTree(
   commit: string,
   onOther?: (path: string, mode: string) => void,
 ): Promise<Map<string, string>> {
-  const { stdout } = await runGit(['--git-dir', gitDir, 'ls-tree', '-r', '-z', '--full-tree', commit]);
   const files = new Map<string, string>();
+  for (const [path, file] of await listTreeSizes(gitDir, commit, onOther)) files.set(path, file.oid);
+  return files;
+}
+
+/** listTree with each file's size, so that what a tree would cost is known before reading it. */
+export async function listTreeSizes(
+  gitDir: string,
+  commit: string,
+  onOther?: (path: string, mode: string) => void,
+): Promise<Map<string, { oid: string; size: number }>> {
+  const { stdout } = await runGit(['--git-dir', gitDir, 'ls-tree', '-r', '-z', '-l', '--full-tree', commit]);
+  const files = new Map<string, { oid: string; size: number }>();
   for (const record of stdout.toString('utf8').split('\0')) {
     if (!record) continue;
-    // "<mode> SP <type> SP <oid> TAB <path>"
+    // "<mode> SP <type> SP <oid> SP+ <size> TAB <path>" (size is "-" for a submodule)
     const tab = record.indexOf('\t');
-    const [mode = '', type, oid] = record.slice(0, tab).split(' ');
+    const [mode = '', type, oid, size] = record.slice(0, tab).split(/ +/);
     const path = record.slice(tab + 1);
-    if (type === 'blob' && oid && FILE_MODES.has(mode)) files.set(path, oid);
+    if (type === 'blob' && oid && FILE_MODES.has(mode)) files.set(path, { oid, size: Number(size) });
     else onOther?.(path, mode);
   }
   return files;

@@ -1,5 +1,6 @@
 import { access, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { LRUCache } from 'lru-cache';
 import type { SourceConfig } from '../config/schema.js';
 import { isHttpSource } from '../config/source-location.js';
 import type { AssetRef } from '../core/asset-path.js';
@@ -46,6 +47,14 @@ export const INDEX_URL_KEY = 'moonbit-registry.indexurl';
  */
 export class UpstreamSource {
   private authValue: string | undefined | null = null;
+  /**
+   * A git source's archives packed by its last index fetches, by checksum: a mirror packs each
+   * new tag for its line and then wants its archive at once. Bounded; a miss packs again.
+   */
+  private readonly recentPacks = new LRUCache<string, Buffer>({
+    maxSize: 32 * 1024 * 1024,
+    sizeCalculation: (bytes) => Math.max(1, bytes.length),
+  });
 
   constructor(
     readonly config: SourceConfig,
@@ -152,6 +161,9 @@ export class UpstreamSource {
 
   /** A git source's archive of module@version, packed from the commit its line was made from. */
   async packArchive(module: string, version: string, checksum: string): Promise<PackedGitArchive> {
+    const recent = this.recentPacks.get(checksum);
+    // Keyed by its own sha256, so these are the bytes the line names whatever module asks.
+    if (recent) return { kind: 'packed', bytes: recent };
     return packGitArchive(this.gitRepository(), module, version, checksum);
   }
 
@@ -197,6 +209,7 @@ export class UpstreamSource {
         }
       },
       warn,
+      onPacked: (checksum, bytes) => this.recentPacks.set(checksum, bytes),
     });
     await writeFileAtomic(fetchStampPath(this.gitDir), `${new Date().toISOString()}\n`);
     return commit;

@@ -149,6 +149,13 @@ describe('git source: release tags and their archives', () => {
     assert.deepEqual(missing, { kind: 'skipped', reason: 'it has no folder tools' });
     const noManifest = await packTag(gitDir, await tag('v1.0.0'), 'src', LIMITS);
     assert.deepEqual(noManifest, { kind: 'skipped', reason: 'it has no moon.mod.json in src' });
+    // Bounded before anything is read: the tree's sizes say it would unpack to too much.
+    const huge = await packTag(gitDir, await tag('v1.0.0'), undefined, { ...LIMITS, maxUncompressed: 10 });
+    assert.equal(huge.kind, 'skipped');
+    assert.match(
+      huge.kind === 'skipped' ? huge.reason : '',
+      /^its files come to \d+ bytes, over the limit of 10$/,
+    );
     const sub = await packTag(gitDir, { ...(await tag('v1.3.0')), version: '2.0.0' }, 'tools/', LIMITS);
     assert.equal(sub.kind, 'packed');
     if (sub.kind === 'packed') {
