@@ -19,7 +19,9 @@ export type ErrorCode =
   | 'TOO_LARGE'
   | 'FORBIDDEN'
   /** The same module@version with other bytes is already there. */
-  | 'CONFLICT';
+  | 'CONFLICT'
+  /** A service the registry stands on (object storage, coordination) does not answer: 503. */
+  | 'UNAVAILABLE';
 
 export class RegistryError extends Error {
   readonly code: ErrorCode;

@@ -42,6 +42,11 @@ export function errorResponse(error: unknown): ErrorResponse {
     return { status: error.status, message: error.message, headers: error.headers, internal };
   }
   if (isRegistryError(error)) {
+    // Storage or coordination down: "try again", never a 404 that a cache would keep.
+    if (error.code === 'UNAVAILABLE') {
+      const headers = { 'Retry-After': BUSY_RETRY_AFTER_SECONDS };
+      return { status: 503, message: error.message, headers, internal: false };
+    }
     const status = CLIENT_ERROR_STATUS[error.code];
     if (status !== undefined) return { status, message: error.message, headers: {}, internal: false };
   }
