@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { closeClusters } from '../coordination/cluster.js';
 import { registerCompletionCommand } from './commands/completion-command.js';
 import { registerConfigCommand } from './commands/config-command.js';
 import { registerGcCommand } from './commands/gc-command.js';
@@ -59,5 +60,7 @@ export async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (error) {
     process.exitCode = printError(error);
+  } finally {
+    await closeClusters(); // an open Redis connection would keep the process alive
   }
 }

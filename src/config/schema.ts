@@ -332,6 +332,72 @@ const GitSchema = z
   })
   .strict();
 
+/**
+ * `[storage]`: where archives, prebuilt wasm and symbols live. `fs` is data/ itself; `s3` is a
+ * bucket shared by replicas (store/blob/). Credentials may be ${VAR}s, resolved when the store
+ * opens, so the secret is never written anywhere; without them the S3 client's own chain
+ * (AWS_* variables, profiles, instance roles) applies.
+ */
+const StorageSchema = z
+  .object({
+    type: z
+      .enum(['fs', 's3'])
+      .default('fs')
+      .describe('"fs": data/ (the default); "s3": an S3-compatible bucket.'),
+    endpoint: httpUrl.optional().describe('S3 endpoint URL (MinIO, R2, Ceph); omit for AWS S3.'),
+    region: z.string().min(1).default('us-east-1').describe('S3 region.'),
+    bucket: z
+      .string()
+      .regex(
+        /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+        'must be an S3 bucket name (3-63 lowercase letters, digits, dots, dashes)',
+      )
+      .optional()
+      .describe('The bucket (type = "s3").'),
+    prefix: z
+      .string()
+      .regex(/^([A-Za-z0-9._-]+\/)*$/, 'must be folder names each ending in "/", such as "registry/"')
+      .default('')
+      .describe('Key prefix inside the bucket, such as "team-a/".'),
+    force_path_style: z
+      .boolean()
+      .default(false)
+      .describe('Path-style URLs (endpoint/bucket/key), as MinIO and s3rver need.'),
+    access_key_id: z.string().min(1).optional().describe('Access key id (may use ${VAR}).'),
+    secret_access_key: z.string().min(1).optional().describe('Secret key (may use ${VAR}; never printed).'),
+    redirect: z
+      .boolean()
+      .default(false)
+      .describe('Answer archive downloads with a short-lived presigned redirect to the bucket.'),
+  })
+  .strict()
+  .superRefine((storage, ctx) => {
+    if (storage.type === 's3' && storage.bucket === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'type = "s3" needs a bucket' });
+    }
+    if ((storage.access_key_id === undefined) !== (storage.secret_access_key === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [storage.access_key_id === undefined ? 'access_key_id' : 'secret_access_key'],
+        message: 'access_key_id and secret_access_key go together',
+      });
+    }
+  });
+
+/** `[coordination]`: the Redis that replicas share (locks, single flight, index head). */
+const CoordinationSchema = z
+  .object({
+    redis_url: z
+      .string()
+      .regex(
+        /^(rediss?:\/\/.+|\$\{[A-Za-z_][A-Za-z0-9_]*\})$/,
+        'must be a redis:// or rediss:// URL (or ${VAR})',
+      )
+      .optional()
+      .describe('redis://host:port of the Redis replicas share (may use ${VAR}); none: one process.'),
+  })
+  .strict();
+
 /** The file's tables as written; ConfigSchema adds what the legacy [upstream] implies. */
 export const ConfigObjectSchema = z
   .object({
@@ -540,6 +606,8 @@ export const ConfigObjectSchema = z
     hosted: HostedSchema.prefault({}),
     git: GitSchema.prefault({}),
     gc: GcSchema.prefault({}),
+    storage: StorageSchema.prefault({}),
+    coordination: CoordinationSchema.prefault({}),
   })
   .strict();
 
@@ -593,3 +661,5 @@ export type AccessToken = AccessConfig['tokens'][number];
 export type HostedConfig = z.infer<typeof HostedSchema>;
 export type SourceAuth = z.infer<typeof AuthSchema>;
 export type SourceType = (typeof SOURCE_TYPES)[number];
+export type StorageConfig = z.infer<typeof StorageSchema>;
+export type CoordinationConfig = z.infer<typeof CoordinationSchema>;

@@ -1,6 +1,6 @@
 import { rm, rmdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname, relative, sep } from 'node:path';
+import { dirname, isAbsolute, relative, sep } from 'node:path';
 import { parseDuration } from '../core/duration.js';
 import { describeError } from '../core/errors.js';
 import { moduleMatcher } from '../core/module-glob.js';
@@ -10,6 +10,7 @@ import { acquireRegistryLock } from '../registry/lock.js';
 import type { Registry } from '../registry/registry.js';
 import type { IndexLog } from '../registry/source-indexes.js';
 import { readLastDownloads } from '../status/last-downloads.js';
+import { FsBlobStore } from '../store/blob/fs-blob-store.js';
 import { type KeepReason, type StoredFact, selectGarbage } from './garbage-selection.js';
 import { gatherReferences } from './references.js';
 import { scanStoredFiles } from './stored-files.js';
@@ -81,7 +82,7 @@ export async function collectGarbage(registry: Registry, options: GcOptions): Pr
       referencedVersions.add(version);
       referencedModules.add(version.slice(0, version.lastIndexOf('@')));
     }
-    const facts = await scanStoredFiles(layout, referencedModules);
+    const facts = await scanStoredFiles(layout, registry.store, referencedModules);
     const archiveTimeout = parseDuration(config.mirror.archive_timeout) ?? 600_000;
     const selection = selectGarbage(facts, {
       references: gathered.references,
@@ -97,20 +98,23 @@ export async function collectGarbage(registry: Registry, options: GcOptions): Pr
 
     const failed: GcReport['failed'] = [];
     const removed: RemovedEntry[] = [];
-    const rel = (path: string) => relative(layout.root, path).split(sep).join('/');
+    const rel = (path: string) =>
+      isAbsolute(path) ? relative(layout.root, path).split(sep).join('/') : path;
     for (const fact of order(selection.remove)) {
       if (!options.dryRun) {
         lock.assertHeld();
         try {
-          // Archives are single files; an asset or temp folder goes whole.
-          await rm(fact.path, { recursive: fact.kind !== 'archive', force: fact.kind !== 'archive' });
+          // Archives are single blobs; an asset or temp folder goes whole.
+          if (fact.kind === 'archive') await registry.store.blobs.delete(fact.key);
+          else await rm(fact.path, { recursive: true, force: true });
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
             failed.push({ path: rel(fact.path), error: describeError(error) });
             continue;
           }
         }
-        if (fact.kind !== 'temp' && !referencedVersions.has(moduleKey(fact.module, fact.version))) {
+        const onDisk = fact.kind !== 'archive' || registry.store.blobs instanceof FsBlobStore;
+        if (onDisk && fact.kind !== 'temp' && !referencedVersions.has(moduleKey(fact.module, fact.version))) {
           const root = fact.kind === 'archive' ? layout.packagesDir : layout.assetsDir;
           await removeEmptyFolders(dirname(fact.path), root);
         }

@@ -10,6 +10,8 @@ import { moduleKey } from '../core/module-name.js';
 export interface StoredArchiveFact {
   kind: 'archive';
   path: string;
+  /** Its blob key in the archive store. */
+  key: string;
   module: string;
   version: string;
   checksum: string;

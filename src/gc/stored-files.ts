@@ -5,7 +5,8 @@ import pLimit from 'p-limit';
 import { isValidModuleName } from '../core/module-name.js';
 import { isValidVersion } from '../core/version.js';
 import type { RegistryLayout } from '../registry/layout.js';
-import { scanStore } from '../store/archive-scan.js';
+import { scanArchives } from '../store/archive-scan.js';
+import type { ArchiveStore } from '../store/archive-store.js';
 import type { AssetFolderFact, StoredArchiveFact, StoredFact, TempFact } from './garbage-selection.js';
 
 const STAT_CONCURRENCY = 32;
@@ -20,24 +21,26 @@ const STAT_CONCURRENCY = 32;
  */
 export async function scanStoredFiles(
   layout: RegistryLayout,
+  store: ArchiveStore,
   referencedModules: ReadonlySet<string>,
 ): Promise<StoredFact[]> {
   const [archives, assets, temps] = await Promise.all([
-    scanArchives(layout.packagesDir),
+    scanStoredArchives(store),
     scanAssets(layout.assetsDir, referencedModules),
     scanTempRoot(layout.tmpDir),
   ]);
   return [...archives, ...assets, ...temps];
 }
 
-async function scanArchives(packagesDir: string): Promise<StoredFact[]> {
-  const scan = await scanStore(packagesDir);
+async function scanStoredArchives(store: ArchiveStore): Promise<StoredFact[]> {
+  const scan = await scanArchives(store);
   const limit = pLimit(STAT_CONCURRENCY);
-  const archives = scan.archives.map((archive) =>
+  const archives = scan.archives.map(({ listed, ...archive }) =>
     limit(async (): Promise<StoredArchiveFact | undefined> => {
-      const info = await statOrGone(archive.path);
-      if (!info?.isFile()) return undefined;
-      return { kind: 'archive', ...archive, bytes: info.size, mtimeMs: info.mtimeMs };
+      // A bucket listing tells size and time; a disk walk needs a stat.
+      const info = listed ?? (await store.blobs.stat(archive.key));
+      if (!info) return undefined;
+      return { kind: 'archive', ...archive, bytes: info.size, mtimeMs: info.modified.getTime() };
     }),
   );
   // A writer killed mid-write left its temp file beside the target (moveFile across file

@@ -12,6 +12,8 @@ export interface CommitRequest {
   /** path -> new content, or null to delete the path. */
   changes: Map<string, Buffer | null>;
   author?: { name: string; email: string };
+  /** Commit time in seconds; now by default. A fixed time makes the commit id reproducible. */
+  time?: number;
 }
 
 /**
@@ -21,7 +23,7 @@ export interface CommitRequest {
  */
 export async function writeCommit(request: CommitRequest): Promise<string> {
   const author = request.author ?? { name: 'moonbit-registry', email: 'moonbit-registry@localhost' };
-  const now = Math.floor(Date.now() / 1000);
+  const now = request.time ?? Math.floor(Date.now() / 1000);
   const ref = `refs/heads/${request.branch}`;
   const parts: Buffer[] = [];
   const push = (text: string) => parts.push(Buffer.from(text, 'utf8'));

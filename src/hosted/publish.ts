@@ -2,7 +2,6 @@ import { RegistryError } from '../core/errors.js';
 import { formatIndexLine, indexTimestamp } from '../core/index-line-format.js';
 import { moduleMatcher } from '../core/module-glob.js';
 import { foldedPath } from '../core/portable-path.js';
-import { writeFileAtomic } from '../fs/atomic-write.js';
 import { type IndexEntry, parseIndexLine } from '../index/index-file.js';
 import { ServedIndex } from '../index/served-index.js';
 import { withRegistryLock } from '../registry/lock.js';
@@ -107,7 +106,7 @@ export async function publishModule(
     // The archive first: a line is never published before the bytes it names are stored. The
     // same bytes again also bring back an archive that was lost (verify says to do just that).
     const restored = !(await store.has(module, version, checksum));
-    if (restored) await writeFileAtomic(store.pathFor(module, version, checksum), request.bytes);
+    if (restored) await store.putBytes(module, version, checksum, request.bytes);
     if (before) {
       // A restored archive makes its version servable again (a rebuild left it out meanwhile).
       if (restored) await refreshServedModule(registry, lock, module, `${what} (archive restored)`, log);

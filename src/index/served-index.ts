@@ -55,6 +55,8 @@ export class ServedIndex {
       parent: undefined,
       message: `Initialize ${registryName} index\n`,
       changes: new Map(),
+      // The same first commit on every machine: replicas started side by side begin one history.
+      time: 0,
     });
   }
 

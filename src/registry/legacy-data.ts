@@ -174,9 +174,8 @@ export async function adoptLegacyArchives(
     const sha256 = fresh ? cached.sha256 : await hashFile(path);
     const candidates = merged.candidates(ref.module, ref.version);
     if (candidates.some((c) => c.entry.checksum === sha256)) {
-      const target = registry.store.pathFor(ref.module, ref.version, sha256);
-      if (await pathExists(target)) await rm(path);
-      else await moveFile(path, target);
+      if (await registry.store.has(ref.module, ref.version, sha256)) await rm(path);
+      else await registry.store.put(ref.module, ref.version, sha256, path);
       return 'adopted';
     }
     const reason =

@@ -2,6 +2,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
+import { clusterFor, WRITER_LEASE } from '../coordination/cluster.js';
 import { describeError, RegistryError } from '../core/errors.js';
 import { removeStaleTemps, writeFileAtomic } from '../fs/atomic-write.js';
 import { isProcessAlive } from '../fs/temp-dirs.js';
@@ -98,8 +99,23 @@ export async function acquireRegistryLock(
     ...(options.brief ? { brief: true } : {}),
   };
   await writeFileAtomic(ownerFile, JSON.stringify(owner));
+  // Replicas of one registry on other hosts: one writer across all of them too.
+  let cluster: ClusterHold | undefined;
+  try {
+    cluster = await holdClusterLock(target, options.waitForBriefMs ?? 0);
+  } catch (error) {
+    await rm(ownerFile, { force: true });
+    await release().catch(() => undefined);
+    throw error;
+  }
   return {
     assertHeld: () => {
+      if (cluster?.signal.aborted) {
+        throw new RegistryError(
+          'LOCKED',
+          `lost the cluster lock (${describeError(cluster.signal.reason)}); ${what} stopped before publishing`,
+        );
+      }
       if (compromised) {
         throw new RegistryError(
           'LOCKED',
@@ -108,8 +124,50 @@ export async function acquireRegistryLock(
       }
     },
     release: async () => {
-      await rm(ownerFile, { force: true });
-      await release().catch(() => undefined); // already gone if it was compromised
+      try {
+        await cluster?.release(); // shares this writer's commits with the other replicas
+      } finally {
+        await rm(ownerFile, { force: true });
+        await release().catch(() => undefined); // already gone if it was compromised
+      }
+    },
+  };
+}
+
+interface ClusterHold {
+  signal: AbortSignal;
+  release(): Promise<void>;
+}
+
+/**
+ * With `[coordination]`, the writer lease of every replica, held until release. Taking it brings
+ * this replica's indexes to the shared heads; releasing it shares what was committed meanwhile
+ * (coordination/shared-history.ts), so each writer starts where the last one ended.
+ */
+async function holdClusterLock(target: string, waitMs: number): Promise<ClusterHold | undefined> {
+  const opening = clusterFor(target);
+  if (!opening) return undefined;
+  const cluster = await opening;
+  let finish: () => void = () => undefined;
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  let held: Promise<void> = Promise.resolve();
+  const signal = await new Promise<AbortSignal>((resolve, reject) => {
+    held = cluster.coordination.withLock(WRITER_LEASE, { waitMs }, async (signal) => {
+      const { heads } = await cluster.history.startWriting();
+      resolve(signal);
+      await finished;
+      await cluster.history.finishWriting(heads, !signal.aborted);
+      if (signal.aborted) throw signal.reason;
+    });
+    held.catch(reject);
+  });
+  return {
+    signal,
+    release: async () => {
+      finish();
+      await held;
     },
   };
 }

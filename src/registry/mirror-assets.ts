@@ -102,7 +102,10 @@ async function mirrorVersion(
   if (record?.complete) return;
   let paths: string[][];
   try {
-    paths = await readExecutablePackages(registry.store.pathFor(module, version, checksum));
+    paths = await registry.store.withLocalFile(item.winner.entry, registry.layout.tmpDir, (file) => {
+      if (!file) throw new Error('the archive is not stored');
+      return readExecutablePackages(file);
+    });
   } catch (error) {
     work.warn(`${key}: cannot read its packages for prebuilt wasm: ${describeError(error)}`);
     return;

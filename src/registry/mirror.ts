@@ -397,7 +397,12 @@ async function downloadMissing(
               .sourcesWithChecksum(module, version, checksum)
               .flatMap((c) => upstreams.get(c.source) ?? []);
             const { bytes, source } = await fetchArchive(
-              { module, version, checksum, destination: registry.store.pathFor(module, version, checksum) },
+              {
+                module,
+                version,
+                checksum,
+                keep: (file) => registry.store.put(module, version, checksum, file),
+              },
               {
                 sources,
                 tmpDir,

@@ -2,10 +2,12 @@ import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { RegistryConfig, SourceConfig } from '../config/schema.js';
 import { type ConfigFile, loadConfigFile } from '../config/toml-file.js';
+import { registerCluster } from '../coordination/cluster.js';
 import { RegistryError } from '../core/errors.js';
 import { HostedIndex } from '../hosted/hosted-index.js';
 import { ServedIndex } from '../index/served-index.js';
 import { type ArchiveStore, createArchiveStore } from '../store/archive-store.js';
+import { openBlobStore } from '../store/blob/open-blob-store.js';
 import { autoPushHook } from './index-remote.js';
 import { type RegistryLayout, registryLayout } from './layout.js';
 import { prepareDataDir } from './legacy-data.js';
@@ -48,6 +50,8 @@ export async function openRegistry(dir: string, options: OpenOptions = {}): Prom
   const layout = registryLayout(root, config.registry.data_dir);
   const ignore = () => undefined;
   await prepareDataDir(layout, config.registry.name, options.notice ?? ignore);
+  const blobs = openBlobStore(config.storage, layout.dataDir, config.mirror.timeout_seconds * 1000);
+  if (config.coordination.redis_url) registerCluster(layout, config.coordination.redis_url, blobs);
   return {
     layout,
     configFile,
@@ -55,7 +59,7 @@ export async function openRegistry(dir: string, options: OpenOptions = {}): Prom
     servedIndex: new ServedIndex(layout.indexDir, {
       afterCommit: autoPushHook(config, layout, options.warn ?? ignore),
     }),
-    store: createArchiveStore(layout.packagesDir),
+    store: createArchiveStore(blobs),
     hosted: new HostedIndex(configFile.config.hosted, layout.hostedIndexDir),
   };
 }

@@ -1,5 +1,4 @@
-import { rm } from 'node:fs/promises';
-import { relative, sep } from 'node:path';
+import { isAbsolute, relative, sep } from 'node:path';
 import pLimit from 'p-limit';
 import { describeError, RegistryError } from '../core/errors.js';
 import { indexPathForModule, moduleFromIndexPath, moduleKey } from '../core/module-name.js';
@@ -7,7 +6,7 @@ import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
 import { listTree, readBlobs } from '../git/objects.js';
 import { type IndexEntry, parseIndexFile } from '../index/index-file.js';
 import type { MergedCatalog } from '../index/merged-catalog.js';
-import { hashFile, type StoredArchive, scanStore } from '../store/archive-scan.js';
+import { hashBlob, removeStoreEntry, type StoredArchive, scanArchives } from '../store/archive-scan.js';
 import { fetchArchive } from '../upstream/archive-fetch.js';
 import { createSourceAgents } from '../upstream/http-agent.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
@@ -76,6 +75,7 @@ export interface VerifyOptions {
 interface ServedVersion {
   entry: IndexEntry;
   path: string;
+  key: string;
   /** Its stored archive holds other bytes (or cannot be read). */
   corrupt: boolean;
 }
@@ -88,7 +88,7 @@ interface Check {
   /** Served versions with problems, by module@version. */
   broken: Map<string, ServedVersion>;
   /** Files to delete on repair (strays, and corrupt archives of unlisted versions), by problem. */
-  files: Map<Problem, { path: string; directory: boolean }>;
+  files: Map<Problem, { path: string; key?: string; directory: boolean }>;
   /** Bad prebuilt wasm of served versions, by problem. */
   assets: Map<Problem, AssetProblem>;
   report: Omit<VerifyReport, 'ok' | 'problems'>;
@@ -135,8 +135,9 @@ async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise
   }
   const problems: Problem[] = [];
   const served = await readServedIndex(registry.servedIndex.gitDir, commit, problems);
-  const scan = await scanStore(store.root);
-  const rel = (path: string) => relative(layout.root, path).split(sep).join('/');
+  const scan = await scanArchives(store);
+  // Files by their path in the registry folder; bucket objects by their URL.
+  const rel = (path: string) => (isAbsolute(path) ? relative(layout.root, path).split(sep).join('/') : path);
 
   // Every stored archive is hashed once, listed or not: that is what verify is for.
   const hashes = new Map<string, { checksum: string } | { error: string }>();
@@ -146,7 +147,8 @@ async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise
     scan.archives.map((archive) =>
       limit(async () => {
         try {
-          const hashed = await hashFile(archive.path);
+          const hashed = await hashBlob(store.blobs, archive.key);
+          if (!hashed) return; // gone since the scan: counts as not stored
           bytes += hashed.bytes;
           hashes.set(archive.path, hashed);
         } catch (error) {
@@ -168,13 +170,14 @@ async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise
   const stored = new Map(scan.archives.filter((a) => hashes.has(a.path)).map((a) => [a.path, a]));
 
   const broken = new Map<string, ServedVersion>();
-  const files = new Map<Problem, { path: string; directory: boolean }>();
+  const files = new Map<Problem, { path: string; key?: string; directory: boolean }>();
   const servedPaths = new Set<string>();
   let versions = 0;
   for (const [module, entries] of served) {
     for (const [version, entry] of entries) {
       versions++;
-      const path = store.pathFor(module, version, entry.checksum);
+      const path = store.locate(module, version, entry.checksum);
+      const key = store.keyFor(module, version, entry.checksum);
       servedPaths.add(path);
       const found: Problem[] = [];
       const archive = stored.get(path);
@@ -189,7 +192,7 @@ async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise
         found.push({ kind: 'no-source', ...at, detail: noSourceDetail(merged, entry) });
       }
       if (found.length > 0) {
-        broken.set(moduleKey(module, version), { entry, path, corrupt: bad !== undefined });
+        broken.set(moduleKey(module, version), { entry, path, key, corrupt: bad !== undefined });
         problems.push(...found);
       }
     }
@@ -207,7 +210,7 @@ async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise
         path: rel(archive.path),
         detail: `not served; ${bad}`,
       };
-      files.set(problem, { path: archive.path, directory: false });
+      files.set(problem, { path: archive.path, key: archive.key, directory: false });
       problems.push(problem);
     }
   }
@@ -337,17 +340,17 @@ async function repairRegistry(
   for (const served of check.broken.values()) for (const upstream of sourcesFor(served)) upstream.headers();
 
   const deleteErrors = new Map<string, string>();
-  const remove = async (path: string, directory: boolean) => {
+  const remove = async (entry: { path: string; key?: string; directory?: boolean }) => {
     try {
-      await rm(path, { force: true, recursive: directory });
+      await removeStoreEntry(registry.store, entry);
     } catch (error) {
-      deleteErrors.set(path, describeError(error));
+      deleteErrors.set(entry.path, describeError(error));
     }
   };
-  await Promise.all([...check.files.values()].map((f) => remove(f.path, f.directory)));
+  await Promise.all([...check.files.values()].map(remove));
   // Corrupt bytes are never served again, even when no good copy can be had.
   const corrupt = [...check.broken.values()].filter((v) => v.corrupt);
-  await Promise.all(corrupt.map((v) => remove(v.path, false)));
+  await Promise.all(corrupt.map(remove));
 
   const failed = new Map<string, string>(); // module@version -> why it is dropped
   // Published here: no upstream has the bytes, and dropping the line would lose the version.
@@ -467,7 +470,12 @@ async function downloadAgain(
           const { module, version, checksum } = served.entry;
           try {
             const { source } = await fetchArchive(
-              { module, version, checksum, destination: served.path },
+              {
+                module,
+                version,
+                checksum,
+                keep: (file) => registry.store.put(module, version, checksum, file),
+              },
               {
                 sources: sourcesFor(served),
                 tmpDir: tmp.path,

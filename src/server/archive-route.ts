@@ -1,4 +1,3 @@
-import { open } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { parseArchivePath } from '../core/archive-url.js';
@@ -12,6 +11,8 @@ export interface ArchiveContext {
   index: IndexCache;
   /** Pull-through mode: fetches listed archives that are not stored yet. */
   pullThrough: PullThrough | undefined;
+  /** `[storage] redirect`: send clients to a short-lived presigned URL of the bucket. */
+  redirect?: boolean;
   /** How each archive GET was answered, for /metrics and the downloads chart. */
   onArchive?(result: ArchiveResult, archive: { module: string; version: string } | undefined): void;
 }
@@ -44,8 +45,10 @@ export async function handleArchive(
   if (req.method === 'GET' && onArchive) {
     res.once('close', () => onArchive(archiveResult(res, fromUpstream), ref));
   }
-  const snapshot = await ctx.index.snapshot();
-  const entry = ref ? snapshot.modules.get(ref.module)?.get(ref.version) : undefined;
+  // The local index first; only a version it does not list costs a look at the shared one.
+  const listed = async (local: boolean) =>
+    ref ? (await ctx.index.snapshot({ local })).modules.get(ref.module)?.get(ref.version) : undefined;
+  const entry = (await listed(true)) ?? (await listed(false));
   if (!ref || !entry) {
     throw ref
       ? notFound(`${ref.module}@${ref.version} is not served by this registry`)
@@ -57,10 +60,19 @@ export async function handleArchive(
     res.end();
     return;
   }
-  const path = ctx.store.pathFor(ref.module, ref.version, entry.checksum);
+  if (req.method === 'GET' && ctx.redirect) {
+    const location = await presignedLocation(ctx.store, ref.module, ref.version, entry.checksum);
+    if (location) {
+      // Not cached: the URL expires, the archive behind it does not.
+      res.writeHead(302, { Location: location, 'Cache-Control': 'no-store' });
+      res.end();
+      return;
+    }
+  }
+  const read = () => ctx.store.read(ref.module, ref.version, entry.checksum);
   const missing = () => notFound(`the archive of ${ref.module}@${ref.version} is missing from the store`);
-  let file = await open(path, 'r').catch(() => undefined);
-  if (!file && ctx.pullThrough) {
+  let stored = await read();
+  if (!stored && ctx.pullThrough) {
     const archive = { module: ref.module, version: ref.version, checksum: entry.checksum };
     // Set before serving: the response may close before serve() returns.
     fromUpstream = true;
@@ -72,39 +84,45 @@ export async function handleArchive(
     }));
     if (answered) return;
     fromUpstream = false;
-    file = await open(path, 'r').catch(() => undefined); // stored meanwhile
+    stored = await read(); // stored meanwhile
   }
-  if (!file) throw missing();
-  let streaming = false;
-  try {
-    // Size from the open handle, so it matches the bytes we send.
-    const info = await file.stat();
-    if (!info.isFile()) throw missing();
-    res.writeHead(200, {
-      'Content-Type': 'application/zip',
-      'Content-Length': String(info.size),
-      ETag: etag,
-      'Cache-Control': IMMUTABLE,
-    });
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
-    }
-    // The stream owns the handle from here and closes it when done or destroyed.
-    streaming = true;
-    // `end` stops at the known size, sparing the read that would only find the end of the file.
-    await pipeline(file.createReadStream({ end: Math.max(0, info.size - 1) }), res).catch(() => {
-      // The client went away, or the disk failed mid-body: the cut connection tells the client.
-      res.destroy();
-    });
-  } finally {
-    if (!streaming) await file.close();
+  if (!stored) throw missing();
+  res.writeHead(200, {
+    'Content-Type': 'application/zip',
+    'Content-Length': String(stored.size),
+    ETag: etag,
+    'Cache-Control': IMMUTABLE,
+  });
+  if (req.method === 'HEAD') {
+    stored.body.destroy();
+    res.end();
+    return;
   }
+  await pipeline(stored.body, res).catch(() => {
+    // The client went away, or the store failed mid-body: the cut connection tells the client.
+    res.destroy();
+  });
+}
+
+/** How long a redirect's presigned URL lasts: enough to start the download, no more. */
+const PRESIGNED_SECONDS = 300;
+
+/** A presigned URL of the stored archive, when the store gives them and holds it. */
+async function presignedLocation(
+  store: ArchiveStore,
+  module: string,
+  version: string,
+  checksum: string,
+): Promise<string | undefined> {
+  const presign = store.blobs.presignedUrl?.bind(store.blobs);
+  if (!presign || !(await store.has(module, version, checksum))) return undefined;
+  return presign(store.keyFor(module, version, checksum), PRESIGNED_SECONDS);
 }
 
 function archiveResult(res: ServerResponse, fromUpstream: boolean): ArchiveResult {
   if (!res.writableFinished) return 'aborted';
   if (res.statusCode === 304) return 'not_modified';
+  if (res.statusCode === 302) return 'hit'; // sent to the bucket
   if (res.statusCode === 404) return 'absent';
   if (res.statusCode >= 400) return 'error';
   return fromUpstream ? 'miss' : 'hit';

@@ -21,11 +21,21 @@ export class IndexCache {
   /** The load in progress, shared by every request that saw the same head. */
   private loading: { commit: string; promise: Promise<ServedSnapshot> } | undefined;
   private headRead: Promise<string | undefined> | undefined;
+  /** The same for reads after a refresh. */
+  private refreshedRead: Promise<string | undefined> | undefined;
 
-  constructor(private readonly servedIndex: ServedIndex) {}
+  constructor(
+    private readonly servedIndex: ServedIndex,
+    /** Brings the local index up to date first (a replica following the shared history). */
+    private readonly refresh?: () => Promise<void>,
+  ) {}
 
-  async snapshot(): Promise<ServedSnapshot> {
-    const head = await this.readHead();
+  /**
+   * `local` skips the refresh: for a reader that will ask again with it when what it looks for
+   * is not there (an archive request: its line rarely changes, so most need no round trip).
+   */
+  async snapshot(options: { local?: boolean } = {}): Promise<ServedSnapshot> {
+    const head = await this.readHead(options.local !== true);
     if (head === undefined) return EMPTY;
     if (this.current.commit === head) return this.current;
     if (this.loading?.commit === head) return this.loading.promise;
@@ -46,7 +56,21 @@ export class IndexCache {
    * Requests arriving while the ref file is being read share that read: under load one read
    * serves many requests, and none sees a head older than one read in flight when it came.
    */
-  private readHead(): Promise<string | undefined> {
+  private readHead(refresh = true): Promise<string | undefined> {
+    if (!refresh || !this.refresh) return this.readLocalHead();
+    if (!this.refreshedRead) {
+      // A refresh that fails (Redis down) leaves the local copy to be served as it is.
+      this.refreshedRead = this.refresh()
+        .catch(() => undefined)
+        .then(() => this.readLocalHead())
+        .finally(() => {
+          this.refreshedRead = undefined;
+        });
+    }
+    return this.refreshedRead;
+  }
+
+  private readLocalHead(): Promise<string | undefined> {
     if (!this.headRead) {
       this.headRead = this.servedIndex.headFast().finally(() => {
         this.headRead = undefined;

@@ -1,13 +1,15 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import { describeError } from '../core/errors.js';
+import type { Coordination } from '../coordination/redis-coordination.js';
+import { describeError, isRegistryError } from '../core/errors.js';
 import { moduleKey } from '../core/module-name.js';
 import type { Registry } from '../registry/registry.js';
 import { downloadLimits } from '../registry/source-indexes.js';
+import type { BlobRead } from '../store/blob/blob-store.js';
 import { ArchiveFetchError, fetchArchive } from '../upstream/archive-fetch.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
-import { HttpError } from './http-error.js';
+import { BUSY_RETRY_AFTER_SECONDS, HttpError } from './http-error.js';
 import { SharedDownload } from './shared-download.js';
 
 export interface PullThroughOptions {
@@ -20,6 +22,8 @@ export interface PullThroughOptions {
   logger: Logger | undefined;
   /** Each request to an upstream, and each that failed (metrics). */
   onUpstream?(source: string, event: 'request' | 'error'): void;
+  /** Replicas: one download of an archive across all of them. */
+  coordination?: Coordination;
 }
 
 export interface ArchiveRequest {
@@ -63,13 +67,13 @@ export class PullThrough {
     headers: (length: number | undefined) => OutgoingHttpHeaders,
   ): Promise<boolean> {
     const { store } = this.options.registry;
-    const destination = store.pathFor(archive.module, archive.version, archive.checksum);
-    const remembered = this.notFound?.get(destination);
+    const key = store.keyFor(archive.module, archive.version, archive.checksum);
+    const remembered = this.notFound?.get(key);
     if (remembered) throw remembered;
-    let download = this.inflight.get(destination);
+    let download = this.inflight.get(key);
     if (!download) {
       if (await store.has(archive.module, archive.version, archive.checksum)) return false;
-      download = this.inflight.get(destination) ?? this.start(archive, destination);
+      download = this.inflight.get(key) ?? this.start(archive, key);
     }
     await download.sendTo(req, res, headers);
     return true;
@@ -87,22 +91,18 @@ export class PullThrough {
     await Promise.allSettled(storing.map(([, flight]) => flight));
   }
 
-  private start(archive: ArchiveRequest, destination: string): SharedDownload {
+  private start(archive: ArchiveRequest, key: string): SharedDownload {
     const download = new SharedDownload();
-    this.inflight.set(destination, download);
-    const flight = this.download(download, archive, destination).finally(() => {
-      this.inflight.delete(destination);
+    this.inflight.set(key, download);
+    const flight = this.download(download, archive, key).finally(() => {
+      this.inflight.delete(key);
       this.flights.delete(download);
     });
     this.flights.set(download, flight);
     return download;
   }
 
-  private async download(
-    shared: SharedDownload,
-    archive: ArchiveRequest,
-    destination: string,
-  ): Promise<void> {
+  private async download(shared: SharedDownload, archive: ArchiveRequest, key: string): Promise<void> {
     const { module, version, checksum } = archive;
     const { pool, registry, logger } = this.options;
     const label = moduleKey(module, version);
@@ -114,9 +114,9 @@ export class PullThrough {
       return;
     }
     const started = performance.now();
-    try {
-      const { bytes, source } = await fetchArchive(
-        { module, version, checksum, destination },
+    const fetchFromUpstream = () =>
+      fetchArchive(
+        { module, version, checksum, keep: (file) => registry.store.put(module, version, checksum, file) },
         {
           sources,
           tmpDir: this.options.tmpDir,
@@ -129,6 +129,22 @@ export class PullThrough {
           ...(this.options.onUpstream ? { onUpstream: this.options.onUpstream } : {}),
         },
       );
+    try {
+      const { coordination } = this.options;
+      const { bytes, source } = coordination
+        ? // One download across every replica: the lease holder fetches and stores; a replica
+          // that waited for it finds the archive stored and relays it from there.
+          await coordination.withLock(
+            `archive:${key}`,
+            { waitMs: downloadLimits(registry.config).deadlineMs },
+            async () => {
+              const stored = await registry.store.read(module, version, checksum);
+              if (!stored) return fetchFromUpstream();
+              await relay(stored, shared);
+              return { bytes: stored.size, source: 'another replica' };
+            },
+          )
+        : await fetchFromUpstream();
       logger?.info(
         { module, version, source, bytes, ms: Math.round(performance.now() - started) },
         'archive fetched from upstream',
@@ -140,8 +156,7 @@ export class PullThrough {
         return;
       }
       const answer = httpErrorFor(label, error);
-      if (error instanceof ArchiveFetchError && error.kind === 'not-found')
-        this.notFound?.set(destination, answer);
+      if (error instanceof ArchiveFetchError && error.kind === 'not-found') this.notFound?.set(key, answer);
       logger?.warn(
         { module, version, status: answer.status, reason: describeError(error) },
         'pull-through failed',
@@ -151,8 +166,20 @@ export class PullThrough {
   }
 }
 
+/** Feeds the clients waiting on `shared` from the store, as a download would. */
+async function relay(stored: BlobRead, shared: SharedDownload): Promise<void> {
+  shared.started(stored.size);
+  for await (const chunk of stored.body) shared.data(chunk as Buffer);
+  shared.verified(); // stored means verified
+}
+
 /** 504 when the upstream was too slow, else 502; Retry-After while every source is skipped. */
 function httpErrorFor(label: string, error: unknown): HttpError {
+  if (isRegistryError(error) && error.code === 'UNAVAILABLE') {
+    // The bucket or Redis is down: try again later (details in the log).
+    const retry = { 'Retry-After': BUSY_RETRY_AFTER_SECONDS };
+    return new HttpError(503, `${label}: the registry's storage or coordination is unavailable`, retry);
+  }
   if (!(error instanceof ArchiveFetchError)) {
     // Local trouble (a full disk, say): the details are for the log, not for clients.
     return new HttpError(502, `${label}: the archive could not be fetched (see the server log)`);

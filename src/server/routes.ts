@@ -154,6 +154,7 @@ export async function route(
         store: ctx.registry.store,
         index: ctx.index,
         pullThrough: ctx.pullThrough,
+        redirect: ctx.registry.config.storage.redirect,
         onArchive: (result, archive) => {
           ctx.metrics.archive(result);
           if (result === 'hit' || result === 'miss') ctx.downloads.record(archive);

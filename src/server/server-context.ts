@@ -1,9 +1,12 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { clusterFor } from '../coordination/cluster.js';
+import { HISTORY_CHANNEL } from '../coordination/shared-history.js';
 import { parseDuration } from '../core/duration.js';
 import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
 import { ServedIndex } from '../index/served-index.js';
 import { type ServeMode, syncIndexes } from '../registry/index-sync.js';
+import { withRegistryLock } from '../registry/lock.js';
 import { sourceOf } from '../registry/provenance.js';
 import { publishProxyIndex } from '../registry/proxy-index.js';
 import { enabledSources, type Registry } from '../registry/registry.js';
@@ -15,6 +18,7 @@ import { LastDownloads } from '../status/last-downloads.js';
 import { readMirrorRunLog } from '../status/mirror-runs.js';
 import { type ServerState, writeServerState } from '../status/server-state.js';
 import type { StatusReport } from '../status/status-report.js';
+import type { ArchiveStore } from '../store/archive-store.js';
 import { type AssetStore, createAssetStore } from '../store/asset-store.js';
 import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
@@ -111,6 +115,14 @@ export async function createServerContext(
   const { layout } = registry;
   const mode: ServeMode = behaviour.proxy ? 'proxy' : 'mirror';
   const served = mode === 'proxy' ? new ServedIndex(layout.proxyIndexDir) : registry.servedIndex;
+  // Replicas: start from the shared history, before anything reads or initializes an index.
+  const cluster = await clusterFor(layout.lockTarget);
+  await cluster?.history.catchUp().catch((error: unknown) => {
+    logger?.warn(
+      { err: error },
+      'cannot read the shared index history yet; serving the local copy meanwhile',
+    );
+  });
   const wantsUpstreams =
     mode === 'proxy' || behaviour.syncIntervalMs !== undefined || behaviour.adminTokenSha256 !== undefined;
   const pool = wantsUpstreams
@@ -132,7 +144,17 @@ export async function createServerContext(
   if (mode === 'proxy' && pool) {
     await served.initialize(registry.config.registry.name);
     if (readiness.ready) {
-      await publishProxyIndex(served, pool.merged, 'serve start').catch((error: unknown) => {
+      const publishAtStart = () => publishProxyIndex(served, pool.merged, 'serve start');
+      // Replicas commit only as the one writer, on top of the shared history.
+      const publishing = cluster
+        ? withRegistryLock(
+            layout.lockTarget,
+            'serve start',
+            { brief: true, waitForBriefMs: 10_000 },
+            publishAtStart,
+          )
+        : publishAtStart();
+      await publishing.catch((error: unknown) => {
         // The index published before stays served; the first sync publishes again.
         logger?.warn({ err: error }, 'could not publish the proxy index at start');
       });
@@ -144,7 +166,9 @@ export async function createServerContext(
     maxQueue: limits.maxGitQueue,
     maxWaitMs: limits.gitQueueTimeoutMs,
   });
-  const index = new IndexCache(served);
+  // Another replica's commit is taken before a request reads the index (coordination/shared-history.ts).
+  let followHistory: () => Promise<void> = async () => {};
+  const index = new IndexCache(served, cluster ? () => followHistory() : undefined);
   const answers = new UploadPackAnswers({
     gitDir: served.gitDir,
     limiter: gitLimiter,
@@ -152,7 +176,7 @@ export async function createServerContext(
     cacheBytes: limits.uploadPackCacheBytes,
     head: () => index.head(),
   });
-  const archiveUsage = cachedUsage(layout.packagesDir);
+  const archiveUsage = cachedUsage(registry.store);
   let lastSyncSuccess: number | undefined;
   const metrics = new ServerMetrics({
     git: () => gitLimiter.counts,
@@ -207,6 +231,20 @@ export async function createServerContext(
       )
     : undefined;
   if (sync && (mode === 'proxy' || behaviour.syncIntervalMs !== undefined)) sync.start();
+  let stopFollowing: () => Promise<void> = async () => {};
+  if (cluster) {
+    followHistory = async () => {
+      const { moved } = await cluster.history.catchUp();
+      if (moved.length === 0) return;
+      void answers.checkHead();
+      if (moved.includes('hosted')) await pool?.reload(warn);
+    };
+    const follow = () =>
+      void followHistory().catch((error: unknown) =>
+        logger?.warn({ err: error }, 'cannot follow the shared index'),
+      );
+    stopFollowing = await cluster.coordination.subscribe(HISTORY_CHANNEL, follow, follow);
+  }
 
   let pullThrough: PullThrough | undefined;
   const assetStore = createAssetStore(layout.assetsDir);
@@ -224,6 +262,7 @@ export async function createServerContext(
       negativeTtlMs: behaviour.negativeTtlMs,
       logger,
       onUpstream: (source, event) => metrics.upstream(source, 'archive', event),
+      ...(cluster ? { coordination: cluster.coordination } : {}),
     });
     assetPullThrough = new AssetPullThrough({
       registry,
@@ -432,6 +471,7 @@ export async function createServerContext(
     },
     close: async () => {
       clearInterval(stateTimer);
+      await stopFollowing();
       await sync?.stop();
       await answers.close();
       await pool?.close();
@@ -473,11 +513,11 @@ function startingReasons(pool: UpstreamPool): string[] {
 }
 
 /** data/packages usage, scanned at most every USAGE_TTL_MS; concurrent askers share one scan. */
-function cachedUsage(packagesDir: string): () => Promise<{ count: number; bytes: number }> {
+function cachedUsage(store: ArchiveStore): () => Promise<{ count: number; bytes: number }> {
   let cached: { at: number; value: Promise<{ count: number; bytes: number }> } | undefined;
   return () => {
     if (!cached || Date.now() - cached.at > USAGE_TTL_MS) {
-      cached = { at: Date.now(), value: storeUsage(packagesDir) };
+      cached = { at: Date.now(), value: storeUsage(store) };
     }
     return cached.value;
   };

@@ -6,6 +6,8 @@ import { ServedIndex } from '../index/served-index.js';
 import type { RegistryLayout } from '../registry/layout.js';
 import { sourceIndexDir } from '../registry/layout.js';
 import type { Registry } from '../registry/registry.js';
+import { ARCHIVE_FOLDER, type ArchiveStore } from '../store/archive-store.js';
+import { FsBlobStore } from '../store/blob/fs-blob-store.js';
 import { FETCHED_REF, fetchStampPath } from '../upstream/upstream-source.js';
 import { DownloadStats } from './download-stats.js';
 import { readMirrorRuns } from './mirror-runs.js';
@@ -50,7 +52,7 @@ export async function collectStatus(
   const index =
     inputs.index ?? (await readIndexView(mode === 'proxy' ? layout.proxyIndexDir : layout.indexDir));
   const [archives, runs, servedBySource] = await Promise.all([
-    (inputs.archives ?? (() => storeUsage(layout.packagesDir)))(),
+    (inputs.archives ?? (() => storeUsage(registry.store)))(),
     readMirrorRuns(layout),
     inputs.servedBySource(index),
   ]);
@@ -176,8 +178,20 @@ async function fetchedIndex(
   return { commit, at };
 }
 
-/** Stored archives: every `.zip` under data/packages (temp files live in data/tmp). */
-export async function storeUsage(packagesDir: string): Promise<{ count: number; bytes: number }> {
+/** Stored archives: every `.zip` under packages/ (temp files live in data/tmp). */
+export async function storeUsage(store: ArchiveStore): Promise<{ count: number; bytes: number }> {
+  const { blobs } = store;
+  if (!(blobs instanceof FsBlobStore)) {
+    let count = 0;
+    let bytes = 0;
+    for await (const blob of blobs.list(ARCHIVE_FOLDER)) {
+      if (!blob.key.endsWith('.zip')) continue;
+      count++;
+      bytes += blob.size;
+    }
+    return { count, bytes };
+  }
+  const packagesDir = join(blobs.root, ARCHIVE_FOLDER);
   let count = 0;
   let bytes = 0;
   const entries = await readdir(packagesDir, { recursive: true, withFileTypes: true }).catch(() => []);

@@ -1,53 +1,94 @@
-import { stat } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { normalizeChecksum } from '../core/checksum.js';
 import { RegistryError } from '../core/errors.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { isValidVersion } from '../core/version.js';
+import type { BlobRead, BlobStore } from './blob/blob-store.js';
+import { FsBlobStore } from './blob/fs-blob-store.js';
+
+/** Where archives live below the blob store's root: `packages/<module>/<version>/<sha256>.zip`. */
+export const ARCHIVE_FOLDER = 'packages/';
 
 /**
- * Verified archives on disk, addressed by module, version and checksum:
- * `<root>/<module>/<version>/<sha256>.zip`. Keying by checksum lets two sources' different
- * bytes for the same module@version live side by side (a patched release next to the public
- * one), so switching priorities or sources never needs a download twice.
+ * Verified archives, addressed by module, version and checksum. Keying by checksum lets two
+ * sources' different bytes for the same module@version live side by side (a patched release
+ * next to the public one), so switching priorities or sources never needs a download twice.
  *
- * A file only ever appears here by rename after its checksum was verified, so presence means
- * verified.
+ * An archive only ever appears here whole and after its checksum was verified (a rename on
+ * disk, a single PUT in a bucket), so presence means verified.
  */
 export interface ArchiveStore {
-  readonly root: string;
-  pathFor(module: string, version: string, checksum: string): string;
+  readonly blobs: BlobStore;
+  keyFor(module: string, version: string, checksum: string): string;
+  /** For messages: the file, or the bucket URL of the object. */
+  locate(module: string, version: string, checksum: string): string;
   has(module: string, version: string, checksum: string): Promise<boolean>;
   size(module: string, version: string, checksum: string): Promise<number | undefined>;
+  read(module: string, version: string, checksum: string): Promise<BlobRead | undefined>;
+  /** Makes a local file whose checksum the caller verified the archive; consumes the file. */
+  put(module: string, version: string, checksum: string, verifiedFile: string): Promise<void>;
+  putBytes(module: string, version: string, checksum: string, verified: Uint8Array): Promise<void>;
+  /**
+   * Runs `use` with a local file of the archive, for readers that need random access (zip
+   * directories): the stored file itself on disk, a temp copy in `tmpDir` from a bucket.
+   * `use` gets undefined when the archive is not stored.
+   */
+  withLocalFile<T>(
+    archive: { module: string; version: string; checksum: string },
+    tmpDir: string,
+    use: (path: string | undefined) => Promise<T>,
+  ): Promise<T>;
 }
 
-export function createArchiveStore(root: string): ArchiveStore {
-  const base = resolve(root);
-  const pathFor = (module: string, version: string, checksum: string): string => {
-    // Names reach here from upstream indexes and URLs: check them again, then check the result.
-    const sum = normalizeChecksum(checksum);
-    if (!isValidModuleName(module) || !isValidVersion(version) || sum === undefined) {
-      throw new RegistryError('USAGE', `refusing archive path for ${module}@${version}`);
-    }
-    const path = join(base, ...module.split('/'), version, `${sum}.zip`);
-    const rel = relative(base, path);
-    if (rel.startsWith('..') || rel.startsWith(sep)) {
-      throw new RegistryError('USAGE', `refusing archive path outside the store for ${module}@${version}`);
-    }
-    return path;
-  };
-  const size = async (module: string, version: string, checksum: string) => {
-    try {
-      const info = await stat(pathFor(module, version, checksum));
-      return info.isFile() ? info.size : undefined;
-    } catch {
-      return undefined;
-    }
-  };
+/** The store's key of an archive; refuses names that could not have come from a valid line. */
+export function archiveKey(module: string, version: string, checksum: string): string {
+  // Names reach here from upstream indexes and URLs: check them again.
+  const sum = normalizeChecksum(checksum);
+  if (!isValidModuleName(module) || !isValidVersion(version) || sum === undefined) {
+    throw new RegistryError('USAGE', `refusing archive path for ${module}@${version}`);
+  }
+  return `${ARCHIVE_FOLDER}${module}/${version}/${sum}.zip`;
+}
+
+export function createArchiveStore(blobs: BlobStore): ArchiveStore {
+  const size = async (module: string, version: string, checksum: string) =>
+    (await blobs.stat(archiveKey(module, version, checksum)))?.size;
+  const locate = (module: string, version: string, checksum: string) =>
+    locateBlob(blobs, archiveKey(module, version, checksum));
   return {
-    root: base,
-    pathFor,
+    blobs,
+    keyFor: archiveKey,
+    locate,
     size,
     has: async (module, version, checksum) => (await size(module, version, checksum)) !== undefined,
+    read: (module, version, checksum) => blobs.read(archiveKey(module, version, checksum)),
+    put: (module, version, checksum, file) => blobs.putFile(archiveKey(module, version, checksum), file),
+    putBytes: (module, version, checksum, bytes) =>
+      blobs.putBytes(archiveKey(module, version, checksum), bytes),
+    withLocalFile: async ({ module, version, checksum }, tmpDir, use) => {
+      const key = archiveKey(module, version, checksum);
+      if (blobs instanceof FsBlobStore) {
+        return use((await blobs.stat(key)) ? blobs.pathOf(key) : undefined);
+      }
+      const stored = await blobs.read(key);
+      if (!stored) return use(undefined);
+      await mkdir(tmpDir, { recursive: true });
+      const temp = join(tmpDir, `${randomBytes(6).toString('hex')}.read.zip`);
+      try {
+        await pipeline(stored.body, createWriteStream(temp, { flags: 'wx' }));
+        return await use(temp);
+      } finally {
+        await rm(temp, { force: true });
+      }
+    },
   };
+}
+
+/** A blob's place, for messages: its file on disk, its URL in a bucket. */
+export function locateBlob(blobs: BlobStore, key: string): string {
+  return blobs instanceof FsBlobStore ? blobs.pathOf(key) : `${blobs.description.replace(/\/?$/, '/')}${key}`;
 }

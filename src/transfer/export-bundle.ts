@@ -48,7 +48,8 @@ export interface ExportSummary {
 interface PlannedFile {
   /** Path in the bundle. */
   path: string;
-  source: string;
+  /** A local file, or where a stored archive is read from (a file or a bucket). */
+  source: string | (() => Promise<Readable>);
   size: number;
 }
 
@@ -98,7 +99,6 @@ export async function exportBundle(
     for (const [module, versions] of served.modules) {
       for (const [version, entry] of versions) {
         if (before?.modules.get(module)?.get(version)?.checksum === entry.checksum) continue;
-        const source = registry.store.pathFor(module, version, entry.checksum);
         const size = await registry.store.size(module, version, entry.checksum);
         if (size === undefined) {
           throw new RegistryError(
@@ -109,7 +109,14 @@ export async function exportBundle(
             },
           );
         }
-        planned.push({ path: `packages/${relativePosix(layout.packagesDir, source)}`, source, size });
+        const key = registry.store.keyFor(module, version, entry.checksum);
+        const source = async () => {
+          const stored = await registry.store.read(module, version, entry.checksum);
+          if (!stored)
+            throw new RegistryError('NOT_FOUND', `${moduleKey(module, version)}: its archive is gone`);
+          return stored.body;
+        };
+        planned.push({ path: key, source, size });
         counts.archives++;
         for (const asset of assets.get(`${module}/${version}`) ?? []) {
           planned.push({
@@ -212,6 +219,7 @@ async function writeZip(
     if (
       carried &&
       p.path.startsWith('symbols/') &&
+      typeof p.source === 'string' &&
       carried.get(p.path) === (await hashFile(p.source)).checksum
     )
       continue;
@@ -245,12 +253,16 @@ async function writeZip(
                 done();
               },
             });
-            const input = createReadStream(p.source);
-            input.on('error', (error) => {
+            const fail = (error: Error) => {
               reject(error);
               hasher.destroy(error);
-            });
-            callback(null, input.pipe(hasher));
+            };
+            const opened =
+              typeof p.source === 'string' ? Promise.resolve(createReadStream(p.source)) : p.source();
+            opened.then((input) => {
+              input.on('error', fail);
+              callback(null, input.pipe(hasher));
+            }, fail);
           });
         }),
     );

@@ -10,7 +10,6 @@ import { placeholderSourceUrl } from '../config/source-location.js';
 import { updateConfigFile } from '../config/toml-file.js';
 import { RegistryError } from '../core/errors.js';
 import { moduleKey } from '../core/module-name.js';
-import { moveFile } from '../fs/move-file.js';
 import { pathExists } from '../fs/path-exists.js';
 import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
 import { resolveCommit } from '../git/objects.js';
@@ -154,7 +153,7 @@ export async function importBundle(
       archives.map((a) =>
         limit(async () => {
           if (await registry.store.has(a.module, a.version, a.checksum)) return 0;
-          await moveFile(join(staging, a.path), registry.store.pathFor(a.module, a.version, a.checksum));
+          await registry.store.put(a.module, a.version, a.checksum, join(staging, a.path));
           return 1;
         }),
       ),

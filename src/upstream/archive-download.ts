@@ -7,7 +7,6 @@ import { pipeline } from 'node:stream/promises';
 import { type Dispatcher, request } from 'undici';
 import { checksumMismatchMessage, newArchiveHash } from '../core/checksum.js';
 import { describeError, RegistryError } from '../core/errors.js';
-import { renameInto } from '../fs/move-file.js';
 import { USER_AGENT } from './http-agent.js';
 
 export interface ArchiveDownload {
@@ -15,9 +14,12 @@ export interface ArchiveDownload {
   /** Extra request headers (the source's Authorization, if any). */
   headers: Record<string, string>;
   expectedChecksum: string;
-  /** Final path; only bytes with the expected checksum ever reach it. */
-  destination: string;
-  /** Existing folder for the partial file, on the same filesystem as destination. */
+  /**
+   * Keeps the verified temp file (consumes it): moved into the store. Only bytes with the
+   * expected checksum ever reach it.
+   */
+  keep(file: string): Promise<void>;
+  /** Existing folder for the partial file. */
   tmpDir: string;
   dispatcher: Dispatcher;
   /** What to call the download in messages, e.g. `moonbitlang/x@0.4.40 from mooncakes`. */
@@ -191,7 +193,7 @@ export async function downloadArchive(job: ArchiveDownload): Promise<number> {
       );
     }
     // The folder is not fsynced: after a crash a lost rename only means a second download.
-    await renameInto(temp, job.destination);
+    await job.keep(temp);
     kept = true;
     return received;
   } finally {

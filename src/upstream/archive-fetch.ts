@@ -15,8 +15,8 @@ export interface ArchiveTarget {
   module: string;
   version: string;
   checksum: string;
-  /** Final store path; only bytes with this checksum ever reach it. */
-  destination: string;
+  /** Keeps a verified temp file (consumes it): only bytes with this checksum ever reach it. */
+  keep(file: string): Promise<void>;
 }
 
 export interface ArchiveFetchOptions {
@@ -118,7 +118,7 @@ export async function fetchArchive(
           url,
           headers: upstream.archiveHeaders(url),
           expectedChecksum: checksum,
-          destination: target.destination,
+          keep: target.keep,
           tmpDir: options.tmpDir,
           dispatcher: options.dispatcherFor(upstream),
           label,

@@ -10,7 +10,7 @@ import {
   parseSha256Text,
 } from '../core/asset-path.js';
 import { describeError } from '../core/errors.js';
-import { moveFile } from '../fs/move-file.js';
+import { moveFile, renameInto } from '../fs/move-file.js';
 import type { AssetStore } from '../store/asset-store.js';
 import { backoffDelay, DownloadError, type DownloadLimits, downloadArchive } from './archive-download.js';
 import { USER_AGENT } from './http-agent.js';
@@ -63,7 +63,7 @@ export async function fetchAsset(
       url: wasmUrl,
       headers: upstream.archiveHeaders(wasmUrl),
       expectedChecksum: hex,
-      destination: options.store.pathFor({ ...pkg, kind: 'wasm' }),
+      keep: (file) => renameInto(file, options.store.pathFor({ ...pkg, kind: 'wasm' })),
       tmpDir: options.tmpDir,
       dispatcher: options.dispatcher,
       label,

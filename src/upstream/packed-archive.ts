@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renameInto } from '../fs/move-file.js';
 import type { DownloadObserver } from './archive-download.js';
 import type { ArchiveTarget } from './archive-fetch.js';
 import type { UpstreamSource } from './upstream-source.js';
@@ -36,7 +35,7 @@ export async function storePackedArchive(
   const temp = join(tmpDir, `${target.checksum}.${process.pid}.${randomBytes(4).toString('hex')}.packed`);
   try {
     await writeFile(temp, packed.bytes, { flag: 'wx', mode: 0o644, flush: true });
-    await renameInto(temp, target.destination);
+    await target.keep(temp);
   } finally {
     await rm(temp, { force: true }).catch(() => undefined);
   }

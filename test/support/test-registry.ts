@@ -56,7 +56,7 @@ export function archiveBytes(module: string, version: string): Buffer {
 /** Writes the archive into the store and returns its index entry, checksum from the bytes. */
 export async function makeEntry(registry: Registry, item: Published): Promise<IndexEntry> {
   const checksum = sha256Hex(item.bytes);
-  const path = registry.store.pathFor(item.module, item.version, checksum);
+  const path = registry.store.locate(item.module, item.version, checksum);
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, item.bytes);
   const raw = JSON.stringify({ name: item.module, version: item.version, checksum, deps: {}, ...item.extra });

@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import { RegistryError } from '../../src/core/errors.js';
+import { renameInto } from '../../src/fs/move-file.js';
 import { DownloadError, downloadArchive } from '../../src/upstream/archive-download.js';
 import { createHttpAgent } from '../../src/upstream/http-agent.js';
 
@@ -82,7 +83,7 @@ function job(path: string, name: string, tmpDir = join(dir, 'tmp')) {
     url: `${base}${path}`,
     headers: {},
     expectedChecksum: SUM,
-    destination: join(dir, 'store', name, `${SUM}.zip`),
+    keep: (file: string) => renameInto(file, join(dir, 'store', name, `${SUM}.zip`)),
     tmpDir,
     dispatcher: agent,
     label: `a/b@${name}`,

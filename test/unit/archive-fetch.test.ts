@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { SourceSchema } from '../../src/config/schema.js';
+import { renameInto } from '../../src/fs/move-file.js';
 import { ArchiveFetchError, fetchArchive } from '../../src/upstream/archive-fetch.js';
 import { createSourceAgents } from '../../src/upstream/http-agent.js';
 import { SourceHealth } from '../../src/upstream/source-health.js';
@@ -48,7 +49,12 @@ async function attempt(upstream: UpstreamSource, health: SourceHealth, module: s
   const agents = createSourceAgents(4);
   try {
     return await fetchArchive(
-      { module, version, checksum: GOOD_SUM, destination: join(dir, 'store', module, `${version}.zip`) },
+      {
+        module,
+        version,
+        checksum: GOOD_SUM,
+        keep: (file) => renameInto(file, join(dir, 'store', module, `${version}.zip`)),
+      },
       {
         sources: [upstream],
         tmpDir: dir,

@@ -17,6 +17,8 @@ import { scanStoredFiles } from '../../src/gc/stored-files.js';
 import { registryLayout } from '../../src/registry/layout.js';
 import { assetVersion } from '../../src/server/asset-downloads.js';
 import { LastDownloads, readLastDownloads } from '../../src/status/last-downloads.js';
+import { createArchiveStore } from '../../src/store/archive-store.js';
+import { FsBlobStore } from '../../src/store/blob/fs-blob-store.js';
 
 const DAY = 86_400_000;
 const NOW = Date.UTC(2026, 11, 5, 12);
@@ -27,6 +29,7 @@ function archive(module: string, version: string, checksum: string, ageMs = 10 *
   return {
     kind: 'archive',
     path: `/r/data/packages/${module}/${version}/${checksum}.zip`,
+    key: `packages/${module}/${version}/${checksum}.zip`,
     module,
     version,
     checksum,
@@ -198,7 +201,11 @@ describe('gc scan of data/', () => {
     await put(join(layout.tmpDir, 'host-12', 'a.part'), 'partial');
     await put(join(layout.tmpDir, 'stray.part'));
 
-    const facts = await scanStoredFiles(layout, new Set(['n/m/1.0.0']));
+    const facts = await scanStoredFiles(
+      layout,
+      createArchiveStore(new FsBlobStore(layout.dataDir)),
+      new Set(['n/m/1.0.0']),
+    );
     const summary = facts
       .map((f) =>
         f.kind === 'temp'

@@ -252,7 +252,7 @@ describe('server', () => {
 
     test('a version not in the served index is 404 even when its file is on disk', async () => {
       const bytes = archiveBytes(CORE, '9.9.9');
-      const path = registry.store.pathFor(CORE, '9.9.9', sha256Hex(bytes));
+      const path = registry.store.locate(CORE, '9.9.9', sha256Hex(bytes));
       await mkdir(dirname(path), { recursive: true });
       await writeFile(path, bytes);
       const res = await raw(base, `/user/${CORE}/9.9.9.zip`);
@@ -264,7 +264,7 @@ describe('server', () => {
 
     test('a listed version whose archive is missing from the store is 404, not a crash', async () => {
       const bytes = archiveBytes(PKG, '1.2.3');
-      const path = registry.store.pathFor(PKG, '1.2.3', sha256Hex(bytes));
+      const path = registry.store.locate(PKG, '1.2.3', sha256Hex(bytes));
       await rm(path);
       try {
         assert.equal((await raw(base, `/user/${PKG}/1.2.3.zip`)).status, 404);

@@ -10,6 +10,7 @@ import { moveFile } from '../../src/fs/move-file.js';
 import { clearDeadTemps, processTempDir } from '../../src/fs/temp-dirs.js';
 import { acquireRegistryLock } from '../../src/registry/lock.js';
 import { createArchiveStore } from '../../src/store/archive-store.js';
+import { FsBlobStore } from '../../src/store/blob/fs-blob-store.js';
 
 let dir: string;
 before(async () => {
@@ -22,9 +23,9 @@ after(async () => {
 const SUM = 'ab'.repeat(32);
 
 test('archive paths are built from validated names only, under the store', async () => {
-  const store = createArchiveStore(join(dir, 'packages'));
+  const store = createArchiveStore(new FsBlobStore(dir));
   assert.equal(
-    store.pathFor('moonbitlang/core', '0.1.20260213+3382e0600', SUM.toUpperCase()),
+    store.locate('moonbitlang/core', '0.1.20260213+3382e0600', SUM.toUpperCase()),
     join(dir, 'packages', 'moonbitlang', 'core', '0.1.20260213+3382e0600', `${SUM}.zip`),
   );
   for (const [module, version, sum] of [
@@ -33,10 +34,10 @@ test('archive paths are built from validated names only, under the store', async
     ['a/b', '../../1.0.0', SUM],
     ['a/b', '1.0.0', '../x'],
   ] as const) {
-    assert.throws(() => store.pathFor(module, version, sum), RegistryError, `${module} ${version} ${sum}`);
+    assert.throws(() => store.keyFor(module, version, sum), RegistryError, `${module} ${version} ${sum}`);
   }
   assert.equal(await store.has('a/b', '1.0.0', SUM), false);
-  const path = store.pathFor('a/b', '1.0.0', SUM);
+  const path = store.locate('a/b', '1.0.0', SUM);
   await mkdir(join(path, '..'), { recursive: true });
   await writeFile(path, 'zip');
   assert.equal(await store.size('a/b', '1.0.0', SUM), 3);

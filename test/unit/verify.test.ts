@@ -83,7 +83,7 @@ test('a served version no fetched source lists: reported, and --repair drops it 
   const line = `{"name": "a/b", "version": "1.0.0", "checksum": "${sha256Hex(bytes)}"}`;
   const entry = parseIndexLine('a/b', line);
   assert.ok(typeof entry !== 'string');
-  const path = registry.store.pathFor('a/b', '1.0.0', entry.checksum);
+  const path = registry.store.locate('a/b', '1.0.0', entry.checksum);
   await mkdir(join(path, '..'), { recursive: true });
   await writeFile(path, bytes);
   await registry.servedIndex.publish(new Map([['a/b', [entry]]]), 'test\n');

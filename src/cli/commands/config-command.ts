@@ -116,7 +116,7 @@ function setPath(raw: Record<string, unknown>, path: string[], value: unknown, k
 }
 
 /** Keys whose values are secrets, wherever they are: [sources.auth] and [server] admin_token. */
-const SECRET_KEYS = new Set(['token', 'password', 'admin_token']);
+const SECRET_KEYS = new Set(['token', 'password', 'admin_token', 'secret_access_key']);
 
 /** Literal secrets never leave the process; `${VAR}` references are not secrets and stay. */
 export function redactSecrets(value: unknown, key = ''): unknown {

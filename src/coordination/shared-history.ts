@@ -1,0 +1,237 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { describeError, RegistryError } from '../core/errors.js';
+import { resolveCommit } from '../git/objects.js';
+import { runGit } from '../git/run-git.js';
+import type { BlobStore } from '../store/blob/blob-store.js';
+import type { Coordination } from './redis-coordination.js';
+
+/** A git repository every replica keeps a copy of: the served, pull-through and hosted indexes. */
+export interface SharedRepo {
+  /** Short name, in keys and messages: `index`, `proxy-index`, `hosted`. */
+  name: string;
+  gitDir: string;
+}
+
+const BRANCH = 'refs/heads/main';
+
+export interface CatchUp {
+  /** The shared heads seen, by repository name. */
+  heads: Map<string, string>;
+  /** The repositories whose local copy moved. */
+  moved: string[];
+}
+/** Where replicas hear of a new head: `<repo> <commit>`. */
+export const HISTORY_CHANNEL = 'history';
+
+/**
+ * One index history for every replica (PROTOCOL.md 2: a client whose requests bounce between
+ * replicas must never see `main` jump sideways). The authoritative head of each shared repository
+ * is a Redis key, and the bucket holds a git bundle of it (`history/<repo>/<commit>.bundle`):
+ *
+ * - a writer holds the cluster lock, so there is one writer at a time; it first brings its copies
+ *   to the shared heads (`catchUp`), commits on top of them, then `share`s: bundle to the bucket,
+ *   head moved in Redis by compare-and-set, a notice on pub/sub;
+ * - every other replica moves its copy to the shared head when told, and before it answers a
+ *   request that reads the index (`catchUp`), so what one replica published is served by all.
+ *
+ * Deterministic commits alone could not do this: two replicas syncing at different moments commit
+ * different content on the same parent, and their histories fork. With one writer and one head,
+ * every replica serves commits of one line, each a descendant of the last.
+ */
+export class SharedHistory {
+  /** Catch-ups run one at a time: two would race to move the same ref. */
+  private turn: Promise<unknown> = Promise.resolve();
+  /** This replica holds the writer lease and has copies ahead of the shared heads. */
+  private writing = false;
+
+  constructor(
+    private readonly coordination: Coordination,
+    private readonly blobs: BlobStore,
+    private readonly repos: readonly SharedRepo[],
+    private readonly tmpDir: string,
+  ) {}
+
+  /** The shared heads, by repository; a repository nobody shared yet is absent. */
+  async sharedHeads(): Promise<Map<string, string>> {
+    const heads = new Map<string, string>();
+    for (const repo of this.repos) {
+      // Redis forgets everything when it restarts without persistence: the bucket's copy of the
+      // head then says where the history is, so no replica commits on an older one.
+      const head = (await this.coordination.get(headKey(repo))) ?? (await this.durableHead(repo));
+      if (head) heads.set(repo.name, head);
+    }
+    return heads;
+  }
+
+  private async durableHead(repo: SharedRepo): Promise<string | undefined> {
+    const stored = await this.blobs.read(durableHeadKey(repo));
+    if (!stored) return undefined;
+    const chunks: Buffer[] = [];
+    for await (const chunk of stored.body) chunks.push(chunk as Buffer);
+    const head = Buffer.concat(chunks).toString('utf8').trim();
+    return /^[0-9a-f]{40,64}$/.test(head) ? head : undefined;
+  }
+
+  /**
+   * Moves each local copy to its shared head, fetching the bundle when the commit is not here yet.
+   * Returns the shared heads it saw (for `share`) and the repositories it moved, or throws
+   * UNAVAILABLE when Redis or the bucket does not answer.
+   */
+  catchUp(): Promise<CatchUp> {
+    return this.inTurn(() => this.follow());
+  }
+
+  /**
+   * The writer's catch-up: after it, and until `finishWriting`, this replica's copies are ahead
+   * of the shared heads, and a reader's catch-up must not move them back.
+   */
+  startWriting(): Promise<CatchUp> {
+    return this.inTurn(async () => {
+      const caught = await this.follow();
+      this.writing = true;
+      return caught;
+    });
+  }
+
+  /** Shares what was committed since `startWriting` (unless the writer failed), and ends it. */
+  async finishWriting(before: Map<string, string>, share: boolean): Promise<void> {
+    try {
+      if (share) await this.share(before);
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private inTurn(step: () => Promise<CatchUp>): Promise<CatchUp> {
+    const run = this.turn.then(step);
+    this.turn = run.catch(() => undefined);
+    return run;
+  }
+
+  private async follow(): Promise<CatchUp> {
+    if (this.writing) return { heads: new Map(), moved: [] }; // we are the one ahead
+    const heads = await this.sharedHeads();
+    const moved: string[] = [];
+    for (const repo of this.repos) {
+      const head = heads.get(repo.name);
+      if (head && (await this.moveTo(repo, head))) moved.push(repo.name);
+    }
+    return { heads, moved };
+  }
+
+  /**
+   * Shares what this writer committed since `before` (the heads `catchUp` returned): a bundle of
+   * each changed repository, then its head. Called while holding the cluster lock.
+   */
+  private async share(before: Map<string, string>): Promise<void> {
+    for (const repo of this.repos) {
+      const head = await resolveCommit(repo.gitDir, BRANCH).catch(() => undefined);
+      const previous = before.get(repo.name);
+      if (!head || head === previous) continue;
+      await this.upload(repo, head);
+      const recorded = await this.coordination.get(headKey(repo));
+      if (
+        !(await this.coordination.compareAndSet(
+          headKey(repo),
+          recorded === undefined ? undefined : previous,
+          head,
+        ))
+      ) {
+        throw new RegistryError(
+          'LOCKED',
+          `the shared head of ${repo.name} moved while this replica held the cluster lock; its commit ${head.slice(0, 12)} was not shared`,
+        );
+      }
+      await this.blobs.putBytes(durableHeadKey(repo), Buffer.from(`${head}\n`));
+      await this.coordination.publish(HISTORY_CHANNEL, `${repo.name} ${head}`);
+      await this.prune(repo, new Set([head, previous]));
+    }
+  }
+
+  private async upload(repo: SharedRepo, head: string): Promise<void> {
+    await mkdir(this.tmpDir, { recursive: true });
+    const file = join(this.tmpDir, `${repo.name}-${randomBytes(6).toString('hex')}.bundle`);
+    try {
+      await runGit(['--git-dir', repo.gitDir, 'bundle', 'create', '--quiet', file, BRANCH], {
+        describe: `bundling ${repo.name} for the other replicas`,
+      });
+      await this.blobs.putFile(bundleKey(repo, head), file);
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+
+  private async moveTo(repo: SharedRepo, head: string): Promise<boolean> {
+    const local = await resolveCommit(repo.gitDir, BRANCH).catch(() => undefined);
+    if (local === head) return false;
+    if (!(await hasCommit(repo.gitDir, head))) await this.fetchBundle(repo, head);
+    // Compare-and-swap on the local ref: a writer of this process that moved it meanwhile wins.
+    await runGit(['--git-dir', repo.gitDir, 'update-ref', BRANCH, head, local ?? ''], {
+      describe: `moving ${repo.name} to the shared head`,
+    });
+    return true;
+  }
+
+  private async fetchBundle(repo: SharedRepo, head: string): Promise<void> {
+    const stored = await this.blobs.read(bundleKey(repo, head));
+    if (!stored) {
+      throw new RegistryError(
+        'UNAVAILABLE',
+        `the shared head of ${repo.name} (${head.slice(0, 12)}) has no bundle in ${this.blobs.description}`,
+      );
+    }
+    await mkdir(this.tmpDir, { recursive: true });
+    const file = join(this.tmpDir, `${repo.name}-${randomBytes(6).toString('hex')}.bundle`);
+    try {
+      await pipeline(stored.body, createWriteStream(file, { flags: 'wx' }));
+      await mkdir(repo.gitDir, { recursive: true });
+      await runGit(['init', '--bare', '--quiet', '--initial-branch=main', repo.gitDir]);
+      // Into a ref of its own: `main` moves only by the compare-and-swap above.
+      await runGit(['--git-dir', repo.gitDir, 'fetch', '--quiet', file, `+${BRANCH}:refs/shared/main`], {
+        describe: `fetching ${repo.name} from the shared bundle`,
+      });
+    } catch (error) {
+      if (error instanceof RegistryError) throw error;
+      throw new RegistryError(
+        'GIT',
+        `cannot take ${repo.name} from the shared bundle: ${describeError(error)}`,
+      );
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+
+  /** Keeps the bundles of the new head and the one before (a replica may be reading it). */
+  private async prune(repo: SharedRepo, keep: Set<string | undefined>): Promise<void> {
+    for await (const blob of this.blobs.list(`history/${repo.name}/`)) {
+      if (!blob.key.endsWith('.bundle')) continue;
+      const commit = blob.key.slice(blob.key.lastIndexOf('/') + 1).replace(/\.bundle$/, '');
+      if (!keep.has(commit)) await this.blobs.delete(blob.key).catch(() => undefined);
+    }
+  }
+}
+
+function headKey(repo: SharedRepo): string {
+  return `head:${repo.name}`;
+}
+
+function durableHeadKey(repo: SharedRepo): string {
+  return `history/${repo.name}/HEAD`;
+}
+
+function bundleKey(repo: SharedRepo, commit: string): string {
+  return `history/${repo.name}/${commit}.bundle`;
+}
+
+async function hasCommit(gitDir: string, commit: string): Promise<boolean> {
+  try {
+    await runGit(['--git-dir', gitDir, 'cat-file', '-e', `${commit}^{commit}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}

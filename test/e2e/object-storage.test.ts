@@ -1,0 +1,217 @@
+/**
+ * `[storage] type = "s3"` on one registry, end to end with the real CLI and s3rver: mirror stores
+ * archives in the bucket (none on disk), serve streams them (or redirects to a presigned URL),
+ * and verify, verify --repair, gc, export/import, status and /metrics work on the bucket as
+ * they do on data/packages.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { appendFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { initRegistryWithSource, runCli, runCliOk, startServe, tempDir } from '../support/cli.js';
+import { FakeUpstream } from '../support/fake-upstream.js';
+import { buildFixture, checksumIn, type Fixture, makeArchive, sha256Hex } from '../support/fixture.js';
+import { download, install, latest, readIndex, resolve, update } from '../support/moon-client.js';
+import { type RunningS3Server, S3_TEST_CREDENTIALS, startS3Server } from '../support/s3-server.js';
+
+const SOURCE = 'fakecakes';
+const X = 'moonbitlang/x';
+const ENV = { S3_KEY: S3_TEST_CREDENTIALS.accessKeyId, S3_SECRET: S3_TEST_CREDENTIALS.secretAccessKey };
+
+let fixture: Fixture;
+let upstream: FakeUpstream;
+let s3: RunningS3Server;
+let scratch: { path: string; remove: () => Promise<void> };
+let registry: { root: string; remove: () => Promise<void> };
+let xVersion: string;
+
+/** The storage table, `extra` lines appended to it. */
+function storageToml(prefix: string, extra: string[] = []): string {
+  return [
+    '',
+    '[storage]',
+    'type = "s3"',
+    `endpoint = "${s3.endpoint}"`,
+    `bucket = "${s3.bucket}"`,
+    `prefix = "${prefix}"`,
+    'force_path_style = true',
+    'access_key_id = "${S3_KEY}"',
+    'secret_access_key = "${S3_SECRET}"',
+    ...extra,
+    '',
+  ].join('\n');
+}
+
+async function objectKeys(prefix: string): Promise<string[]> {
+  const listed = await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: prefix }));
+  return (listed.Contents ?? []).map((o) => o.Key as string).sort();
+}
+
+async function zipFilesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
+  return entries.filter((name) => name.endsWith('.zip'));
+}
+
+function keyOf(module: string, version: string, prefix = 'team/'): string {
+  return `${prefix}packages/${module}/${version}/${checksumIn(fixture, module, version)}.zip`;
+}
+
+before(async () => {
+  fixture = await buildFixture();
+  upstream = await FakeUpstream.start({ fixture });
+  s3 = await startS3Server();
+  scratch = await tempDir('mr-s3-');
+  registry = await initRegistryWithSource(SOURCE, upstream.url);
+  await appendFile(path.join(registry.root, 'registry.toml'), storageToml('team/'));
+  xVersion = [...(fixture.modules.get(X)?.keys() ?? [])].at(-1) as string;
+});
+
+after(async () => {
+  await Promise.allSettled([
+    upstream?.close(),
+    s3?.stop(),
+    registry?.remove(),
+    scratch?.remove(),
+    fixture?.cleanup(),
+  ]);
+});
+
+describe('a registry whose archives live in an S3 bucket', () => {
+  test('mirror stores archives in the bucket under the prefix, none on disk; serve streams them to moon', async () => {
+    await runCliOk(['mirror', X], { cwd: registry.root, env: ENV });
+    const keys = await objectKeys('team/packages/');
+    assert.ok(keys.includes(keyOf(X, xVersion)), `the bucket holds ${X}@${xVersion}: ${keys.join(', ')}`);
+    assert.deepEqual(await zipFilesUnder(path.join(registry.root, 'data')), [], 'no archive on disk');
+
+    const server = await startServe(registry.root, [], { env: ENV });
+    try {
+      const home = path.join(scratch.path, 'home');
+      await update(server.url, home);
+      const index = await readIndex(home);
+      const deps = { [X]: latest(index, X) as string };
+      const installed = await install(server.url, home, deps); // checksums checked by the client
+      assert.deepEqual([...installed.keys()].sort(), [...resolve(index, deps).keys()].sort());
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const stored = /^moonbit_registry_archives_stored (\d+)$/m.exec(metrics)?.[1];
+      assert.equal(Number(stored), keys.length, 'the archive count of /metrics is the bucket');
+    } finally {
+      await server.stop();
+    }
+    const status = JSON.parse(
+      (await runCliOk(['status', '--json'], { cwd: registry.root, env: ENV })).stdout,
+    ) as {
+      archives: { count: number };
+    };
+    assert.equal(status.archives.count, keys.length);
+  });
+
+  test('verify hashes the bucket; --repair replaces a damaged object and deletes a stray one', async () => {
+    assert.equal(
+      (
+        JSON.parse((await runCliOk(['verify', '--json'], { cwd: registry.root, env: ENV })).stdout) as {
+          ok: boolean;
+        }
+      ).ok,
+      true,
+    );
+    const damaged = keyOf(X, xVersion);
+    await s3.client.send(
+      new PutObjectCommand({ Bucket: s3.bucket, Key: damaged, Body: Buffer.from('not a zip') }),
+    );
+    await s3.client.send(
+      new PutObjectCommand({ Bucket: s3.bucket, Key: 'team/packages/notes.txt', Body: 'x' }),
+    );
+    const found = await runCli(['verify', '--json'], { cwd: registry.root, env: ENV });
+    assert.notEqual(found.code, 0);
+    const report = JSON.parse(found.stdout) as { problems: Array<{ kind: string; path?: string }> };
+    const kinds = report.problems.map((p) => `${p.kind} ${p.path}`).sort();
+    assert.deepEqual(kinds, [
+      `corrupt-archive s3://${s3.bucket}/${damaged}`,
+      `stray-file s3://${s3.bucket}/team/packages/notes.txt`,
+    ]);
+    await runCliOk(['verify', '--repair'], { cwd: registry.root, env: ENV });
+    const keys = await objectKeys('team/packages/');
+    assert.ok(!keys.includes('team/packages/notes.txt'), 'the stray object is gone');
+    const server = await startServe(registry.root, [], { env: ENV });
+    try {
+      await download(server.url, X, xVersion, checksumIn(fixture, X, xVersion)); // whole again
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('gc removes an unreferenced archive from the bucket and nothing else', async () => {
+    const zip = makeArchive(X, '99.0.0', 'unreferenced');
+    const orphan = `team/packages/${X}/99.0.0/${sha256Hex(zip)}.zip`;
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: orphan, Body: zip }));
+    const before = await objectKeys('team/packages/');
+    const report = JSON.parse(
+      (await runCliOk(['gc', '--json'], { cwd: registry.root, env: ENV })).stdout,
+    ) as {
+      removed: Array<{ path: string }>;
+    };
+    assert.deepEqual(
+      report.removed.map((r) => r.path),
+      [`s3://${s3.bucket}/${orphan}`],
+    );
+    assert.deepEqual(
+      await objectKeys('team/packages/'),
+      before.filter((k) => k !== orphan),
+    );
+  });
+
+  test('export from the bucket, import into a registry on disk: the same archives, served offline', async () => {
+    const bundle = path.join(scratch.path, 'x.mbr');
+    await runCliOk(['export', bundle], { cwd: registry.root, env: ENV });
+    const target = await initRegistryWithSource('other', upstream.url);
+    try {
+      await runCliOk(['import', bundle], { cwd: target.root });
+      const server = await startServe(target.root);
+      try {
+        const bytes = await download(server.url, X, xVersion, checksumIn(fixture, X, xVersion));
+        assert.equal(createHash('sha256').update(bytes).digest('hex'), checksumIn(fixture, X, xVersion));
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await target.remove();
+    }
+  });
+
+  test('redirect = true: an archive GET answers 302 to a presigned URL of the bucket', async () => {
+    const copy = await initRegistryWithSource(SOURCE, upstream.url);
+    try {
+      await appendFile(path.join(copy.root, 'registry.toml'), storageToml('redirect/', ['redirect = true']));
+      await runCliOk(['mirror', X], { cwd: copy.root, env: ENV });
+      const server = await startServe(copy.root, [], { env: ENV });
+      try {
+        const url = `${server.url}/user/${X}/${xVersion}.zip`;
+        const res = await fetch(url, { redirect: 'manual' });
+        assert.equal(res.status, 302);
+        const location = res.headers.get('location') ?? '';
+        assert.ok(location.startsWith(`${s3.endpoint}/${s3.bucket}/redirect/packages/`), location);
+        assert.match(location, /X-Amz-Signature=/);
+        // Clients follow it and get the archive from the bucket.
+        await download(server.url, X, xVersion, checksumIn(fixture, X, xVersion));
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await copy.remove();
+    }
+  });
+
+  test('a broken [storage] table is refused with its line', async () => {
+    const bad = await initRegistryWithSource(SOURCE, upstream.url);
+    try {
+      await appendFile(path.join(bad.root, 'registry.toml'), '\n[storage]\ntype = "s3"\n');
+      const result = await runCli(['status'], { cwd: bad.root });
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /registry\.toml line \d+: storage(\.bucket)?: type = "s3" needs a bucket/);
+    } finally {
+      await bad.remove();
+    }
+  });
+});
