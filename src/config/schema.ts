@@ -613,6 +613,13 @@ export const ConfigObjectSchema = z
 
 export const ConfigSchema = ConfigObjectSchema.transform(withLegacyUpstream).superRefine((config, ctx) => {
   const { server } = config;
+  if (config.coordination.redis_url !== undefined && config.storage.type !== 's3') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['coordination', 'redis_url'],
+      message: 'replicas share their archives and index history through a bucket: set [storage] type = "s3"',
+    });
+  }
   if ((server.tls_cert === undefined) !== (server.tls_key === undefined)) {
     ctx.addIssue({
       code: 'custom',

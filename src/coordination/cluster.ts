@@ -1,3 +1,4 @@
+import type { RegistryConfig } from '../config/schema.js';
 import type { RegistryLayout } from '../registry/layout.js';
 import type { BlobStore } from '../store/blob/blob-store.js';
 import { expandVariables } from '../upstream/credentials.js';
@@ -14,6 +15,11 @@ export interface Cluster {
   history: SharedHistory;
 }
 
+/** Replicas share this registry's data through Redis (`[coordination] redis_url`). */
+export function isClustered(config: RegistryConfig): boolean {
+  return config.coordination.redis_url !== undefined;
+}
+
 /** Held by a writer across every replica: publishes, yanks, syncs, mirror runs, gc. */
 export const WRITER_LEASE = 'registry-writer';
 
@@ -28,7 +34,11 @@ export function registerCluster(layout: RegistryLayout, redisUrl: string, blobs:
       owner: '[coordination]',
       key: '[coordination] redis_url',
     });
-    const coordination = await connectCoordination(url);
+    // Keys per store: two registries sharing one Redis (each with its own bucket or prefix) must
+    // not share leases or heads.
+    const coordination = await connectCoordination(url, {
+      keyPrefix: `moonbit-registry:${blobs.description}:`,
+    });
     const repos = [
       { name: 'index', gitDir: layout.indexDir },
       { name: 'proxy-index', gitDir: layout.proxyIndexDir },

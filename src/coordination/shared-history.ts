@@ -7,6 +7,7 @@ import { describeError, RegistryError } from '../core/errors.js';
 import { resolveCommit } from '../git/objects.js';
 import { runGit } from '../git/run-git.js';
 import type { BlobStore } from '../store/blob/blob-store.js';
+import { readBlobText } from '../store/blob/local-copy.js';
 import type { Coordination } from './redis-coordination.js';
 
 /** A git repository every replica keeps a copy of: the served, pull-through and hosted indexes. */
@@ -17,12 +18,19 @@ export interface SharedRepo {
 }
 
 const BRANCH = 'refs/heads/main';
+/** How long "the bucket has no head for this repository" is believed. */
+const ABSENT_HEAD_MEMORY_MS = 5000;
 
 export interface CatchUp {
   /** The shared heads seen, by repository name. */
   heads: Map<string, string>;
   /** The repositories whose local copy moved. */
   moved: string[];
+  /**
+   * Those whose local copy is off the shared line (a commit a killed writer never shared) and
+   * was left alone: only a holder of the registry lock may put it back.
+   */
+  diverged: string[];
 }
 /** Where replicas hear of a new head: `<repo> <commit>`. */
 export const HISTORY_CHANNEL = 'history';
@@ -45,6 +53,8 @@ export const HISTORY_CHANNEL = 'history';
 export class SharedHistory {
   /** Catch-ups run one at a time: two would race to move the same ref. */
   private turn: Promise<unknown> = Promise.resolve();
+  /** When each repository was last found without a head in the bucket either. */
+  private readonly noDurableHead = new Map<string, number>();
   /** This replica holds the writer lease and has copies ahead of the shared heads. */
   private writing = false;
 
@@ -59,21 +69,29 @@ export class SharedHistory {
   async sharedHeads(): Promise<Map<string, string>> {
     const heads = new Map<string, string>();
     for (const repo of this.repos) {
-      // Redis forgets everything when it restarts without persistence: the bucket's copy of the
-      // head then says where the history is, so no replica commits on an older one.
-      const head = (await this.coordination.get(headKey(repo))) ?? (await this.durableHead(repo));
+      const head = (await this.coordination.get(headKey(repo))) ?? (await this.seedFromBucket(repo));
       if (head) heads.set(repo.name, head);
     }
     return heads;
   }
 
-  private async durableHead(repo: SharedRepo): Promise<string | undefined> {
-    const stored = await this.blobs.read(durableHeadKey(repo));
-    if (!stored) return undefined;
-    const chunks: Buffer[] = [];
-    for await (const chunk of stored.body) chunks.push(chunk as Buffer);
-    const head = Buffer.concat(chunks).toString('utf8').trim();
-    return /^[0-9a-f]{40,64}$/.test(head) ? head : undefined;
+  /**
+   * Redis forgets everything when it restarts without persistence: the bucket's copy of the head
+   * then says where the history is (so no replica commits on an older one), and goes back into
+   * Redis. A repository never shared has none; that answer is kept a few seconds, so index reads
+   * do not each cost a bucket request.
+   */
+  private async seedFromBucket(repo: SharedRepo): Promise<string | undefined> {
+    const checked = this.noDurableHead.get(repo.name);
+    if (checked !== undefined && Date.now() - checked < ABSENT_HEAD_MEMORY_MS) return undefined;
+    const head = (await readBlobText(this.blobs, durableHeadKey(repo)))?.trim();
+    if (!head || !/^[0-9a-f]{40,64}$/.test(head)) {
+      this.noDurableHead.set(repo.name, Date.now());
+      return undefined;
+    }
+    this.noDurableHead.delete(repo.name);
+    await this.coordination.compareAndSet(headKey(repo), undefined, head);
+    return (await this.coordination.get(headKey(repo))) ?? head;
   }
 
   /**
@@ -82,7 +100,7 @@ export class SharedHistory {
    * UNAVAILABLE when Redis or the bucket does not answer.
    */
   catchUp(): Promise<CatchUp> {
-    return this.inTurn(() => this.follow());
+    return this.inTurn(() => this.follow(false));
   }
 
   /**
@@ -91,16 +109,27 @@ export class SharedHistory {
    */
   startWriting(): Promise<CatchUp> {
     return this.inTurn(async () => {
-      const caught = await this.follow();
+      const caught = await this.follow(true);
       this.writing = true;
       return caught;
     });
   }
 
-  /** Shares what was committed since `startWriting` (unless the writer failed), and ends it. */
+  /**
+   * Shares what was committed since `startWriting`, and ends it. A writer that failed (or lost
+   * its lease, `share` false) or whose share failed puts its copies back at the heads it started
+   * from: a commit nobody else has must not be served, or clients would see it vanish.
+   */
   async finishWriting(before: Map<string, string>, share: boolean): Promise<void> {
     try {
-      if (share) await this.share(before);
+      if (!share) throw new RegistryError('LOCKED', 'the writer did not finish');
+      await this.share(before);
+    } catch (error) {
+      for (const repo of this.repos) {
+        const head = before.get(repo.name);
+        if (head) await this.moveTo(repo, head, true).catch(() => undefined);
+      }
+      if (share) throw error;
     } finally {
       this.writing = false;
     }
@@ -112,15 +141,24 @@ export class SharedHistory {
     return run;
   }
 
-  private async follow(): Promise<CatchUp> {
-    if (this.writing) return { heads: new Map(), moved: [] }; // we are the one ahead
+  /**
+   * `force` (the writer, holding the locks): every copy goes to its shared head. Otherwise only
+   * forward: a copy ahead of the shared head belongs to a writer in this folder (another
+   * process, a command) that is about to share it or put it back.
+   */
+  private async follow(force: boolean): Promise<CatchUp> {
+    if (this.writing) return { heads: new Map(), moved: [], diverged: [] }; // we are the one ahead
     const heads = await this.sharedHeads();
     const moved: string[] = [];
+    const diverged: string[] = [];
     for (const repo of this.repos) {
       const head = heads.get(repo.name);
-      if (head && (await this.moveTo(repo, head))) moved.push(repo.name);
+      if (!head) continue;
+      const outcome = await this.moveTo(repo, head, force);
+      if (outcome === 'moved') moved.push(repo.name);
+      if (outcome === 'diverged') diverged.push(repo.name);
     }
-    return { heads, moved };
+    return { heads, moved, diverged };
   }
 
   /**
@@ -133,22 +171,17 @@ export class SharedHistory {
       const previous = before.get(repo.name);
       if (!head || head === previous) continue;
       await this.upload(repo, head);
-      const recorded = await this.coordination.get(headKey(repo));
-      if (
-        !(await this.coordination.compareAndSet(
-          headKey(repo),
-          recorded === undefined ? undefined : previous,
-          head,
-        ))
-      ) {
+      if (!(await this.coordination.compareAndSet(headKey(repo), previous, head))) {
         throw new RegistryError(
           'LOCKED',
           `the shared head of ${repo.name} moved while this replica held the cluster lock; its commit ${head.slice(0, 12)} was not shared`,
         );
       }
-      await this.blobs.putBytes(durableHeadKey(repo), Buffer.from(`${head}\n`));
-      await this.coordination.publish(HISTORY_CHANNEL, `${repo.name} ${head}`);
-      await this.prune(repo, new Set([head, previous]));
+      // Shared from here on. The bucket's copy of the head only matters after Redis lost its
+      // own, and the next share writes it again: its failure must not fail the writer.
+      await this.blobs.putBytes(durableHeadKey(repo), Buffer.from(`${head}\n`)).catch(() => undefined);
+      await this.coordination.publish(HISTORY_CHANNEL, `${repo.name} ${head}`).catch(() => undefined);
+      await this.prune(repo, new Set([head, previous])).catch(() => undefined);
     }
   }
 
@@ -165,15 +198,20 @@ export class SharedHistory {
     }
   }
 
-  private async moveTo(repo: SharedRepo, head: string): Promise<boolean> {
+  private async moveTo(
+    repo: SharedRepo,
+    head: string,
+    force: boolean,
+  ): Promise<'same' | 'moved' | 'diverged'> {
     const local = await resolveCommit(repo.gitDir, BRANCH).catch(() => undefined);
-    if (local === head) return false;
+    if (local === head) return 'same';
     if (!(await hasCommit(repo.gitDir, head))) await this.fetchBundle(repo, head);
+    if (!force && local && !(await isAncestor(repo.gitDir, local, head))) return 'diverged';
     // Compare-and-swap on the local ref: a writer of this process that moved it meanwhile wins.
     await runGit(['--git-dir', repo.gitDir, 'update-ref', BRANCH, head, local ?? ''], {
       describe: `moving ${repo.name} to the shared head`,
     });
-    return true;
+    return 'moved';
   }
 
   private async fetchBundle(repo: SharedRepo, head: string): Promise<void> {
@@ -225,6 +263,15 @@ function durableHeadKey(repo: SharedRepo): string {
 
 function bundleKey(repo: SharedRepo, commit: string): string {
   return `history/${repo.name}/${commit}.bundle`;
+}
+
+async function isAncestor(gitDir: string, ancestor: string, descendant: string): Promise<boolean> {
+  try {
+    await runGit(['--git-dir', gitDir, 'merge-base', '--is-ancestor', ancestor, descendant]);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function hasCommit(gitDir: string, commit: string): Promise<boolean> {

@@ -1,8 +1,9 @@
 import { rm, rmdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, relative, sep } from 'node:path';
+import { isClustered } from '../coordination/cluster.js';
 import { parseDuration } from '../core/duration.js';
-import { describeError } from '../core/errors.js';
+import { describeError, RegistryError } from '../core/errors.js';
 import { moduleMatcher } from '../core/module-glob.js';
 import { moduleKey } from '../core/module-name.js';
 import { isProcessAlive } from '../fs/temp-dirs.js';
@@ -68,6 +69,17 @@ const MIN_STALE_TEMP_MS = 3_600_000;
 export async function collectGarbage(registry: Registry, options: GcOptions): Promise<GcReport> {
   const { layout, config } = registry;
   const now = options.now ?? Date.now;
+  if (options.olderThanMs !== undefined && isClustered(config)) {
+    // Each replica records only the downloads it served: one host's records say nothing of what
+    // the others' clients use.
+    throw new RegistryError(
+      'USAGE',
+      'gc --older-than is not available with [coordination]: download times are per replica',
+      {
+        hint: 'run gc without --older-than: it removes only what no index references',
+      },
+    );
+  }
   // Brief: a mirror, sync or publish that meets gc waits for it instead of giving up.
   const lock = await acquireRegistryLock(layout.lockTarget, options.dryRun ? 'gc --dry-run' : 'gc', {
     brief: true,
@@ -82,7 +94,7 @@ export async function collectGarbage(registry: Registry, options: GcOptions): Pr
       referencedVersions.add(version);
       referencedModules.add(version.slice(0, version.lastIndexOf('@')));
     }
-    const facts = await scanStoredFiles(layout, registry.store, referencedModules);
+    const facts = await scanStoredFiles(layout, registry.store, registry.assets, referencedModules);
     const archiveTimeout = parseDuration(config.mirror.archive_timeout) ?? 600_000;
     const selection = selectGarbage(facts, {
       references: gathered.references,
@@ -106,14 +118,16 @@ export async function collectGarbage(registry: Registry, options: GcOptions): Pr
         try {
           // Archives are single blobs; an asset or temp folder goes whole.
           if (fact.kind === 'archive') await registry.store.blobs.delete(fact.key);
-          else await rm(fact.path, { recursive: true, force: true });
+          else if (fact.kind === 'assets' && fact.keys) {
+            for (const key of fact.keys) await registry.assets.blobs.delete(key);
+          } else await rm(fact.path, { recursive: true, force: true });
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
             failed.push({ path: rel(fact.path), error: describeError(error) });
             continue;
           }
         }
-        const onDisk = fact.kind !== 'archive' || registry.store.blobs instanceof FsBlobStore;
+        const onDisk = registry.store.blobs instanceof FsBlobStore || fact.kind === 'temp';
         if (onDisk && fact.kind !== 'temp' && !referencedVersions.has(moduleKey(fact.module, fact.version))) {
           const root = fact.kind === 'archive' ? layout.packagesDir : layout.assetsDir;
           await removeEmptyFolders(dirname(fact.path), root);

@@ -29,6 +29,8 @@ export interface AssetFolderFact {
   files: number;
   /** The newest modification time in the folder. */
   mtimeMs: number;
+  /** In a bucket, where a folder is only a key prefix: every blob in it. */
+  keys?: string[];
 }
 
 /**

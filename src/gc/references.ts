@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { isClustered } from '../coordination/cluster.js';
 import { pathExists } from '../fs/path-exists.js';
 import type { IndexEntry } from '../index/index-file.js';
 import { ServedIndex } from '../index/served-index.js';
@@ -41,8 +42,11 @@ export async function gatherReferences(registry: Registry, log: IndexLog): Promi
     merged.sourcesWithChecksum(entry.module, entry.version, entry.checksum).length > 0;
 
   const served = await indexLines(registry.servedIndex);
+  // Replicas: this host's source indexes may be older than the shared pull-through index (the
+  // lock brought it to the shared head), so every line of it counts.
+  const proxyOffered = isClustered(registry.config) ? () => true : offered;
   const proxy = (await pathExists(join(registry.layout.proxyIndexDir, 'HEAD')))
-    ? (await indexLines(new ServedIndex(registry.layout.proxyIndexDir))).filter(offered)
+    ? (await indexLines(new ServedIndex(registry.layout.proxyIndexDir))).filter(proxyOffered)
     : [];
   const hosted = await registry.hosted.catalog((message) => log.warn(`published modules: ${message}`));
   const published = hosted ? [...hosted.modules.values()].flatMap((versions) => [...versions.values()]) : [];

@@ -6,7 +6,9 @@ import { isValidModuleName } from '../core/module-name.js';
 import { isValidVersion } from '../core/version.js';
 import type { RegistryLayout } from '../registry/layout.js';
 import { scanArchives } from '../store/archive-scan.js';
-import type { ArchiveStore } from '../store/archive-store.js';
+import { type ArchiveStore, locateBlob } from '../store/archive-store.js';
+import { ASSET_FOLDER, type AssetStore } from '../store/asset-store.js';
+import { FsBlobStore } from '../store/blob/fs-blob-store.js';
 import type { AssetFolderFact, StoredArchiveFact, StoredFact, TempFact } from './garbage-selection.js';
 
 const STAT_CONCURRENCY = 32;
@@ -22,11 +24,14 @@ const STAT_CONCURRENCY = 32;
 export async function scanStoredFiles(
   layout: RegistryLayout,
   store: ArchiveStore,
+  assetStore: AssetStore,
   referencedModules: ReadonlySet<string>,
 ): Promise<StoredFact[]> {
   const [archives, assets, temps] = await Promise.all([
     scanStoredArchives(store),
-    scanAssets(layout.assetsDir, referencedModules),
+    assetStore.blobs instanceof FsBlobStore
+      ? scanAssets(layout.assetsDir, referencedModules)
+      : scanAssetBlobs(assetStore, referencedModules),
     scanTempRoot(layout.tmpDir),
   ]);
   return [...archives, ...assets, ...temps];
@@ -52,21 +57,73 @@ async function scanStoredArchives(store: ArchiveStore): Promise<StoredFact[]> {
   return found.filter((fact): fact is StoredFact => fact !== undefined);
 }
 
-async function scanAssets(assetsDir: string, referencedModules: ReadonlySet<string>): Promise<StoredFact[]> {
+/** Every prefix of every referenced module name: folders that lead to a module, not a version. */
+function modulePrefixesOf(referencedModules: ReadonlySet<string>): Set<string> {
   const modulePrefixes = new Set<string>();
   for (const module of referencedModules) {
     const segments = module.split('/');
     for (let i = 1; i <= segments.length; i++) modulePrefixes.add(segments.slice(0, i).join('/'));
   }
+  return modulePrefixes;
+}
+
+/** Whether the folder `segments` + `name` is a version's folder (the walk's one rule). */
+function isVersionFolder(segments: string[], name: string, modulePrefixes: ReadonlySet<string>): boolean {
+  const module = segments.join('/');
+  return (
+    segments.length >= 2 &&
+    isValidModuleName(module) &&
+    isValidVersion(name) &&
+    !modulePrefixes.has([...segments, name].join('/'))
+  );
+}
+
+/**
+ * The same version folders in a bucket, where folders are key prefixes: each blob of assets/ is
+ * filed under the first folder on its way down that is a version's.
+ */
+async function scanAssetBlobs(
+  store: AssetStore,
+  referencedModules: ReadonlySet<string>,
+): Promise<StoredFact[]> {
+  const modulePrefixes = modulePrefixesOf(referencedModules);
+  const folders = new Map<string, AssetFolderFact & { keys: string[] }>();
+  for await (const blob of store.blobs.list(ASSET_FOLDER)) {
+    const segments = blob.key.slice(ASSET_FOLDER.length).split('/');
+    // The last segment is the blob itself: files outside version folders are not ours to judge.
+    for (let at = 2; at < segments.length - 1; at++) {
+      if (!isVersionFolder(segments.slice(0, at), segments[at] as string, modulePrefixes)) continue;
+      const prefix = `${ASSET_FOLDER}${segments.slice(0, at + 1).join('/')}/`;
+      const fact = folders.get(prefix) ?? {
+        kind: 'assets',
+        path: locateBlob(store.blobs, prefix.slice(0, -1)),
+        module: segments.slice(0, at).join('/'),
+        version: segments[at] as string,
+        bytes: 0,
+        files: 0,
+        mtimeMs: 0,
+        keys: [],
+      };
+      fact.bytes += blob.size;
+      fact.files++;
+      fact.mtimeMs = Math.max(fact.mtimeMs, blob.modified.getTime());
+      fact.keys.push(blob.key);
+      folders.set(prefix, fact);
+      break;
+    }
+  }
+  return [...folders.values()];
+}
+
+async function scanAssets(assetsDir: string, referencedModules: ReadonlySet<string>): Promise<StoredFact[]> {
+  const modulePrefixes = modulePrefixesOf(referencedModules);
   const folders: Array<{ path: string; module: string; version: string }> = [];
   const walk = async (dir: string, segments: string[]): Promise<void> => {
     for (const entry of await readdirOrEmpty(dir)) {
       if (!entry.isDirectory()) continue; // files outside version folders are not ours to judge
       const here = [...segments, entry.name];
-      const module = segments.join('/');
-      const isVersionFolder = segments.length >= 2 && isValidModuleName(module) && isValidVersion(entry.name);
-      if (isVersionFolder && !modulePrefixes.has(here.join('/'))) {
-        folders.push({ path: join(dir, entry.name), module, version: entry.name });
+      if (isVersionFolder(segments, entry.name, modulePrefixes)) {
+        folders.push({ path: join(dir, entry.name), module: segments.join('/'), version: entry.name });
       } else {
         await walk(join(dir, entry.name), here);
       }

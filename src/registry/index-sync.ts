@@ -1,3 +1,4 @@
+import { isClustered } from '../coordination/cluster.js';
 import { describeError, isRegistryError } from '../core/errors.js';
 import type { ServedIndex } from '../index/served-index.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
@@ -103,7 +104,16 @@ export async function syncIndexes(
     const title = `sync (${options.trigger})`;
     if (options.mode === 'proxy') {
       if (lock) await adoptLegacyArchives(registry, merged, (message) => log.warn(`sync: ${message}`));
-      index = await publishProxyIndex(options.proxyIndex, merged, title);
+      // Replicas: only the writer commits, and only from indexes it just fetched. A replica with
+      // an older copy of some source would take versions back out of the shared history.
+      const fresh = sources.every((source) => source.result === 'fetched');
+      if (!isClustered(registry.config) || (lock && fresh)) {
+        index = await publishProxyIndex(options.proxyIndex, merged, title);
+      } else if (lock) {
+        log.warn(
+          'sync: not every source was fetched; the shared index is left for a replica that fetches them all',
+        );
+      }
     } else if (lock) {
       // Mirror mode: what `mirror` was asked for is asked again, and new versions are
       // downloaded before they are listed: the index never names an archive not stored here.
@@ -126,10 +136,16 @@ export async function syncIndexes(
   }
 }
 
+/** How long a replica's proxy sync waits for the others' (each holds the lease for seconds). */
+const CLUSTER_SYNC_WAIT_MS = 60_000;
+
 /** The registry lock, or undefined while a mirror (or another writer) holds it. */
 async function tryLock(registry: Registry, brief: boolean): Promise<RegistryLock | undefined> {
   try {
-    return await acquireRegistryLock(registry.layout.lockTarget, 'serve index sync', { brief });
+    // Replicas take turns: a proxy sync that gave up whenever another replica's held the lease
+    // would leave this replica without source indexes, unable to fetch a missing archive.
+    const wait = brief && isClustered(registry.config) ? { waitForBriefMs: CLUSTER_SYNC_WAIT_MS } : {};
+    return await acquireRegistryLock(registry.layout.lockTarget, 'serve index sync', { brief, ...wait });
   } catch (error) {
     if (isRegistryError(error) && error.code === 'LOCKED') return undefined;
     throw error;

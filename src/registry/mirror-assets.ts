@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import { type AssetPackage, describeAssetPackage } from '../core/asset-path.js';
 import { describeError } from '../core/errors.js';
 import { moduleKey } from '../core/module-name.js';
-import { type AssetStore, createAssetStore, packageKey } from '../store/asset-store.js';
+import { type AssetStore, packageKey } from '../store/asset-store.js';
 import { fetchAsset } from '../upstream/asset-fetch.js';
 import { createSourceAgents } from '../upstream/http-agent.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
@@ -40,7 +40,7 @@ export interface AssetMirrorJob {
  * A failure is reported and leaves the version unsettled, so the next mirror tries again.
  */
 export async function mirrorAssets(registry: Registry, job: AssetMirrorJob): Promise<AssetSummary> {
-  const store = createAssetStore(registry.layout.assetsDir);
+  const store = registry.assets;
   const { concurrency } = registry.config.mirror;
   const agents = createSourceAgents(concurrency);
   const limit = pLimit(concurrency);

@@ -311,7 +311,7 @@ async function mirrorSymbols(
 ): Promise<SymbolsRefresh[]> {
   const agents = createSourceAgents(1);
   try {
-    const refreshed = await refreshSymbols(registry.layout, upstreams, {
+    const refreshed = await refreshSymbols(registry.blobs, upstreams, {
       tmpDir,
       dispatcherFor: agents.dispatcherFor,
       limits: downloadLimits(registry.config),

@@ -7,6 +7,8 @@ import { RegistryError } from '../core/errors.js';
 import { HostedIndex } from '../hosted/hosted-index.js';
 import { ServedIndex } from '../index/served-index.js';
 import { type ArchiveStore, createArchiveStore } from '../store/archive-store.js';
+import { type AssetStore, createAssetStore } from '../store/asset-store.js';
+import type { BlobStore } from '../store/blob/blob-store.js';
 import { openBlobStore } from '../store/blob/open-blob-store.js';
 import { autoPushHook } from './index-remote.js';
 import { type RegistryLayout, registryLayout } from './layout.js';
@@ -18,7 +20,11 @@ export interface Registry {
   configFile: ConfigFile;
   config: RegistryConfig;
   servedIndex: ServedIndex;
+  /** Where archives, prebuilt wasm and symbols live: data/ or a bucket (`[storage]`). */
+  blobs: BlobStore;
   store: ArchiveStore;
+  /** Prebuilt wasm tools, in the same blob store as the archives. */
+  assets: AssetStore;
   /** Modules published to this registry (`[hosted]`). */
   hosted: HostedIndex;
 }
@@ -59,7 +65,9 @@ export async function openRegistry(dir: string, options: OpenOptions = {}): Prom
     servedIndex: new ServedIndex(layout.indexDir, {
       afterCommit: autoPushHook(config, layout, options.warn ?? ignore),
     }),
+    blobs,
     store: createArchiveStore(blobs),
+    assets: createAssetStore(blobs),
     hosted: new HostedIndex(configFile.config.hosted, layout.hostedIndexDir),
   };
 }

@@ -1,21 +1,19 @@
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import type { Dispatcher } from 'undici';
 import { describeError } from '../core/errors.js';
-import { writeFileAtomic } from '../fs/atomic-write.js';
-import { moveFile } from '../fs/move-file.js';
-import { pathExists } from '../fs/path-exists.js';
 import { zipProblem } from '../fs/zip-readable.js';
+import { locateBlob } from '../store/archive-store.js';
+import type { BlobStore } from '../store/blob/blob-store.js';
+import { readBlobText, withLocalCopy } from '../store/blob/local-copy.js';
 import type { DownloadLimits } from '../upstream/archive-download.js';
 import { fetchSymbols } from '../upstream/symbols-download.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
-import type { RegistryLayout } from './layout.js';
 
 /**
- * Each source's editor symbols (PROTOCOL.md 5) as `data/symbols/<source>/symbols.zip`, with
- * `symbols.json` beside it: the upstream's ETag (for If-None-Match), the sha256 we serve as our
- * own ETag, and when the source was last asked. The zip is renamed into place before its
- * record, so a record never names bytes that are not there yet.
+ * Each source's editor symbols (PROTOCOL.md 5) as the blob `symbols/<source>/symbols.zip` (in
+ * data/ or the bucket), with `symbols.json` beside it: the upstream's ETag (for If-None-Match),
+ * the sha256 we serve as our own ETag, and when the source was last asked. The zip is stored
+ * before its record, so a record never names bytes that are not there yet.
  */
 export interface SymbolsRecord {
   /** The URL asked: a record of another URL (symbols_url changed) is not revalidated. */
@@ -32,20 +30,28 @@ export interface SymbolsRecord {
   checked_at: string;
 }
 
+/** Where a source's copy lives: blob keys, and the store that holds them. */
 export interface SymbolsFiles {
-  dir: string;
+  blobs: BlobStore;
   zip: string;
   record: string;
 }
 
-export function symbolsFiles(layout: RegistryLayout, source: string): SymbolsFiles {
-  const dir = join(layout.symbolsDir, source);
-  return { dir, zip: join(dir, 'symbols.zip'), record: join(dir, 'symbols.json') };
+export const SYMBOLS_FOLDER = 'symbols/';
+
+export function symbolsFiles(blobs: BlobStore, source: string): SymbolsFiles {
+  return {
+    blobs,
+    zip: `${SYMBOLS_FOLDER}${source}/symbols.zip`,
+    record: `${SYMBOLS_FOLDER}${source}/symbols.json`,
+  };
 }
 
 export async function readSymbolsRecord(files: SymbolsFiles): Promise<SymbolsRecord | undefined> {
   try {
-    const value = JSON.parse(await readFile(files.record, 'utf8')) as Partial<SymbolsRecord>;
+    const text = await readBlobText(files.blobs, files.record);
+    if (text === undefined) return undefined;
+    const value = JSON.parse(text) as Partial<SymbolsRecord>;
     if (typeof value.url !== 'string' || typeof value.checked_at !== 'string') return undefined;
     return value as SymbolsRecord;
   } catch {
@@ -77,15 +83,15 @@ export interface SymbolsRefreshOptions {
  * everything as it was.
  */
 export async function refreshSourceSymbols(
-  layout: RegistryLayout,
+  blobs: BlobStore,
   upstream: UpstreamSource,
   options: SymbolsRefreshOptions,
 ): Promise<SymbolsRefresh> {
-  const files = symbolsFiles(layout, upstream.name);
+  const files = symbolsFiles(blobs, upstream.name);
   const url = upstream.symbolsUrl;
   const known = await readSymbolsRecord(files);
   const held =
-    known && !known.absent && known.url === url && (await pathExists(files.zip)) ? known : undefined;
+    known && !known.absent && known.url === url && (await blobs.stat(files.zip)) ? known : undefined;
   const checkedAt = new Date().toISOString();
   try {
     const answer = await fetchSymbols({
@@ -107,7 +113,7 @@ export async function refreshSourceSymbols(
     }
     if (answer.status === 'modified') {
       try {
-        await moveFile(answer.file, files.zip);
+        await blobs.putFile(files.zip, answer.file);
       } finally {
         await rm(answer.file, { force: true });
       }
@@ -123,7 +129,7 @@ export async function refreshSourceSymbols(
     }
     // 404 (or a 304 for a copy we do not hold, which cannot happen without If-None-Match).
     await writeRecord(files, { url, absent: true, checked_at: checkedAt });
-    await rm(files.zip, { force: true });
+    await blobs.delete(files.zip);
     return { source: upstream.name, status: 'absent' };
   } catch (error) {
     return { source: upstream.name, status: 'failed', error: upstream.redact(describeError(error)) };
@@ -135,14 +141,14 @@ export async function refreshSourceSymbols(
  * manifest) as `source`'s copy: the zip moves in first, then a record of our own.
  */
 export async function storeImportedSymbols(
-  layout: RegistryLayout,
+  blobs: BlobStore,
   source: string,
   zip: string,
   sha256: string,
   size: number,
 ): Promise<void> {
-  const files = symbolsFiles(layout, source);
-  await moveFile(zip, files.zip);
+  const files = symbolsFiles(blobs, source);
+  await blobs.putFile(files.zip, zip);
   const at = new Date().toISOString();
   await writeRecord(files, { url: `bundle:${source}`, sha256, size, fetched_at: at, checked_at: at });
 }
@@ -152,12 +158,12 @@ export async function storeImportedSymbols(
  * skipped: a bundle's symbols arrive only with `import`, and a git repository has none.
  */
 export function refreshSymbols(
-  layout: RegistryLayout,
+  blobs: BlobStore,
   upstreams: UpstreamSource[],
   options: SymbolsRefreshOptions,
 ): Promise<SymbolsRefresh[]> {
   const asked = upstreams.filter((upstream) => upstream.hasHttpService);
-  return Promise.all(asked.map((upstream) => refreshSourceSymbols(layout, upstream, options)));
+  return Promise.all(asked.map((upstream) => refreshSourceSymbols(blobs, upstream, options)));
 }
 
 /** One line for a terminal or a log. */
@@ -177,7 +183,8 @@ export function describeSymbolsRefresh(refresh: SymbolsRefresh): string {
 
 export interface ServedSymbols {
   source: string;
-  path: string;
+  /** The zip's blob key. */
+  key: string;
   record: SymbolsRecord;
 }
 
@@ -186,45 +193,55 @@ export interface ServedSymbols {
  * are asked in the order given (highest priority first).
  */
 export async function servedSymbols(
-  layout: RegistryLayout,
+  blobs: BlobStore,
   sources: readonly string[],
 ): Promise<ServedSymbols | undefined> {
   for (const source of sources) {
-    const files = symbolsFiles(layout, source);
+    const files = symbolsFiles(blobs, source);
     const record = await readSymbolsRecord(files);
     if (!record || record.absent || !record.sha256) continue;
-    if (await pathExists(files.zip)) return { source, path: files.zip, record };
+    if (await blobs.stat(files.zip)) return { source, key: files.zip, record };
   }
   return undefined;
 }
 
 async function writeRecord(files: SymbolsFiles, record: SymbolsRecord): Promise<void> {
-  await writeFileAtomic(files.record, `${JSON.stringify(record, null, 2)}\n`);
+  await files.blobs.putBytes(files.record, Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
 }
 
 /**
  * Stored copies that `moon` could not unpack: not a readable zip, or not the size their record
- * says. Cheap: no entry is inflated. (A source folder without a zip is fine: it has none.)
+ * says. Cheap: no entry is inflated (a bucket's copy is read into `tmpDir` first). A source
+ * folder without a zip is fine: it has none. `path` is where the copy is, for messages; `key`
+ * its blob.
  */
 export async function damagedSymbols(
-  layout: RegistryLayout,
-): Promise<Array<{ path: string; detail: string }>> {
-  const sources = await readdir(layout.symbolsDir).catch(() => [] as string[]);
-  const damaged: Array<{ path: string; detail: string }> = [];
-  for (const source of sources.sort()) {
-    const files = symbolsFiles(layout, source);
-    const size = await stat(files.zip).then(
-      (info) => info.size,
-      () => undefined,
-    );
-    if (size === undefined) continue;
-    const record = await readSymbolsRecord(files);
+  blobs: BlobStore,
+  tmpDir: string,
+): Promise<Array<{ path: string; key: string; detail: string }>> {
+  const zips: Array<{ source: string; key: string; size: number }> = [];
+  for await (const blob of blobs.list(SYMBOLS_FOLDER)) {
+    const [source, name, ...rest] = blob.key.slice(SYMBOLS_FOLDER.length).split('/');
+    if (source && name === 'symbols.zip' && rest.length === 0)
+      zips.push({ source, key: blob.key, size: blob.size });
+  }
+  const damaged: Array<{ path: string; key: string; detail: string }> = [];
+  for (const { source, key, size } of zips.sort((a, b) => (a.source < b.source ? -1 : 1))) {
+    const record = await readSymbolsRecord(symbolsFiles(blobs, source));
     const problem =
-      (await zipProblem(files.zip)) ??
+      (await withLocalCopy(blobs, key, tmpDir, (file) =>
+        file ? zipProblem(file) : Promise.resolve(undefined),
+      )) ??
       (record?.size !== undefined && record.size !== size
         ? `${size} bytes, but ${record.size} were stored`
         : undefined);
-    if (problem) damaged.push({ path: files.zip, detail: `symbols.zip of source "${source}": ${problem}` });
+    if (problem) {
+      damaged.push({
+        path: locateBlob(blobs, key),
+        key,
+        detail: `symbols.zip of source "${source}": ${problem}`,
+      });
+    }
   }
   return damaged;
 }

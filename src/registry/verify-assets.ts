@@ -1,8 +1,7 @@
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import pLimit from 'p-limit';
 import {
   type AssetPackage,
+  type AssetRef,
   assetFileName,
   describeAssetPackage,
   isValidAssetPackage,
@@ -11,8 +10,9 @@ import {
 import { describeError } from '../core/errors.js';
 import type { IndexEntry } from '../index/index-file.js';
 import type { MergedCatalog } from '../index/merged-catalog.js';
-import { hashFile } from '../store/archive-scan.js';
-import { type AssetStore, createAssetStore, packageKey } from '../store/asset-store.js';
+import { hashBlob } from '../store/archive-scan.js';
+import { type AssetStore, assetVersionFolder, packageKey } from '../store/asset-store.js';
+import { readBlobText } from '../store/blob/local-copy.js';
 import { fetchAsset } from '../upstream/asset-fetch.js';
 import { createSourceAgents } from '../upstream/http-agent.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
@@ -45,7 +45,7 @@ export async function checkAssets(
   registry: Registry,
   served: ReadonlyMap<string, ReadonlyMap<string, IndexEntry>>,
 ): Promise<AssetCheck> {
-  const store = createAssetStore(registry.layout.assetsDir);
+  const store = registry.assets;
   const packages: AssetPackage[] = [];
   for (const [module, versions] of served) {
     for (const version of versions.keys()) {
@@ -61,7 +61,7 @@ export async function checkAssets(
           check.bytes += bytes;
         });
         if (problem)
-          check.problems.push({ pkg, path: store.pathFor({ ...pkg, kind: 'wasm' }), detail: problem });
+          check.problems.push({ pkg, path: store.locate({ ...pkg, kind: 'wasm' }), detail: problem });
       }),
     ),
   );
@@ -69,26 +69,19 @@ export async function checkAssets(
   return check;
 }
 
-/** Packages below a version's folder with a `.wasm` or `.wasm.sha256` named as moon asks. */
+/** Packages in a version's folder with a `.wasm` or `.wasm.sha256` named as moon asks. */
 async function storedPackages(store: AssetStore, module: string, version: string): Promise<AssetPackage[]> {
   const found = new Map<string, AssetPackage>();
-  const root = join(store.root, ...module.split('/'), version);
-  const walk = async (dir: string, packagePath: string[]): Promise<void> => {
-    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const entry of entries) {
-      if (entry.name.startsWith('.')) continue; // .assets.json, temp files
-      if (entry.isDirectory()) {
-        await walk(join(dir, entry.name), [...packagePath, entry.name]);
-        continue;
-      }
-      const pkg: AssetPackage = { module, version, packagePath };
-      if (!isValidAssetPackage(pkg)) continue;
-      if (entry.name === assetFileName(pkg, 'wasm') || entry.name === assetFileName(pkg, 'sha256')) {
-        found.set(packageKey(pkg), pkg);
-      }
-    }
-  };
-  await walk(root, []);
+  const folder = assetVersionFolder(module, version);
+  for await (const blob of store.listVersion(module, version)) {
+    const segments = blob.key.slice(folder.length).split('/');
+    const name = segments.at(-1) as string;
+    if (name.startsWith('.')) continue; // .assets.json, temp files
+    const pkg: AssetPackage = { module, version, packagePath: segments.slice(0, -1) };
+    if (!isValidAssetPackage(pkg)) continue;
+    if (name === assetFileName(pkg, 'wasm') || name === assetFileName(pkg, 'sha256'))
+      found.set(packageKey(pkg), pkg);
+  }
   return [...found.values()];
 }
 
@@ -97,15 +90,14 @@ async function checkPackage(
   pkg: AssetPackage,
   counted: (bytes: number) => void,
 ): Promise<string | undefined> {
-  const wasm = store.pathFor({ ...pkg, kind: 'wasm' });
-  const text = await readFile(store.pathFor({ ...pkg, kind: 'sha256' }), 'utf8').catch(() => undefined);
-  let hashed: { checksum: string; bytes: number };
+  const text = await readText(store, { ...pkg, kind: 'sha256' });
+  let hashed: { checksum: string; bytes: number } | undefined;
   try {
-    hashed = await hashFile(wasm);
+    hashed = await hashBlob(store.blobs, store.keyFor({ ...pkg, kind: 'wasm' }));
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'a .sha256 without its wasm';
     return `the wasm cannot be read: ${describeError(error)}`;
   }
+  if (!hashed) return 'a .sha256 without its wasm';
   counted(hashed.bytes);
   if (text === undefined) return 'a wasm without its .sha256';
   const expected = parseSha256Text(text, assetFileName(pkg, 'wasm'));
@@ -137,7 +129,7 @@ export async function repairAssets(
   upstreams: ReadonlyMap<string, UpstreamSource>,
   tmpDir: string,
 ): Promise<Map<AssetProblem, AssetRepair>> {
-  const store = createAssetStore(registry.layout.assetsDir);
+  const store = registry.assets;
   const { config } = registry;
   const agents = createSourceAgents(config.mirror.concurrency);
   const limit = pLimit(config.mirror.concurrency);
@@ -148,8 +140,8 @@ export async function repairAssets(
         limit(async () => {
           const { pkg } = problem;
           try {
-            await rm(store.pathFor({ ...pkg, kind: 'sha256' }), { force: true });
-            await rm(store.pathFor({ ...pkg, kind: 'wasm' }), { force: true });
+            await store.remove({ ...pkg, kind: 'sha256' });
+            await store.remove({ ...pkg, kind: 'wasm' });
           } catch (error) {
             outcomes.set(problem, {
               fetched: false,
@@ -202,6 +194,10 @@ export async function repairAssets(
     await agents.close();
   }
   return outcomes;
+}
+
+function readText(store: AssetStore, ref: AssetRef): Promise<string | undefined> {
+  return readBlobText(store.blobs, store.keyFor(ref)).catch(() => undefined);
 }
 
 async function markUnsettled(store: AssetStore, pkg: AssetPackage): Promise<void> {

@@ -233,9 +233,9 @@ async function checkRegistry(registry: Registry, merged: MergedCatalog): Promise
     problems.push(problem);
   }
   // A damaged symbols.zip is deleted on repair: the next mirror or sync fetches it whole.
-  for (const damaged of await damagedSymbols(layout)) {
+  for (const damaged of await damagedSymbols(registry.blobs, layout.tmpDir)) {
     const problem: Problem = { kind: 'corrupt-symbols', path: rel(damaged.path), detail: damaged.detail };
-    files.set(problem, { path: damaged.path, directory: false });
+    files.set(problem, { path: damaged.path, key: damaged.key, directory: false });
     problems.push(problem);
   }
   problems.sort(byPlace);

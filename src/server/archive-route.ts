@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { parseArchivePath } from '../core/archive-url.js';
 import type { ArchiveStore } from '../store/archive-store.js';
 import { notFound } from './http-error.js';
 import type { IndexCache } from './index-cache.js';
 import type { PullThrough } from './pull-through.js';
+import { sendBlob } from './send-blob.js';
 
 export interface ArchiveContext {
   store: ArchiveStore;
@@ -87,20 +87,10 @@ export async function handleArchive(
     stored = await read(); // stored meanwhile
   }
   if (!stored) throw missing();
-  res.writeHead(200, {
+  await sendBlob(req, res, stored, {
     'Content-Type': 'application/zip',
-    'Content-Length': String(stored.size),
     ETag: etag,
     'Cache-Control': IMMUTABLE,
-  });
-  if (req.method === 'HEAD') {
-    stored.body.destroy();
-    res.end();
-    return;
-  }
-  await pipeline(stored.body, res).catch(() => {
-    // The client went away, or the store failed mid-body: the cut connection tells the client.
-    res.destroy();
   });
 }
 

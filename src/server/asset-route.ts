@@ -1,11 +1,10 @@
-import { open } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { type AssetRef, describeAssetPackage, parseAssetPath } from '../core/asset-path.js';
 import type { AssetStore } from '../store/asset-store.js';
 import type { AssetPullThrough } from './asset-pull-through.js';
 import { notFound } from './http-error.js';
 import type { IndexCache } from './index-cache.js';
+import { sendBlob } from './send-blob.js';
 
 export interface AssetContext {
   store: AssetStore;
@@ -43,26 +42,7 @@ export async function handleAsset(
   let stored = await ctx.store.has(ref);
   if (!stored && ctx.pullThrough) stored = (await ctx.pullThrough.fetch(ref, entry.checksum)) === 'stored';
   if (!stored) throw none();
-  const file = await open(ctx.store.pathFor(ref), 'r').catch(() => undefined);
+  const file = await ctx.store.read(ref);
   if (!file) throw none(); // removed meanwhile (gc, verify --repair)
-  let streaming = false;
-  try {
-    const info = await file.stat();
-    if (!info.isFile()) throw none();
-    res.writeHead(200, {
-      'Content-Type': CONTENT_TYPES[ref.kind],
-      'Content-Length': String(info.size),
-      'Cache-Control': IMMUTABLE,
-    });
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
-    }
-    streaming = true;
-    await pipeline(file.createReadStream({ end: Math.max(0, info.size - 1) }), res).catch(() => {
-      res.destroy();
-    });
-  } finally {
-    if (!streaming) await file.close();
-  }
+  await sendBlob(req, res, file, { 'Content-Type': CONTENT_TYPES[ref.kind], 'Cache-Control': IMMUTABLE });
 }

@@ -175,8 +175,8 @@ async function relay(stored: BlobRead, shared: SharedDownload): Promise<void> {
 
 /** 504 when the upstream was too slow, else 502; Retry-After while every source is skipped. */
 function httpErrorFor(label: string, error: unknown): HttpError {
-  if (isRegistryError(error) && error.code === 'UNAVAILABLE') {
-    // The bucket or Redis is down: try again later (details in the log).
+  // The bucket or Redis is down, or the replica holding this archive's lease took too long.
+  if (isRegistryError(error) && (error.code === 'UNAVAILABLE' || error.code === 'LOCKED')) {
     const retry = { 'Retry-After': BUSY_RETRY_AFTER_SECONDS };
     return new HttpError(503, `${label}: the registry's storage or coordination is unavailable`, retry);
   }

@@ -6,7 +6,7 @@ import { parseDuration } from '../core/duration.js';
 import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
 import { ServedIndex } from '../index/served-index.js';
 import { type ServeMode, syncIndexes } from '../registry/index-sync.js';
-import { withRegistryLock } from '../registry/lock.js';
+import { acquireRegistryLock } from '../registry/lock.js';
 import { sourceOf } from '../registry/provenance.js';
 import { publishProxyIndex } from '../registry/proxy-index.js';
 import { enabledSources, type Registry } from '../registry/registry.js';
@@ -19,7 +19,7 @@ import { readMirrorRunLog } from '../status/mirror-runs.js';
 import { type ServerState, writeServerState } from '../status/server-state.js';
 import type { StatusReport } from '../status/status-report.js';
 import type { ArchiveStore } from '../store/archive-store.js';
-import { type AssetStore, createAssetStore } from '../store/asset-store.js';
+import type { AssetStore } from '../store/asset-store.js';
 import type { CircuitBreakerOptions } from '../upstream/circuit-breaker.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { AccessControl } from './access-control.js';
@@ -117,11 +117,12 @@ export async function createServerContext(
   const served = mode === 'proxy' ? new ServedIndex(layout.proxyIndexDir) : registry.servedIndex;
   // Replicas: start from the shared history, before anything reads or initializes an index.
   const cluster = await clusterFor(layout.lockTarget);
-  await cluster?.history.catchUp().catch((error: unknown) => {
+  const caughtUp = await cluster?.history.catchUp().catch((error: unknown) => {
     logger?.warn(
       { err: error },
       'cannot read the shared index history yet; serving the local copy meanwhile',
     );
+    return undefined;
   });
   const wantsUpstreams =
     mode === 'proxy' || behaviour.syncIntervalMs !== undefined || behaviour.adminTokenSha256 !== undefined;
@@ -140,21 +141,16 @@ export async function createServerContext(
   }
   // A proxy with no source index fetched yet would serve an empty index: not ready until the
   // first sync brings one. An older fetched index is served at once, stale, while it syncs.
-  const readiness = new IndexReadiness(mode !== 'proxy' || !pool || hasIndexToServe(pool));
+  // A replica may serve the shared pull-through index before it fetched any source itself.
+  const sharedProxyIndex = caughtUp?.heads.has('proxy-index') ?? false;
+  const readiness = new IndexReadiness(
+    mode !== 'proxy' || !pool || hasIndexToServe(pool) || sharedProxyIndex,
+  );
   if (mode === 'proxy' && pool) {
     await served.initialize(registry.config.registry.name);
-    if (readiness.ready) {
-      const publishAtStart = () => publishProxyIndex(served, pool.merged, 'serve start');
-      // Replicas commit only as the one writer, on top of the shared history.
-      const publishing = cluster
-        ? withRegistryLock(
-            layout.lockTarget,
-            'serve start',
-            { brief: true, waitForBriefMs: 10_000 },
-            publishAtStart,
-          )
-        : publishAtStart();
-      await publishing.catch((error: unknown) => {
+    // Replicas serve the shared history as it is: only a sync that fetched every source commits.
+    if (readiness.ready && !cluster) {
+      await publishProxyIndex(served, pool.merged, 'serve start').catch((error: unknown) => {
         // The index published before stays served; the first sync publishes again.
         logger?.warn({ err: error }, 'could not publish the proxy index at start');
       });
@@ -232,10 +228,25 @@ export async function createServerContext(
     : undefined;
   if (sync && (mode === 'proxy' || behaviour.syncIntervalMs !== undefined)) sync.start();
   let stopFollowing: () => Promise<void> = async () => {};
+  /**
+   * A writer of this folder killed between its commit and its share left a commit nobody else
+   * has. Taking the registry lock puts every copy back at the shared heads (a writer's catch-up);
+   * while another writer holds it, that writer will share or put back its own commits itself.
+   */
+  const dropUnshared = async (repos: string[]) => {
+    const lock = await acquireRegistryLock(layout.lockTarget, 'serve: drop unshared commits', {
+      brief: true,
+    }).catch(() => undefined);
+    if (!lock) return;
+    await lock.release().catch(() => undefined);
+    logger?.warn({ repos }, 'dropped index commits that were never shared with the other replicas');
+  };
   if (cluster) {
     followHistory = async () => {
-      const { moved } = await cluster.history.catchUp();
+      const { moved, diverged } = await cluster.history.catchUp();
+      if (diverged.length > 0) void dropUnshared(diverged);
       if (moved.length === 0) return;
+      if (moved.includes('proxy-index')) readiness.markReady();
       void answers.checkHead();
       if (moved.includes('hosted')) await pool?.reload(warn);
     };
@@ -247,7 +258,7 @@ export async function createServerContext(
   }
 
   let pullThrough: PullThrough | undefined;
-  const assetStore = createAssetStore(layout.assetsDir);
+  const assetStore = registry.assets;
   let assetPullThrough: AssetPullThrough | undefined;
   let symbolsRefresher: SymbolsRefresher | undefined;
   let tmp: { remove(): Promise<void> } | undefined;
@@ -278,7 +289,7 @@ export async function createServerContext(
     });
     const intervalMs = parseDuration(registry.config.mirror.sync_interval) ?? 3_600_000;
     symbolsRefresher = new SymbolsRefresher({
-      layout,
+      blobs: registry.blobs,
       pool,
       tmpDir: dir.path,
       intervalMs,
@@ -288,7 +299,7 @@ export async function createServerContext(
     });
   }
   const symbols: SymbolsContext = {
-    layout,
+    blobs: registry.blobs,
     sources: enabledSources(registry.config).map((source) => source.name),
     refresher: symbolsRefresher,
   };

@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import type { RegistryLayout } from '../registry/layout.js';
 import {
   describeSymbolsRefresh,
   readSymbolsRecord,
@@ -7,12 +6,13 @@ import {
   type SymbolsRefresh,
   symbolsFiles,
 } from '../registry/symbols-store.js';
+import type { BlobStore } from '../store/blob/blob-store.js';
 import type { DownloadLimits } from '../upstream/archive-download.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { UpstreamSource } from '../upstream/upstream-source.js';
 
 export interface SymbolsRefresherOptions {
-  layout: RegistryLayout;
+  blobs: BlobStore;
   pool: UpstreamPool;
   /** This process's temp folder (data/tmp/<host>-<pid>). */
   tmpDir: string;
@@ -68,8 +68,8 @@ export class SymbolsRefresher {
   }
 
   private refresh(due: UpstreamSource[]): Promise<SymbolsRefresh[]> {
-    const { layout, pool, tmpDir, limits, logger } = this.options;
-    const flight = refreshSymbols(layout, due, { tmpDir, dispatcherFor: pool.dispatcherFor, limits })
+    const { blobs, pool, tmpDir, limits, logger } = this.options;
+    const flight = refreshSymbols(blobs, due, { tmpDir, dispatcherFor: pool.dispatcherFor, limits })
       .then((results) => {
         for (const result of results) {
           this.attempts.set(result.source, { at: this.now(), failed: result.status === 'failed' });
@@ -87,13 +87,13 @@ export class SymbolsRefresher {
 
   /** Sources not asked within the interval (by this process, or by a mirror, per their record). */
   private async dueSources(): Promise<UpstreamSource[]> {
-    const { layout, pool, intervalMs, retryMs } = this.options;
+    const { blobs, pool, intervalMs, retryMs } = this.options;
     const now = this.now();
     const due: UpstreamSource[] = [];
     for (const upstream of pool.upstreams) {
       const attempt = this.attempts.get(upstream.name);
       if (attempt && now - attempt.at < (attempt.failed ? retryMs : intervalMs)) continue;
-      const record = await readSymbolsRecord(symbolsFiles(layout, upstream.name));
+      const record = await readSymbolsRecord(symbolsFiles(blobs, upstream.name));
       const fresh =
         record && record.url === upstream.symbolsUrl && now - Date.parse(record.checked_at) < intervalMs;
       if (!fresh) due.push(upstream);
@@ -104,7 +104,7 @@ export class SymbolsRefresher {
   private async anyNeverAsked(upstreams: UpstreamSource[]): Promise<boolean> {
     for (const upstream of upstreams) {
       if (this.attempts.has(upstream.name)) continue;
-      const record = await readSymbolsRecord(symbolsFiles(this.options.layout, upstream.name));
+      const record = await readSymbolsRecord(symbolsFiles(this.options.blobs, upstream.name));
       if (!record || record.url !== upstream.symbolsUrl) return true;
     }
     return false;

@@ -104,7 +104,10 @@ export async function collectStatus(
     registry: { name: config.registry.name, url: inputs.publicUrl, mode },
     server: live?.server ?? { running: false, pid: null, started_at: null, url: null, git_cache: null },
     index: { commit: index.commit ?? null, modules: index.modules.size, versions },
-    archives,
+    archives: {
+      ...archives,
+      store: registry.blobs instanceof FsBlobStore ? 'disk' : registry.blobs.description,
+    },
     sync: live?.sync ?? {
       auto: config.mirror.auto_sync,
       interval: config.mirror.auto_sync ? config.mirror.sync_interval : null,

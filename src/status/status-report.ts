@@ -74,7 +74,8 @@ export interface StatusReport {
     git_cache: GitCacheStats | null;
   };
   index: { commit: string | null; modules: number; versions: number };
-  archives: { count: number; bytes: number };
+  /** `store`: "disk" (data/), or the bucket and prefix (`s3://bucket/prefix/`). */
+  archives: { count: number; bytes: number; store: string };
   sync: {
     auto: boolean;
     interval: string | null;

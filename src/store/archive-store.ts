@@ -1,14 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { normalizeChecksum } from '../core/checksum.js';
 import { RegistryError } from '../core/errors.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { isValidVersion } from '../core/version.js';
 import type { BlobRead, BlobStore } from './blob/blob-store.js';
 import { FsBlobStore } from './blob/fs-blob-store.js';
+import { withLocalCopy } from './blob/local-copy.js';
 
 /** Where archives live below the blob store's root: `packages/<module>/<version>/<sha256>.zip`. */
 export const ARCHIVE_FOLDER = 'packages/';
@@ -69,22 +65,8 @@ export function createArchiveStore(blobs: BlobStore): ArchiveStore {
     put: (module, version, checksum, file) => blobs.putFile(archiveKey(module, version, checksum), file),
     putBytes: (module, version, checksum, bytes) =>
       blobs.putBytes(archiveKey(module, version, checksum), bytes),
-    withLocalFile: async ({ module, version, checksum }, tmpDir, use) => {
-      const key = archiveKey(module, version, checksum);
-      if (blobs instanceof FsBlobStore) {
-        return use((await blobs.stat(key)) ? blobs.pathOf(key) : undefined);
-      }
-      const stored = await blobs.read(key);
-      if (!stored) return use(undefined);
-      await mkdir(tmpDir, { recursive: true });
-      const temp = join(tmpDir, `${randomBytes(6).toString('hex')}.read.zip`);
-      try {
-        await pipeline(stored.body, createWriteStream(temp, { flags: 'wx' }));
-        return await use(temp);
-      } finally {
-        await rm(temp, { force: true });
-      }
-    },
+    withLocalFile: ({ module, version, checksum }, tmpDir, use) =>
+      withLocalCopy(blobs, archiveKey(module, version, checksum), tmpDir, use),
   };
 }
 

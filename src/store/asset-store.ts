@@ -1,5 +1,3 @@
-import { readFile, stat } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import {
   type AssetPackage,
@@ -10,29 +8,43 @@ import {
   versionStoreSegments,
 } from '../core/asset-path.js';
 import { RegistryError } from '../core/errors.js';
-import { writeFileAtomic } from '../fs/atomic-write.js';
+import { locateBlob } from './archive-store.js';
+import type { BlobInfo, BlobRead, BlobStore } from './blob/blob-store.js';
+import { readBlobText } from './blob/local-copy.js';
+
+/** Where prebuilt wasm lives below the blob store's root (data/assets on disk). */
+export const ASSET_FOLDER = 'assets/';
 
 /**
- * Prebuilt wasm tools on disk (data/assets), as `moon` asks for them:
- * `<module>/<version>/<package path>/<name>.wasm` and `<name>.wasm.sha256`. The wasm only ever
- * appears by rename after its sha256 matched its `.sha256`, and the `.sha256` after it: a
- * package whose two files are both there is verified.
+ * Prebuilt wasm tools, as `moon` asks for them: `assets/<module>/<version>/<package path>/<name>.wasm`
+ * and `<name>.wasm.sha256`, in data/ or the bucket. The wasm only ever appears after its sha256
+ * matched its `.sha256`, and the `.sha256` after it: a package whose two blobs are both there
+ * is verified.
  *
  * Each version folder may hold `.assets.json`, what `mirror` learnt of the version: which of its
  * executable packages the source has no asset for, and whether every package was settled (then
  * the next mirror does not look again). A leading dot keeps it apart from package folders.
  */
 export interface AssetStore {
-  readonly root: string;
-  pathFor(ref: AssetRef): string;
-  /** Both files of the package's asset are stored. */
+  readonly blobs: BlobStore;
+  keyFor(ref: AssetRef): string;
+  /** For messages: the file, or the object's URL. */
+  locate(ref: AssetRef): string;
+  /** Both blobs of the package's asset are stored. */
   has(pkg: AssetPackage): Promise<boolean>;
+  read(ref: AssetRef): Promise<BlobRead | undefined>;
+  /** Stores a verified local file (consumed). */
+  put(ref: AssetRef, verifiedFile: string): Promise<void>;
+  putBytes(ref: AssetRef, bytes: Uint8Array): Promise<void>;
+  remove(ref: AssetRef): Promise<void>;
+  /** Every blob in a version's folder (`.assets.json` included), keys relative to the store. */
+  listVersion(module: string, version: string): AsyncIterable<BlobInfo>;
   readRecord(module: string, version: string): Promise<AssetRecord | undefined>;
   writeRecord(module: string, version: string, record: AssetRecord): Promise<void>;
   /**
    * Versions whose archive has no executable package, by `module@version`, with the checksum of
-   * the archive that was read: most versions, kept in one file (`.no-executables.json` at the
-   * root) rather than a folder each, so that data/assets holds folders only for real tools.
+   * the archive that was read: most versions, kept in one blob (`assets/.no-executables.json`)
+   * rather than a folder each, so that assets/ holds folders only for real tools.
    */
   readWithoutExecutables(): Promise<Map<string, string>>;
   writeWithoutExecutables(versions: ReadonlyMap<string, string>): Promise<void>;
@@ -48,42 +60,43 @@ const RecordSchema = z.object({
 export type AssetRecord = z.infer<typeof RecordSchema>;
 
 const RECORD_FILE = '.assets.json';
-const NO_EXECUTABLES_FILE = '.no-executables.json';
+const NO_EXECUTABLES_KEY = `${ASSET_FOLDER}.no-executables.json`;
 const NoExecutablesSchema = z.record(z.string(), z.string());
 
-export function createAssetStore(root: string): AssetStore {
-  const base = resolve(root);
-  const inside = (segments: string[], what: string): string => {
-    const path = join(base, ...segments);
-    const rel = relative(base, path);
-    if (rel === '' || rel.startsWith('..') || rel.startsWith(sep)) {
-      throw new RegistryError('USAGE', `refusing asset path outside data/assets for ${what}`);
-    }
-    return path;
-  };
-  const pathFor = (ref: AssetRef): string => {
-    // Names reach here from archives, indexes and URLs: check them again, then the result.
-    if (!isValidAssetPackage(ref)) {
-      throw new RegistryError('USAGE', `refusing asset path for ${describeAssetPackage(ref)}`);
-    }
-    return inside(assetStoreSegments(ref), describeAssetPackage(ref));
-  };
-  const recordPath = (module: string, version: string): string => {
-    const pkg = { module, version, packagePath: [] };
-    if (!isValidAssetPackage(pkg)) {
-      throw new RegistryError('USAGE', `refusing asset path for ${module}@${version}`);
-    }
-    return inside([...versionStoreSegments(pkg), RECORD_FILE], `${module}@${version}`);
-  };
-  const isFile = async (path: string) => (await stat(path).catch(() => undefined))?.isFile() ?? false;
+/** A package's blob key; names reach here from archives, indexes and URLs: checked again. */
+export function assetKey(ref: AssetRef): string {
+  if (!isValidAssetPackage(ref)) {
+    throw new RegistryError('USAGE', `refusing asset path for ${describeAssetPackage(ref)}`);
+  }
+  return ASSET_FOLDER + assetStoreSegments(ref).join('/');
+}
+
+/** The folder of a version's assets, ending in `/`. */
+export function assetVersionFolder(module: string, version: string): string {
+  const pkg = { module, version, packagePath: [] };
+  if (!isValidAssetPackage(pkg))
+    throw new RegistryError('USAGE', `refusing asset path for ${module}@${version}`);
+  return `${ASSET_FOLDER}${versionStoreSegments(pkg).join('/')}/`;
+}
+
+export function createAssetStore(blobs: BlobStore): AssetStore {
+  const readText = (key: string) => readBlobText(blobs, key);
+  const recordKey = (module: string, version: string) =>
+    `${assetVersionFolder(module, version)}${RECORD_FILE}`;
   return {
-    root: base,
-    pathFor,
+    blobs,
+    keyFor: assetKey,
+    locate: (ref) => locateBlob(blobs, assetKey(ref)),
     has: async (pkg) =>
-      (await isFile(pathFor({ ...pkg, kind: 'wasm' }))) &&
-      (await isFile(pathFor({ ...pkg, kind: 'sha256' }))),
+      (await blobs.stat(assetKey({ ...pkg, kind: 'wasm' }))) !== undefined &&
+      (await blobs.stat(assetKey({ ...pkg, kind: 'sha256' }))) !== undefined,
+    read: (ref) => blobs.read(assetKey(ref)),
+    put: (ref, file) => blobs.putFile(assetKey(ref), file),
+    putBytes: (ref, bytes) => blobs.putBytes(assetKey(ref), bytes),
+    remove: (ref) => blobs.delete(assetKey(ref)),
+    listVersion: (module, version) => blobs.list(assetVersionFolder(module, version)),
     readRecord: async (module, version) => {
-      const text = await readFile(recordPath(module, version), 'utf8').catch(() => undefined);
+      const text = await readText(recordKey(module, version));
       if (text === undefined) return undefined;
       try {
         const parsed = RecordSchema.safeParse(JSON.parse(text));
@@ -93,10 +106,10 @@ export function createAssetStore(root: string): AssetStore {
       }
     },
     writeRecord: async (module, version, record) => {
-      await writeFileAtomic(recordPath(module, version), `${JSON.stringify(record, null, 2)}\n`);
+      await blobs.putBytes(recordKey(module, version), Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
     },
     readWithoutExecutables: async () => {
-      const text = await readFile(join(base, NO_EXECUTABLES_FILE), 'utf8').catch(() => undefined);
+      const text = await readText(NO_EXECUTABLES_KEY);
       try {
         const parsed = text === undefined ? undefined : NoExecutablesSchema.safeParse(JSON.parse(text));
         return new Map(parsed?.success ? Object.entries(parsed.data) : []);
@@ -106,7 +119,7 @@ export function createAssetStore(root: string): AssetStore {
     },
     writeWithoutExecutables: async (versions) => {
       const sorted = Object.fromEntries([...versions].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-      await writeFileAtomic(join(base, NO_EXECUTABLES_FILE), `${JSON.stringify(sorted, null, 1)}\n`);
+      await blobs.putBytes(NO_EXECUTABLES_KEY, Buffer.from(`${JSON.stringify(sorted, null, 1)}\n`));
     },
   };
 }

@@ -9,9 +9,8 @@ import {
   parseSha256Text,
 } from '../core/asset-path.js';
 import { RegistryError } from '../core/errors.js';
-import { moveFile } from '../fs/move-file.js';
 import type { SourceCatalog } from '../index/source-catalog.js';
-import { hashFile } from '../store/archive-scan.js';
+import { hashBlob } from '../store/archive-scan.js';
 import type { AssetStore } from '../store/asset-store.js';
 import type { ManifestFile } from './bundle-manifest.js';
 
@@ -87,14 +86,14 @@ export async function installBundledAssets(
   let installed = 0;
   const keptDiffering: string[] = [];
   for (const asset of assets) {
-    const wasmTarget = store.pathFor({ ...asset.pkg, kind: 'wasm' });
+    const wasm = { ...asset.pkg, kind: 'wasm' } as const;
     if (await store.has(asset.pkg)) {
-      if ((await hashFile(wasmTarget)).checksum !== asset.wasmSha256)
+      if ((await hashBlob(store.blobs, store.keyFor(wasm)))?.checksum !== asset.wasmSha256)
         keptDiffering.push(describeAssetPackage(asset.pkg));
       continue;
     }
-    await moveFile(asset.wasm, wasmTarget);
-    await moveFile(asset.sha256, store.pathFor({ ...asset.pkg, kind: 'sha256' }));
+    await store.put(wasm, asset.wasm);
+    await store.put({ ...asset.pkg, kind: 'sha256' }, asset.sha256);
     installed++;
   }
   return { installed, keptDiffering };

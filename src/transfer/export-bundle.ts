@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readdir, rename, rm, stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
@@ -14,8 +14,9 @@ import { resolveCommit } from '../git/objects.js';
 import { readSourceCatalog } from '../index/source-catalog.js';
 import { acquireRegistryLock } from '../registry/lock.js';
 import { enabledSources, type Registry } from '../registry/registry.js';
-import { servedSymbols, symbolsFiles } from '../registry/symbols-store.js';
-import { hashFile } from '../store/archive-scan.js';
+import { servedSymbols } from '../registry/symbols-store.js';
+import { ASSET_FOLDER, type AssetStore } from '../store/asset-store.js';
+import type { BlobStore } from '../store/blob/blob-store.js';
 import { openBundleFile } from './bundle-file.js';
 import {
   BUNDLE_FORMAT,
@@ -45,12 +46,22 @@ export interface ExportSummary {
   seconds: number;
 }
 
+/** A stored blob's bytes, for the bundle; gone since it was listed is an error (the lock is held). */
+async function readBlob(blobs: BlobStore, key: string): Promise<Readable> {
+  const stored = await blobs.read(key);
+  if (!stored)
+    throw new RegistryError('NOT_FOUND', `${key} disappeared from ${blobs.description} while exporting`);
+  return stored.body;
+}
+
 interface PlannedFile {
   /** Path in the bundle. */
   path: string;
-  /** A local file, or where a stored archive is read from (a file or a bucket). */
+  /** A local file, or where a stored blob is read from (a file or a bucket). */
   source: string | (() => Promise<Readable>);
   size: number;
+  /** Its sha256 when known without reading it (a symbols copy's record). */
+  sha256?: string;
 }
 
 /**
@@ -95,7 +106,7 @@ export async function exportBundle(
       { path: INDEX_BUNDLE_PATH, source: indexFile, size: (await stat(indexFile)).size },
     ];
     const counts = { archives: 0, assets: 0, symbols: 0 };
-    const assets = await assetsByVersion(layout.assetsDir);
+    const assets = await assetsByVersion(registry.assets);
     for (const [module, versions] of served.modules) {
       for (const [version, entry] of versions) {
         if (before?.modules.get(module)?.get(version)?.checksum === entry.checksum) continue;
@@ -120,8 +131,8 @@ export async function exportBundle(
         counts.archives++;
         for (const asset of assets.get(`${module}/${version}`) ?? []) {
           planned.push({
-            path: `assets/${relativePosix(layout.assetsDir, asset.path)}`,
-            source: asset.path,
+            path: asset.key,
+            source: () => readBlob(registry.assets.blobs, asset.key),
             size: asset.size,
           });
           counts.assets++;
@@ -131,13 +142,17 @@ export async function exportBundle(
     // Only the zip this registry serves (the highest-priority source that has one): the
     // importer serves it as its bundle source's, under a record of its own.
     const servedCopy = await servedSymbols(
-      layout,
+      registry.blobs,
       enabledSources(registry.config).map((s) => s.name),
     );
-    if (servedCopy) {
-      const { zip } = symbolsFiles(layout, servedCopy.source);
-      const { size } = await stat(zip);
-      planned.push({ path: `symbols/${relativePosix(layout.symbolsDir, zip)}`, source: zip, size });
+    const symbolsSize = servedCopy && (await registry.blobs.stat(servedCopy.key))?.size;
+    if (servedCopy && symbolsSize !== undefined) {
+      planned.push({
+        path: servedCopy.key,
+        source: () => readBlob(registry.blobs, servedCopy.key),
+        size: symbolsSize,
+        ...(servedCopy.record.sha256 ? { sha256: servedCopy.record.sha256 } : {}),
+      });
     }
     const manifestBase = {
       format: BUNDLE_FORMAT,
@@ -204,8 +219,8 @@ async function resolveSince(
 /**
  * Streams the files into a zip at a temp name beside `file`, hashing each as it is copied,
  * then appends the manifest and renames: a reader never finds a half-written bundle at `file`.
- * A symbols file whose sha256 equals the one the earlier bundle carried is left out: its
- * bytes are hashed first (symbols are few and small next to archives).
+ * A symbols file whose sha256 (as its record says) equals the one the earlier bundle carried is
+ * left out.
  */
 async function writeZip(
   file: string,
@@ -219,8 +234,8 @@ async function writeZip(
     if (
       carried &&
       p.path.startsWith('symbols/') &&
-      typeof p.source === 'string' &&
-      carried.get(p.path) === (await hashFile(p.source)).checksum
+      p.sha256 !== undefined &&
+      carried.get(p.path) === p.sha256
     )
       continue;
     kept.push(p);
@@ -289,46 +304,35 @@ async function writeZip(
 }
 
 /**
- * data/assets read once: `<module>/<version>` -> its files. Module names nest, so each file is
- * filed under every folder above it; only the ones that are a served module@version are asked for.
+ * The stored assets (assets/ in data/ or the bucket), listed once: `<module>/<version>` -> its
+ * blobs. Module names nest, so each blob is filed under every folder above it that could be a
+ * version's.
  */
 async function assetsByVersion(
-  assetsDir: string,
-): Promise<Map<string, Array<{ path: string; size: number }>>> {
-  const byFolder = new Map<string, Array<{ path: string; size: number }>>();
-  const files = await filesUnder(assetsDir);
-  const names = new Set(files.map((file) => file.path));
+  store: AssetStore,
+): Promise<Map<string, Array<{ key: string; size: number }>>> {
+  const byFolder = new Map<string, Array<{ key: string; size: number }>>();
+  const blobs: Array<{ key: string; size: number }> = [];
+  for await (const blob of store.blobs.list(ASSET_FOLDER)) {
+    // Temp files of a writer killed mid-way (.name.tmp-...) and records (.assets.json) are no content.
+    if (blob.key.split('/').some((segment) => segment.startsWith('.'))) continue;
+    blobs.push({ key: blob.key, size: blob.size });
+  }
+  blobs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)); // a stable bundle order
+  const keys = new Set(blobs.map((blob) => blob.key));
   // Only a wasm with its `.sha256` is a stored asset (asset-store.ts); the importer refuses halves.
-  const paired = (path: string) =>
-    path.endsWith('.wasm')
-      ? names.has(`${path}.sha256`)
-      : path.endsWith('.wasm.sha256') && names.has(path.slice(0, -'.sha256'.length));
-  for (const file of files.filter((f) => paired(f.path))) {
-    const parts = relativePosix(assetsDir, file.path).split('/');
+  const paired = (key: string) =>
+    key.endsWith('.wasm')
+      ? keys.has(`${key}.sha256`)
+      : key.endsWith('.wasm.sha256') && keys.has(key.slice(0, -'.sha256'.length));
+  for (const blob of blobs.filter((b) => paired(b.key))) {
+    const parts = blob.key.slice(ASSET_FOLDER.length).split('/');
     for (let end = 2; end < parts.length; end++) {
       const folder = parts.slice(0, end).join('/');
       const list = byFolder.get(folder);
-      if (list) list.push(file);
-      else byFolder.set(folder, [file]);
+      if (list) list.push(blob);
+      else byFolder.set(folder, [blob]);
     }
   }
   return byFolder;
-}
-
-/** Every regular file under `dir` (none when it does not exist), in a stable order. */
-async function filesUnder(dir: string): Promise<Array<{ path: string; size: number }>> {
-  const names = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
-  const files: Array<{ path: string; size: number }> = [];
-  for (const name of names.sort()) {
-    const path = join(dir, name);
-    // Temp files of a writer killed mid-way (.name.tmp-...) are no content.
-    if (name.split(sep).some((s) => s.startsWith('.'))) continue;
-    const info = await stat(path).catch(() => undefined);
-    if (info?.isFile()) files.push({ path, size: info.size });
-  }
-  return files;
-}
-
-function relativePosix(root: string, path: string): string {
-  return relative(root, path).split(sep).join('/');
 }

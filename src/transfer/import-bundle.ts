@@ -26,7 +26,6 @@ import {
   mergeWithHosted,
 } from '../registry/source-indexes.js';
 import { storeImportedSymbols } from '../registry/symbols-store.js';
-import { createAssetStore } from '../store/asset-store.js';
 import { FETCHED_REF, INDEX_URL_KEY } from '../upstream/upstream-source.js';
 import { checkBundledAssets, installBundledAssets } from './bundle-assets.js';
 import { type BundleFile, openBundleFile } from './bundle-file.js';
@@ -159,7 +158,7 @@ export async function importBundle(
       ),
     );
     const newArchives = moved.reduce<number>((n, m) => n + m, 0);
-    const installed = await installBundledAssets(createAssetStore(layout.assetsDir), assets);
+    const installed = await installBundledAssets(registry.assets, assets);
     counts.assets = assets.length;
     for (const name of installed.keptDiffering) {
       options.progress.info(`kept the stored asset of ${name}: the bundle's has other bytes`);
@@ -170,7 +169,7 @@ export async function importBundle(
         // The exporter's served zip becomes this registry's bundle source's.
         counts.symbols++;
         if (basename(entry.rel) === 'symbols.zip') {
-          await storeImportedSymbols(layout, source.name, join(staging, f.path), f.sha256, f.size);
+          await storeImportedSymbols(registry.blobs, source.name, join(staging, f.path), f.sha256, f.size);
         }
       }
     }

@@ -1,6 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { type Dispatcher, request } from 'undici';
 import {
   type AssetPackage,
@@ -10,7 +7,6 @@ import {
   parseSha256Text,
 } from '../core/asset-path.js';
 import { describeError } from '../core/errors.js';
-import { moveFile, renameInto } from '../fs/move-file.js';
 import type { AssetStore } from '../store/asset-store.js';
 import { backoffDelay, DownloadError, type DownloadLimits, downloadArchive } from './archive-download.js';
 import { USER_AGENT } from './http-agent.js';
@@ -63,20 +59,13 @@ export async function fetchAsset(
       url: wasmUrl,
       headers: upstream.archiveHeaders(wasmUrl),
       expectedChecksum: hex,
-      keep: (file) => renameInto(file, options.store.pathFor({ ...pkg, kind: 'wasm' })),
+      keep: (file) => options.store.put({ ...pkg, kind: 'wasm' }, file),
       tmpDir: options.tmpDir,
       dispatcher: options.dispatcher,
       label,
       limits: options.limits,
     });
-    const temp = join(options.tmpDir, `${hex}.${process.pid}.${randomBytes(4).toString('hex')}.sha256`);
-    try {
-      await mkdir(options.tmpDir, { recursive: true });
-      await writeFile(temp, formatSha256Text(hex, fileName), { flag: 'wx', flush: true });
-      await moveFile(temp, options.store.pathFor({ ...pkg, kind: 'sha256' }));
-    } finally {
-      await rm(temp, { force: true }).catch(() => undefined);
-    }
+    await options.store.putBytes({ ...pkg, kind: 'sha256' }, Buffer.from(formatSha256Text(hex, fileName)));
     return { result: 'stored', bytes };
   });
 }

@@ -15,6 +15,7 @@ import { FakeUpstream } from '../support/fake-upstream.js';
 import { buildFixture, checksumIn, type Fixture, makeArchive, sha256Hex } from '../support/fixture.js';
 import { download, install, latest, readIndex, resolve, update } from '../support/moon-client.js';
 import { type RunningS3Server, S3_TEST_CREDENTIALS, startS3Server } from '../support/s3-server.js';
+import { addToolModules, type ToolModule, wasmBytes } from '../support/tool-modules.js';
 
 const SOURCE = 'fakecakes';
 const X = 'moonbitlang/x';
@@ -58,9 +59,23 @@ function keyOf(module: string, version: string, prefix = 'team/'): string {
   return `${prefix}packages/${module}/${version}/${checksumIn(fixture, module, version)}.zip`;
 }
 
+/** A module with one executable package the upstream has a prebuilt wasm for. */
+const TOOL: ToolModule = {
+  module: 'bucket-e2e/tool',
+  version: '1.0.0',
+  files: {
+    'moon.pkg.json': '{}',
+    'cmd/fmt/moon.pkg.json': JSON.stringify({ 'is-main': true }),
+    'cmd/fmt/main.mbt': 'fn main { }\n',
+  },
+  built: [['cmd', 'fmt']],
+};
+const SYMBOLS = makeArchive('symbols/all', '1.0.0', 'editor symbols');
+
 before(async () => {
   fixture = await buildFixture();
-  upstream = await FakeUpstream.start({ fixture });
+  upstream = await FakeUpstream.start({ fixture, symbols: SYMBOLS });
+  await addToolModules(fixture, upstream, [TOOL]);
   s3 = await startS3Server();
   scratch = await tempDir('mr-s3-');
   registry = await initRegistryWithSource(SOURCE, upstream.url);
@@ -102,9 +117,72 @@ describe('a registry whose archives live in an S3 bucket', () => {
     const status = JSON.parse(
       (await runCliOk(['status', '--json'], { cwd: registry.root, env: ENV })).stdout,
     ) as {
-      archives: { count: number };
+      archives: { count: number; store: string };
     };
     assert.equal(status.archives.count, keys.length);
+    assert.equal(status.archives.store, `s3://${s3.bucket}/team/`);
+    const text = (await runCliOk(['status'], { cwd: registry.root, env: ENV })).stdout;
+    assert.match(text, new RegExp(`^Archives: ${keys.length} stored, .* in s3://${s3.bucket}/team/$`, 'm'));
+  });
+
+  test('prebuilt wasm and symbols live in the bucket too, are served from it, and verify --repair mends them there', async () => {
+    await runCliOk(['mirror', TOOL.module], { cwd: registry.root, env: ENV });
+    const wasmKey = `team/assets/${TOOL.module}/${TOOL.version}/cmd/fmt/fmt.wasm`;
+    const keys = await objectKeys('team/');
+    for (const key of [
+      wasmKey,
+      `${wasmKey}.sha256`,
+      `team/symbols/${SOURCE}/symbols.zip`,
+      `team/symbols/${SOURCE}/symbols.json`,
+    ]) {
+      assert.ok(keys.includes(key), `${key} is in the bucket: ${keys.join(', ')}`);
+    }
+    for (const folder of ['assets', 'symbols']) {
+      const local = await readdir(path.join(registry.root, 'data', folder), { recursive: true }).catch(
+        () => [],
+      );
+      assert.deepEqual(local, [], `nothing in data/${folder}`);
+    }
+    const wasmUrl = (server: string) => `${server}/assets/${TOOL.module}@${TOOL.version}/cmd/fmt/fmt.wasm`;
+    const serveAndCheck = async () => {
+      const server = await startServe(registry.root, [], { env: ENV });
+      try {
+        const wasm = await fetch(wasmUrl(server.url));
+        assert.equal(wasm.status, 200);
+        assert.deepEqual(
+          Buffer.from(await wasm.arrayBuffer()),
+          wasmBytes(TOOL.module, TOOL.version, ['cmd', 'fmt']),
+        );
+        const symbols = await fetch(`${server.url}/symbols.zip`);
+        assert.equal(symbols.status, 200);
+        assert.deepEqual(Buffer.from(await symbols.arrayBuffer()), SYMBOLS);
+      } finally {
+        await server.stop();
+      }
+    };
+    await serveAndCheck();
+    await s3.client.send(
+      new PutObjectCommand({ Bucket: s3.bucket, Key: wasmKey, Body: Buffer.from('not wasm') }),
+    );
+    await s3.client.send(
+      new PutObjectCommand({
+        Bucket: s3.bucket,
+        Key: `team/symbols/${SOURCE}/symbols.zip`,
+        Body: Buffer.from('nope'),
+      }),
+    );
+    const found = await runCli(['verify', '--json'], { cwd: registry.root, env: ENV });
+    assert.notEqual(found.code, 0);
+    const kinds = (JSON.parse(found.stdout) as { problems: Array<{ kind: string; path?: string }> }).problems
+      .map((p) => `${p.kind} ${p.path}`)
+      .sort();
+    assert.deepEqual(kinds, [
+      `corrupt-asset s3://${s3.bucket}/${wasmKey}`,
+      `corrupt-symbols s3://${s3.bucket}/team/symbols/${SOURCE}/symbols.zip`,
+    ]);
+    await runCliOk(['verify', '--repair'], { cwd: registry.root, env: ENV });
+    await runCliOk(['mirror', TOOL.module], { cwd: registry.root, env: ENV }); // fetches the deleted symbols again
+    await serveAndCheck();
   });
 
   test('verify hashes the bucket; --repair replaces a damaged object and deletes a stray one', async () => {
@@ -146,19 +224,25 @@ describe('a registry whose archives live in an S3 bucket', () => {
     const zip = makeArchive(X, '99.0.0', 'unreferenced');
     const orphan = `team/packages/${X}/99.0.0/${sha256Hex(zip)}.zip`;
     await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: orphan, Body: zip }));
-    const before = await objectKeys('team/packages/');
+    const orphanAssets = `team/assets/${X}/99.0.0`;
+    for (const name of ['x.wasm', 'x.wasm.sha256']) {
+      await s3.client.send(
+        new PutObjectCommand({ Bucket: s3.bucket, Key: `${orphanAssets}/${name}`, Body: name }),
+      );
+    }
+    const before = await objectKeys('team/');
     const report = JSON.parse(
       (await runCliOk(['gc', '--json'], { cwd: registry.root, env: ENV })).stdout,
     ) as {
       removed: Array<{ path: string }>;
     };
+    assert.deepEqual(report.removed.map((r) => r.path).sort(), [
+      `s3://${s3.bucket}/${orphanAssets}`,
+      `s3://${s3.bucket}/${orphan}`,
+    ]);
     assert.deepEqual(
-      report.removed.map((r) => r.path),
-      [`s3://${s3.bucket}/${orphan}`],
-    );
-    assert.deepEqual(
-      await objectKeys('team/packages/'),
-      before.filter((k) => k !== orphan),
+      await objectKeys('team/'),
+      before.filter((k) => k !== orphan && !k.startsWith(`${orphanAssets}/`)),
     );
   });
 
@@ -172,6 +256,12 @@ describe('a registry whose archives live in an S3 bucket', () => {
       try {
         const bytes = await download(server.url, X, xVersion, checksumIn(fixture, X, xVersion));
         assert.equal(createHash('sha256').update(bytes).digest('hex'), checksumIn(fixture, X, xVersion));
+        // The tool's prebuilt wasm came along from the bucket.
+        const wasm = await fetch(`${server.url}/assets/${TOOL.module}@${TOOL.version}/cmd/fmt/fmt.wasm`);
+        assert.deepEqual(
+          Buffer.from(await wasm.arrayBuffer()),
+          wasmBytes(TOOL.module, TOOL.version, ['cmd', 'fmt']),
+        );
       } finally {
         await server.stop();
       }

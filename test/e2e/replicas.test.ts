@@ -5,15 +5,24 @@
  * replicas, publishes seen everywhere, and what happens when a replica, Redis or the bucket dies.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFile, cp } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { pristineRegistry, type RunningServer, runCliOk, startServe, tempDir } from '../support/cli.js';
+import {
+  cliPath,
+  pristineRegistry,
+  type RunningServer,
+  runCliOk,
+  startServe,
+  tempDir,
+} from '../support/cli.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
 import { buildFixture, checksumIn, type Fixture, makeArchive, sha256Hex } from '../support/fixture.js';
+import { git as runGit } from '../support/git.js';
 import { download, install, latest, readIndex, resolve, update } from '../support/moon-client.js';
 import { getJson } from '../support/multi-upstream.js';
 import { type RunningRedisServer, startRedisServer } from '../support/redis-server.js';
@@ -42,6 +51,17 @@ let regexpVersions: string[] = [];
 
 /** The S3 key pair reaches serve only through the environment (`${VAR}` in registry.toml). */
 const SERVE_ENV = { S3_KEY: S3_TEST_CREDENTIALS.accessKeyId, S3_SECRET: S3_TEST_CREDENTIALS.secretAccessKey };
+
+/** git's output, trimmed; commits by a test identity. */
+async function git(args: string[]): Promise<string> {
+  const identity = {
+    GIT_AUTHOR_NAME: 'test',
+    GIT_AUTHOR_EMAIL: 'test@localhost',
+    GIT_COMMITTER_NAME: 'test',
+    GIT_COMMITTER_EMAIL: 'test@localhost',
+  };
+  return (await runGit(args, { env: identity })).trim();
+}
 
 function newHome(): string {
   return path.join(scratch.path, `moon-home-${homes++}`);
@@ -240,6 +260,53 @@ describe('three replicas behind a round-robin balancer', () => {
     }
   });
 
+  test("a command in a replica's own folder, while that replica answers index requests, is shared with every replica", async () => {
+    const target = replicas[0] as RunningServer;
+    let stop = false;
+    // Requests that make the replica look at the shared history while the command writes.
+    const load = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (!stop) {
+          const res = await fetch(`${target.url}/git/index/info/refs?service=git-upload-pack`).catch(
+            () => undefined,
+          );
+          await res?.arrayBuffer();
+        }
+      }),
+    );
+    try {
+      await runCliOk(['yank', `${APP}@1.0.0`, '--reason', 'replica test'], {
+        cwd: roots[0] as string,
+        env: SERVE_ENV,
+      });
+    } finally {
+      stop = true;
+      await load;
+    }
+    for (const replica of replicas) {
+      const home = newHome();
+      await update(replica.url, home);
+      const line = (await readIndex(home)).modules.get(APP)?.get('1.0.0');
+      assert.equal(line?.fields.yanked, true, `${replica.url} serves the yank`);
+    }
+  });
+
+  test('a commit that a killed writer never shared is dropped by its replica', async () => {
+    const gitDir = path.join(roots[0] as string, 'data', 'proxy-index');
+    const head = await git(['--git-dir', gitDir, 'rev-parse', 'main']);
+    // What a writer killed between its commit and its share leaves behind.
+    const tree = await git(['--git-dir', gitDir, 'rev-parse', 'main^{tree}']);
+    const orphan = await git(['--git-dir', gitDir, 'commit-tree', tree, '-p', head, '-m', 'never shared']);
+    await git(['--git-dir', gitDir, 'update-ref', 'refs/heads/main', orphan]);
+    await waitFor('replica 0 to drop the commit', async () => {
+      // An index request makes the replica compare its copy with the shared head.
+      await (
+        await fetch(`${(replicas[0] as RunningServer).url}/git/index/info/refs?service=git-upload-pack`)
+      ).arrayBuffer();
+      return (await git(['--git-dir', gitDir, 'rev-parse', 'main'])) === head;
+    });
+  });
+
   test('a replica SIGKILLed mid-download leaves no partial object; the others serve the archive', async () => {
     const version = regexpVersions[1] as string;
     const sum = checksumIn(fixture, REGEXP, version);
@@ -272,6 +339,36 @@ describe('three replicas behind a round-robin balancer', () => {
     await startReplica(2); // same folder, back in the balancer
   });
 
+  test('a command SIGKILLed while it holds the writer lease: the lease runs out, a replica publishes, nothing partial is left', async () => {
+    const version = regexpVersions[3] as string;
+    upstream.stallMs = 120_000;
+    upstream.faults.set(`${REGEXP}@${version}`, 'stall');
+    // A mirror in replica 1's folder takes the writer lease for its whole run.
+    const mirror = spawn(process.execPath, [cliPath, 'mirror', REGEXP], {
+      cwd: roots[1] as string,
+      env: { ...process.env, ...SERVE_ENV },
+      stdio: 'ignore',
+    });
+    try {
+      await waitFor('the mirror to be half-way through a download', async () =>
+        upstream.stalls.some((s) => s.key === `${REGEXP}@${version}`),
+      );
+    } finally {
+      mirror.kill('SIGKILL');
+      upstream.faults.delete(`${REGEXP}@${version}`);
+      upstream.releaseStalls();
+    }
+    // The publish waits for the lease (up to a minute); the dead holder's runs out in 15 s.
+    const reply = await publish((replicas[2] as RunningServer).url, '1.3.0');
+    assert.equal(reply.status, 200, reply.text);
+    await download((replicas[0] as RunningServer).url, APP, '1.3.0', reply.checksum);
+    await assertNoPartialObject();
+    assert.ok(
+      !(await bucketArchives()).some((o) => o.key.includes(`/${REGEXP}/${version}/`)),
+      'nothing of the cut download is in the bucket',
+    );
+  });
+
   test('Redis stopped: stored archives and the index are served, misses and publishes fail fast with 503; restarted: writes work again', async () => {
     const home = newHome();
     await update(balancer.url, home);
@@ -282,13 +379,18 @@ describe('three replicas behind a round-robin balancer', () => {
         await download(replica.url, X, xVersion, checksumIn(fixture, X, xVersion)); // stored: served
       }
       assert.equal((await update(balancer.url, home)).action, 'pull');
-      const missed = regexpVersions[2] as string;
+      // A module nobody asked for yet (the killed mirror fetched regexp's other versions).
+      const asked = [...upstream.archiveHits.keys()].map((key) => key.slice(0, key.lastIndexOf('@')));
+      const [missedModule, missedVersions] = [...fixture.modules].find(
+        ([module]) => module !== REGEXP && !asked.includes(module),
+      ) as [string, Map<string, unknown>];
+      const missed = [...missedVersions.keys()][0] as string;
       const started = Date.now();
-      const miss = await fetch(`${(replicas[0] as RunningServer).url}/user/${REGEXP}/${missed}.zip`);
+      const miss = await fetch(`${(replicas[0] as RunningServer).url}/user/${missedModule}/${missed}.zip`);
       assert.equal(miss.status, 503, await miss.text());
       assert.ok(miss.headers.get('retry-after'), 'a 503 says when to try again');
       assert.ok(Date.now() - started < 10_000, 'the miss failed fast');
-      assert.equal(hits(REGEXP, missed), 0, 'no upstream request without the lease');
+      assert.equal(hits(missedModule, missed), 0, 'no upstream request without the lease');
       const refused = await publish((replicas[1] as RunningServer).url, '1.2.0');
       assert.equal(refused.status, 503, refused.text);
     } finally {

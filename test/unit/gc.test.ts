@@ -18,6 +18,7 @@ import { registryLayout } from '../../src/registry/layout.js';
 import { assetVersion } from '../../src/server/asset-downloads.js';
 import { LastDownloads, readLastDownloads } from '../../src/status/last-downloads.js';
 import { createArchiveStore } from '../../src/store/archive-store.js';
+import { createAssetStore } from '../../src/store/asset-store.js';
 import { FsBlobStore } from '../../src/store/blob/fs-blob-store.js';
 
 const DAY = 86_400_000;
@@ -201,9 +202,11 @@ describe('gc scan of data/', () => {
     await put(join(layout.tmpDir, 'host-12', 'a.part'), 'partial');
     await put(join(layout.tmpDir, 'stray.part'));
 
+    const blobs = new FsBlobStore(layout.dataDir);
     const facts = await scanStoredFiles(
       layout,
-      createArchiveStore(new FsBlobStore(layout.dataDir)),
+      createArchiveStore(blobs),
+      createAssetStore(blobs),
       new Set(['n/m/1.0.0']),
     );
     const summary = facts

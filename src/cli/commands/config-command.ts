@@ -115,8 +115,10 @@ function setPath(raw: Record<string, unknown>, path: string[], value: unknown, k
   node[last] = value;
 }
 
-/** Keys whose values are secrets, wherever they are: [sources.auth] and [server] admin_token. */
+/** Keys whose values are secrets, wherever they are: [sources.auth], [server] admin_token, [storage]. */
 const SECRET_KEYS = new Set(['token', 'password', 'admin_token', 'secret_access_key']);
+/** Keys whose values are URLs that may carry a password (`redis://:secret@host`). */
+const URL_KEYS = new Set(['redis_url', 'endpoint', 'remote_url']);
 
 /** Literal secrets never leave the process; `${VAR}` references are not secrets and stay. */
 export function redactSecrets(value: unknown, key = ''): unknown {
@@ -126,6 +128,10 @@ export function redactSecrets(value: unknown, key = ''): unknown {
   }
   if (SECRET_KEYS.has(key) && typeof value === 'string' && !/^\$\{\w+\}$/.test(value)) {
     return '***';
+  }
+  if (URL_KEYS.has(key) && typeof value === 'string' && URL.canParse(value)) {
+    const url = new URL(value);
+    if (url.password !== '') return value.replace(`:${url.password}@`, ':***@');
   }
   return value;
 }

@@ -42,7 +42,8 @@ export function formatStatus(report: StatusReport): string {
   );
   if (server.git_cache) lines.push(`Git:      ${formatGitCache(server.git_cache)}`);
   lines.push(`Index:    ${index.modules} modules, ${index.versions} versions, commit ${short(index.commit)}`);
-  lines.push(`Archives: ${archives.count} stored, ${formatBytes(archives.bytes)}`);
+  const where = archives.store === 'disk' ? '' : ` in ${archives.store}`;
+  lines.push(`Archives: ${archives.count} stored, ${formatBytes(archives.bytes)}${where}`);
   const last = sync.last_run
     ? `last ${when(sync.last_run.at)} (${sync.last_run.ok ? 'ok' : `failed: ${sync.last_run.error ?? ''}`}${sync.last_run.changed ? ', index changed' : ''})`
     : 'no sync yet';

@@ -20,7 +20,7 @@ export function renderStatusPage(ctx: WebContext, report: StatusReport): SafeHtm
 <p>${index.versions} versions · commit ${index.commit ? html`<code title="${index.commit}">${index.commit.slice(0, 12)}</code>` : 'none yet'}</p></section>
 <section class="tile" aria-labelledby="tile-archives"><h2 id="tile-archives">Archives</h2>
 <span class="big">${archives.count} stored</span>
-<p>${formatBytes(archives.bytes)} on disk</p></section>
+<p>${formatBytes(archives.bytes)} ${archives.store === 'disk' ? 'on disk' : `in ${archives.store}`}</p></section>
 <section class="tile" aria-labelledby="tile-sync"><h2 id="tile-sync">Last sync</h2>
 <span class="big">${sync.last_run ? html`${sync.last_run.ok ? html`<span class="badge ok">ok</span>` : html`<span class="badge bad">failed</span>`} ${time(sync.last_run.at)}` : 'never'}</span>
 <p>${sync.last_run?.error ? sync.last_run.error : sync.last_run ? (sync.last_run.changed ? 'the index changed' : 'no change') : 'no sync since the server started'}</p></section>
