@@ -37,6 +37,8 @@ export interface Coordination {
   get(key: string): Promise<string | undefined>;
   /** Sets key to value only if it currently equals `expected` (undefined = absent), atomically. */
   compareAndSet(key: string, expected: string | undefined, value: string): Promise<boolean>;
+  /** Sets key to value for `ms` milliseconds (a short-lived fact every replica may read). */
+  setExpiring(key: string, value: string, ms: number): Promise<void>;
   /** True while connected (for /status and health). */
   readonly connected: boolean;
   close(): Promise<void>;
@@ -220,6 +222,9 @@ export async function connectCoordination(
           value,
         ),
       )) === 1,
+    setExpiring: async (key, value, ms) => {
+      await run(() => client.set(prefix + key, value, 'PX', Math.max(1, Math.round(ms))));
+    },
     get connected() {
       return client.status === 'ready';
     },

@@ -139,9 +139,19 @@ export class PullThrough {
             { waitMs: downloadLimits(registry.config).deadlineMs },
             async () => {
               const stored = await registry.store.read(module, version, checksum);
-              if (!stored) return fetchFromUpstream();
-              await relay(stored, shared);
-              return { bytes: stored.size, source: 'another replica' };
+              if (stored) {
+                await relay(stored, shared);
+                return { bytes: stored.size, source: 'another replica' };
+              }
+              // The holder before us failed: its answer, not another upstream request.
+              const failed = await coordination.get(`${FAILED_PREFIX}${key}`);
+              if (failed !== undefined) throw sharedFailure(failed);
+              try {
+                return await fetchFromUpstream();
+              } catch (error) {
+                if (!shared.isVerified) await this.shareFailure(coordination, key, label, error);
+                throw error;
+              }
             },
           )
         : await fetchFromUpstream();
@@ -156,13 +166,68 @@ export class PullThrough {
         return;
       }
       const answer = httpErrorFor(label, error);
-      if (error instanceof ArchiveFetchError && error.kind === 'not-found') this.notFound?.set(key, answer);
+      const absent =
+        error instanceof ArchiveFetchError
+          ? error.kind === 'not-found'
+          : error instanceof SharedFailure && error.absent;
+      if (absent) this.notFound?.set(key, answer);
       logger?.warn(
         { module, version, status: answer.status, reason: describeError(error) },
         'pull-through failed',
       );
       shared.fail(answer);
     }
+  }
+
+  /**
+   * Tells the replicas waiting for this archive's lease how its download failed, so they answer
+   * the same at once: a 404 for as long as our own negative cache keeps it, anything else briefly.
+   */
+  private async shareFailure(
+    coordination: Coordination,
+    key: string,
+    label: string,
+    error: unknown,
+  ): Promise<void> {
+    const answer = httpErrorFor(label, error);
+    const absent = error instanceof ArchiveFetchError && error.kind === 'not-found';
+    const ms = absent ? Math.max(this.options.negativeTtlMs, SHARED_FAILURE_MS) : SHARED_FAILURE_MS;
+    const record = { status: answer.status, message: answer.message, headers: answer.headers, absent };
+    await coordination
+      .setExpiring(`${FAILED_PREFIX}${key}`, JSON.stringify(record), ms)
+      .catch(() => undefined);
+  }
+}
+
+/** Where a failed download's answer waits for the replicas that waited for it. */
+const FAILED_PREFIX = 'archive-failed:';
+/** How long another failure's answer is shared: the waiting replicas read it within this. */
+const SHARED_FAILURE_MS = 5000;
+
+/** Another replica's failed download of this archive, as its clients were answered. */
+class SharedFailure extends HttpError {
+  constructor(
+    status: number,
+    message: string,
+    headers: Record<string, string>,
+    /** The sources said they have no such archive (kept like a 404 of our own). */
+    readonly absent: boolean,
+  ) {
+    super(status, message, headers);
+  }
+}
+
+function sharedFailure(text: string): SharedFailure {
+  try {
+    const { status, message, headers, absent } = JSON.parse(text) as {
+      status: number;
+      message: string;
+      headers: Record<string, string>;
+      absent: boolean;
+    };
+    return new SharedFailure(status, message, headers, absent);
+  } catch {
+    return new SharedFailure(502, 'the archive could not be fetched (see the server log)', {}, false);
   }
 }
 
@@ -175,6 +240,7 @@ async function relay(stored: BlobRead, shared: SharedDownload): Promise<void> {
 
 /** 504 when the upstream was too slow, else 502; Retry-After while every source is skipped. */
 function httpErrorFor(label: string, error: unknown): HttpError {
+  if (error instanceof HttpError) return error;
   // The bucket or Redis is down, or the replica holding this archive's lease took too long.
   if (isRegistryError(error) && (error.code === 'UNAVAILABLE' || error.code === 'LOCKED')) {
     const retry = { 'Retry-After': BUSY_RETRY_AFTER_SECONDS };

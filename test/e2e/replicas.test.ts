@@ -236,6 +236,27 @@ describe('three replicas behind a round-robin balancer', () => {
     assert.equal(hits(REGEXP, version), 1, 'one upstream request for 100 clients on three replicas');
   });
 
+  test('a download that fails is answered alike by every replica that waited for it, after one upstream request', async () => {
+    const version = regexpVersions[4] as string;
+    upstream.faults.set(`${REGEXP}@${version}`, 'notFound');
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 30 }, async (_, i) => {
+          const res = await fetch(`${(replicas[i % 3] as RunningServer).url}/user/${REGEXP}/${version}.zip`);
+          return `${res.status} ${(await res.text()).includes(REGEXP)}`;
+        }),
+      );
+      assert.deepEqual(
+        new Set(answers),
+        new Set(['502 true']),
+        'the same answer, naming the module, everywhere',
+      );
+    } finally {
+      upstream.faults.delete(`${REGEXP}@${version}`);
+    }
+    assert.equal(hits(REGEXP, version), 1, 'one upstream request for 30 clients on three replicas');
+  });
+
   test('a publish on one replica is served by every replica at once, on one history', async () => {
     const home = newHome();
     assert.equal((await update(balancer.url, home)).action, 'clone');

@@ -255,6 +255,17 @@ describe('redis coordination: key/value and pub/sub', () => {
     assert.equal(await a.compareAndSet('index-head', '', 'c3'), false, 'the empty string is not "absent"');
   });
 
+  it('setExpiring: every replica reads the value until it expires', TIMEOUT, async () => {
+    const [a, b] = (await replicas(redis.url, 2)) as [Coordination, Coordination];
+    await a.setExpiring('failed:x', 'answer', 300);
+    assert.equal(await b.get('failed:x'), 'answer');
+    const deadline = Date.now() + 10_000;
+    while ((await b.get('failed:x')) !== undefined) {
+      assert.ok(Date.now() < deadline, 'the value never expired');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+
   it('of ten concurrent compareAndSet from one expected value, exactly one wins', TIMEOUT, async () => {
     const instances = await replicas(redis.url, 3);
     assert.equal(await instances[0]?.compareAndSet('head', undefined, 'base'), true);
