@@ -192,6 +192,9 @@ async function main(): Promise<void> {
       `three replicas / one: ${(three.rps / one.rps).toFixed(2)}x requests per second (${availableParallelism()} cores shared by the replicas, s3rver, Redis and the load generator)`,
     );
     console.log(`one replica on the bucket / one process on disk: ${(one.rps / disk.rps).toFixed(2)}x`);
+    console.log(
+      `\nRESULT disk_rps=${disk.rps.toFixed(0)} one_rps=${one.rps.toFixed(0)} three_rps=${three.rps.toFixed(0)} three_to_one=${(three.rps / one.rps).toFixed(2)}`,
+    );
     if ([disk, one, three].some((a) => a.errors + a.non2xx > 0))
       console.log('target missed: errors under load');
   } finally {
