@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { describeError, RegistryError } from '../core/errors.js';
+import { createIndexBundle, hasCommit, isAncestor, unbundleIndex } from '../git/bundle.js';
 import { resolveCommit } from '../git/objects.js';
 import { runGit } from '../git/run-git.js';
 import type { BlobStore } from '../store/blob/blob-store.js';
-import { readBlobText } from '../store/blob/local-copy.js';
+import { readBlobText, withLocalCopy } from '../store/blob/local-copy.js';
 import type { Coordination } from './redis-coordination.js';
 
 /** A git repository every replica keeps a copy of: the served, pull-through and hosted indexes. */
@@ -189,9 +188,7 @@ export class SharedHistory {
     await mkdir(this.tmpDir, { recursive: true });
     const file = join(this.tmpDir, `${repo.name}-${randomBytes(6).toString('hex')}.bundle`);
     try {
-      await runGit(['--git-dir', repo.gitDir, 'bundle', 'create', '--quiet', file, BRANCH], {
-        describe: `bundling ${repo.name} for the other replicas`,
-      });
+      await createIndexBundle(repo.gitDir, file, undefined);
       await this.blobs.putFile(bundleKey(repo, head), file);
     } finally {
       await rm(file, { force: true });
@@ -215,32 +212,29 @@ export class SharedHistory {
   }
 
   private async fetchBundle(repo: SharedRepo, head: string): Promise<void> {
-    const stored = await this.blobs.read(bundleKey(repo, head));
-    if (!stored) {
-      throw new RegistryError(
-        'UNAVAILABLE',
-        `the shared head of ${repo.name} (${head.slice(0, 12)}) has no bundle in ${this.blobs.description}`,
-      );
-    }
-    await mkdir(this.tmpDir, { recursive: true });
-    const file = join(this.tmpDir, `${repo.name}-${randomBytes(6).toString('hex')}.bundle`);
-    try {
-      await pipeline(stored.body, createWriteStream(file, { flags: 'wx' }));
+    await withLocalCopy(this.blobs, bundleKey(repo, head), this.tmpDir, async (file) => {
+      if (!file) {
+        throw new RegistryError(
+          'UNAVAILABLE',
+          `the shared head of ${repo.name} (${head.slice(0, 12)}) has no bundle in ${this.blobs.description}`,
+        );
+      }
       await mkdir(repo.gitDir, { recursive: true });
       await runGit(['init', '--bare', '--quiet', '--initial-branch=main', repo.gitDir]);
-      // Into a ref of its own: `main` moves only by the compare-and-swap above.
-      await runGit(['--git-dir', repo.gitDir, 'fetch', '--quiet', file, `+${BRANCH}:refs/shared/main`], {
-        describe: `fetching ${repo.name} from the shared bundle`,
+      // Objects only: `main` moves by the compare-and-swap in moveTo.
+      const tip = await unbundleIndex(repo.gitDir, file).catch((error: unknown) => {
+        throw new RegistryError(
+          'GIT',
+          `cannot take ${repo.name} from the shared bundle: ${describeError(error)}`,
+        );
       });
-    } catch (error) {
-      if (error instanceof RegistryError) throw error;
-      throw new RegistryError(
-        'GIT',
-        `cannot take ${repo.name} from the shared bundle: ${describeError(error)}`,
-      );
-    } finally {
-      await rm(file, { force: true });
-    }
+      if (tip !== head) {
+        throw new RegistryError(
+          'GIT',
+          `the shared bundle of ${repo.name} ${head.slice(0, 12)} holds ${tip.slice(0, 12)}`,
+        );
+      }
+    });
   }
 
   /** Keeps the bundles of the new head and the one before (a replica may be reading it). */
@@ -263,22 +257,4 @@ function durableHeadKey(repo: SharedRepo): string {
 
 function bundleKey(repo: SharedRepo, commit: string): string {
   return `history/${repo.name}/${commit}.bundle`;
-}
-
-async function isAncestor(gitDir: string, ancestor: string, descendant: string): Promise<boolean> {
-  try {
-    await runGit(['--git-dir', gitDir, 'merge-base', '--is-ancestor', ancestor, descendant]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function hasCommit(gitDir: string, commit: string): Promise<boolean> {
-  try {
-    await runGit(['--git-dir', gitDir, 'cat-file', '-e', `${commit}^{commit}`]);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -10,6 +10,7 @@ import { moduleKey } from '../core/module-name.js';
 import { tempPathFor } from '../fs/atomic-write.js';
 import { pathExists } from '../fs/path-exists.js';
 import { processTempDir } from '../fs/temp-dirs.js';
+import { createIndexBundle, isAncestor } from '../git/bundle.js';
 import { resolveCommit } from '../git/objects.js';
 import { readSourceCatalog } from '../index/source-catalog.js';
 import { acquireRegistryLock } from '../registry/lock.js';
@@ -25,7 +26,6 @@ import {
   MANIFEST_PATH,
   type ManifestFile,
 } from './bundle-manifest.js';
-import { createIndexBundle, isAncestor } from './index-bundle.js';
 import { ensureIdentity } from './registry-identity.js';
 import type { TransferProgress } from './transfer-progress.js';
 

@@ -12,6 +12,7 @@ import { RegistryError } from '../core/errors.js';
 import { moduleKey } from '../core/module-name.js';
 import { pathExists } from '../fs/path-exists.js';
 import { clearDeadTemps, processTempDir } from '../fs/temp-dirs.js';
+import { hasCommit, isAncestor, unbundleIndex } from '../git/bundle.js';
 import { resolveCommit } from '../git/objects.js';
 import { runGit } from '../git/run-git.js';
 import { readSourceCatalog, type SourceCatalog } from '../index/source-catalog.js';
@@ -35,7 +36,6 @@ import {
   INDEX_BUNDLE_PATH,
   type ManifestFile,
 } from './bundle-manifest.js';
-import { hasCommit, isAncestor, unbundleIndex } from './index-bundle.js';
 import { ensureIdentity, type RegistryIdentity, withImport, writeIdentity } from './registry-identity.js';
 import type { TransferProgress } from './transfer-progress.js';
 

@@ -1,7 +1,10 @@
 import { RegistryError } from '../core/errors.js';
-import { runGit } from '../git/run-git.js';
+import { runGit } from './run-git.js';
 
-/** The served index's part of a transfer bundle: real `git bundle` of branch main. */
+/**
+ * An index repository as a real `git bundle` of branch main: the served index's part of a transfer
+ * bundle (transfer/), and the shared history replicas take from the bucket (coordination/).
+ */
 export const BUNDLED_REF = 'refs/heads/main';
 
 /** Writes a bundle of `tip` (as refs/heads/main), without what `prerequisite` already has. */
