@@ -117,9 +117,9 @@ export async function collectGarbage(registry: Registry, options: GcOptions): Pr
         lock.assertHeld();
         try {
           // Archives are single blobs; an asset or temp folder goes whole.
-          if (fact.kind === 'archive') await registry.store.blobs.delete(fact.key);
+          if (fact.kind === 'archive') await registry.blobs.delete(fact.key);
           else if (fact.kind === 'assets' && fact.keys) {
-            for (const key of fact.keys) await registry.assets.blobs.delete(key);
+            for (const key of fact.keys) await registry.blobs.delete(key);
           } else await rm(fact.path, { recursive: true, force: true });
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
@@ -127,7 +127,8 @@ export async function collectGarbage(registry: Registry, options: GcOptions): Pr
             continue;
           }
         }
-        const onDisk = registry.store.blobs instanceof FsBlobStore || fact.kind === 'temp';
+        // Folders exist only on disk; a bucket has none to leave empty.
+        const onDisk = registry.blobs instanceof FsBlobStore;
         if (onDisk && fact.kind !== 'temp' && !referencedVersions.has(moduleKey(fact.module, fact.version))) {
           const root = fact.kind === 'archive' ? layout.packagesDir : layout.assetsDir;
           await removeEmptyFolders(dirname(fact.path), root);

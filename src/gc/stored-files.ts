@@ -6,7 +6,7 @@ import { isValidModuleName } from '../core/module-name.js';
 import { isValidVersion } from '../core/version.js';
 import type { RegistryLayout } from '../registry/layout.js';
 import { scanArchives } from '../store/archive-scan.js';
-import { type ArchiveStore, locateBlob } from '../store/archive-store.js';
+import type { ArchiveStore } from '../store/archive-store.js';
 import { ASSET_FOLDER, type AssetStore } from '../store/asset-store.js';
 import { FsBlobStore } from '../store/blob/fs-blob-store.js';
 import type { AssetFolderFact, StoredArchiveFact, StoredFact, TempFact } from './garbage-selection.js';
@@ -96,7 +96,7 @@ async function scanAssetBlobs(
       const prefix = `${ASSET_FOLDER}${segments.slice(0, at + 1).join('/')}/`;
       const fact = folders.get(prefix) ?? {
         kind: 'assets',
-        path: locateBlob(store.blobs, prefix.slice(0, -1)),
+        path: store.blobs.locate(prefix.slice(0, -1)),
         module: segments.slice(0, at).join('/'),
         version: segments[at] as string,
         bytes: 0,

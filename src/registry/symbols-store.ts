@@ -2,7 +2,6 @@ import { rm } from 'node:fs/promises';
 import type { Dispatcher } from 'undici';
 import { describeError } from '../core/errors.js';
 import { zipProblem } from '../fs/zip-readable.js';
-import { locateBlob } from '../store/archive-store.js';
 import type { BlobStore } from '../store/blob/blob-store.js';
 import { readBlobText, withLocalCopy } from '../store/blob/local-copy.js';
 import type { DownloadLimits } from '../upstream/archive-download.js';
@@ -237,7 +236,7 @@ export async function damagedSymbols(
         : undefined);
     if (problem) {
       damaged.push({
-        path: locateBlob(blobs, key),
+        path: blobs.locate(key),
         key,
         detail: `symbols.zip of source "${source}": ${problem}`,
       });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { newArchiveHash } from '../core/checksum.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { isValidVersion } from '../core/version.js';
-import { ARCHIVE_FOLDER, type ArchiveStore, archiveKey, locateBlob } from './archive-store.js';
+import { ARCHIVE_FOLDER, type ArchiveStore, archiveKey } from './archive-store.js';
 import type { BlobStore } from './blob/blob-store.js';
 import { FsBlobStore } from './blob/fs-blob-store.js';
 
@@ -79,7 +79,7 @@ export async function scanArchives(store: ArchiveStore): Promise<StoreScan> {
   for await (const blob of blobs.list(ARCHIVE_FOLDER)) {
     const segments = blob.key.slice(ARCHIVE_FOLDER.length).split('/');
     const kind = classifyStorePath(segments);
-    const path = locateBlob(blobs, blob.key);
+    const path = blobs.locate(blob.key);
     if ('reason' in kind)
       scan.strays.push({ path, key: blob.key, segments, reason: kind.reason, directory: false });
     else

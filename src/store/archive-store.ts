@@ -3,7 +3,6 @@ import { RegistryError } from '../core/errors.js';
 import { isValidModuleName } from '../core/module-name.js';
 import { isValidVersion } from '../core/version.js';
 import type { BlobRead, BlobStore } from './blob/blob-store.js';
-import { FsBlobStore } from './blob/fs-blob-store.js';
 import { withLocalCopy } from './blob/local-copy.js';
 
 /** Where archives live below the blob store's root: `packages/<module>/<version>/<sha256>.zip`. */
@@ -54,7 +53,7 @@ export function createArchiveStore(blobs: BlobStore): ArchiveStore {
   const size = async (module: string, version: string, checksum: string) =>
     (await blobs.stat(archiveKey(module, version, checksum)))?.size;
   const locate = (module: string, version: string, checksum: string) =>
-    locateBlob(blobs, archiveKey(module, version, checksum));
+    blobs.locate(archiveKey(module, version, checksum));
   return {
     blobs,
     keyFor: archiveKey,
@@ -68,9 +67,4 @@ export function createArchiveStore(blobs: BlobStore): ArchiveStore {
     withLocalFile: ({ module, version, checksum }, tmpDir, use) =>
       withLocalCopy(blobs, archiveKey(module, version, checksum), tmpDir, use),
   };
-}
-
-/** A blob's place, for messages: its file on disk, its URL in a bucket. */
-export function locateBlob(blobs: BlobStore, key: string): string {
-  return blobs instanceof FsBlobStore ? blobs.pathOf(key) : `${blobs.description.replace(/\/?$/, '/')}${key}`;
 }

@@ -8,7 +8,6 @@ import {
   versionStoreSegments,
 } from '../core/asset-path.js';
 import { RegistryError } from '../core/errors.js';
-import { locateBlob } from './archive-store.js';
 import type { BlobInfo, BlobRead, BlobStore } from './blob/blob-store.js';
 import { readBlobText } from './blob/local-copy.js';
 
@@ -86,7 +85,7 @@ export function createAssetStore(blobs: BlobStore): AssetStore {
   return {
     blobs,
     keyFor: assetKey,
-    locate: (ref) => locateBlob(blobs, assetKey(ref)),
+    locate: (ref) => blobs.locate(assetKey(ref)),
     has: async (pkg) =>
       (await blobs.stat(assetKey({ ...pkg, kind: 'wasm' }))) !== undefined &&
       (await blobs.stat(assetKey({ ...pkg, kind: 'sha256' }))) !== undefined,

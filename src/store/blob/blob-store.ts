@@ -13,6 +13,8 @@ import type { Readable } from 'node:stream';
 export interface BlobStore {
   /** For messages: `data/` or `s3://bucket/prefix/`. */
   readonly description: string;
+  /** Where a key's blob is, for messages: its file, or its object's URL. */
+  locate(key: string): string;
   stat(key: string): Promise<BlobInfo | undefined>;
   /** The blob's bytes as a stream, with its size; undefined when there is no such blob. */
   read(key: string): Promise<BlobRead | undefined>;

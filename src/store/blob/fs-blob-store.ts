@@ -22,6 +22,10 @@ export class FsBlobStore implements BlobStore {
     return `${this.root}${sep}`;
   }
 
+  locate(key: string): string {
+    return this.pathOf(key);
+  }
+
   /** The file of a key; refuses a key that is not plain segments or leaves the root. */
   pathOf(key: string): string {
     const path = join(this.root, ...key.split('/'));

@@ -79,6 +79,10 @@ export class S3BlobStore implements BlobStore {
     return `s3://${this.bucket}/${this.prefix}`;
   }
 
+  locate(key: string): string {
+    return `s3://${this.bucket}/${this.objectKey(key)}`;
+  }
+
   /** Closes the client's pooled connections; the store is unusable afterwards. */
   close(): void {
     this.client.destroy();
