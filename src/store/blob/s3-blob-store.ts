@@ -300,7 +300,11 @@ export class S3BlobStore implements BlobStore {
     const where = `object storage ${this.description}`;
     const refused = `${where} could not ${action}${key === '' ? '' : ` ${key}`}: ${reason}`;
     const messages: Record<Failure, [ErrorCode, string, string?]> = {
-      unavailable: ['UNAVAILABLE', `${where} does not answer: ${reason}`],
+      unavailable: [
+        'UNAVAILABLE',
+        `${where} does not answer: ${reason}`,
+        'check [storage] endpoint, and that the object store is running',
+      ],
       'no-bucket': [
         'UNAVAILABLE',
         `${where}: bucket ${this.bucket} does not exist`,
