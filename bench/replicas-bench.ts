@@ -32,6 +32,7 @@ import { FakeUpstream } from '../test/support/fake-upstream.js';
 import { buildFixture } from '../test/support/fixture.js';
 import { download } from '../test/support/moon-client.js';
 import { startRedisServer } from '../test/support/redis-server.js';
+import { S3_TEST_ENV, storageToml } from '../test/support/s3-server.js';
 import { BenchFailure, envInteger, log, printTable } from './bench-support.js';
 
 const SECONDS = envInteger('BENCH_SECONDS', 15, 1);
@@ -121,25 +122,15 @@ async function main(): Promise<void> {
     await cp(template, local, { recursive: true });
     await appendFile(
       path.join(template, 'registry.toml'),
-      [
-        '',
-        '[storage]',
-        'type = "s3"',
-        `endpoint = "${bucket.endpoint}"`,
-        'bucket = "registry-test"',
-        'force_path_style = true',
-        'access_key_id = "S3RVER"',
-        'secret_access_key = "S3RVER"',
-        '',
-        '[coordination]',
-        `redis_url = "${redis.url}"`,
-        '',
-      ].join('\n'),
+      storageToml({ endpoint: bucket.endpoint, bucket: 'registry-test' }, { redisUrl: redis.url }),
     );
     const roots = [0, 1, 2].map((i) => path.join(scratch.path, `replica-${i}`));
     for (const root of roots) await cp(template, root, { recursive: true });
     const start = async (i: number) => {
-      const server = await startServe(roots[i] as string, ['--proxy'], { timeoutMs: 60_000 });
+      const server = await startServe(roots[i] as string, ['--proxy'], {
+        timeoutMs: 60_000,
+        env: S3_TEST_ENV,
+      });
       replicas.push(server);
       return server;
     };

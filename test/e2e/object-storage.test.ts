@@ -14,12 +14,12 @@ import { initRegistryWithSource, runCli, runCliOk, startServe, tempDir } from '.
 import { FakeUpstream } from '../support/fake-upstream.js';
 import { buildFixture, checksumIn, type Fixture, makeArchive, sha256Hex } from '../support/fixture.js';
 import { download, install, latest, readIndex, resolve, update } from '../support/moon-client.js';
-import { type RunningS3Server, S3_TEST_CREDENTIALS, startS3Server } from '../support/s3-server.js';
+import { type RunningS3Server, S3_TEST_ENV, startS3Server, storageToml } from '../support/s3-server.js';
 import { addToolModules, type ToolModule, wasmBytes } from '../support/tool-modules.js';
 
 const SOURCE = 'fakecakes';
 const X = 'moonbitlang/x';
-const ENV = { S3_KEY: S3_TEST_CREDENTIALS.accessKeyId, S3_SECRET: S3_TEST_CREDENTIALS.secretAccessKey };
+const ENV = S3_TEST_ENV;
 
 let fixture: Fixture;
 let upstream: FakeUpstream;
@@ -28,21 +28,9 @@ let scratch: { path: string; remove: () => Promise<void> };
 let registry: { root: string; remove: () => Promise<void> };
 let xVersion: string;
 
-/** The storage table, `extra` lines appended to it. */
-function storageToml(prefix: string, extra: string[] = []): string {
-  return [
-    '',
-    '[storage]',
-    'type = "s3"',
-    `endpoint = "${s3.endpoint}"`,
-    `bucket = "${s3.bucket}"`,
-    `prefix = "${prefix}"`,
-    'force_path_style = true',
-    'access_key_id = "${S3_KEY}"',
-    'secret_access_key = "${S3_SECRET}"',
-    ...extra,
-    '',
-  ].join('\n');
+/** The storage table of this test's bucket, `extra` lines appended to it. */
+function storageTomlFor(prefix: string, extra: string[] = []): string {
+  return storageToml(s3, { prefix, extra });
 }
 
 async function objectKeys(prefix: string): Promise<string[]> {
@@ -79,7 +67,7 @@ before(async () => {
   s3 = await startS3Server();
   scratch = await tempDir('mr-s3-');
   registry = await initRegistryWithSource(SOURCE, upstream.url);
-  await appendFile(path.join(registry.root, 'registry.toml'), storageToml('team/'));
+  await appendFile(path.join(registry.root, 'registry.toml'), storageTomlFor('team/'));
   xVersion = [...(fixture.modules.get(X)?.keys() ?? [])].at(-1) as string;
 });
 
@@ -273,7 +261,10 @@ describe('a registry whose archives live in an S3 bucket', () => {
   test('redirect = true: an archive GET answers 302 to a presigned URL of the bucket', async () => {
     const copy = await initRegistryWithSource(SOURCE, upstream.url);
     try {
-      await appendFile(path.join(copy.root, 'registry.toml'), storageToml('redirect/', ['redirect = true']));
+      await appendFile(
+        path.join(copy.root, 'registry.toml'),
+        storageTomlFor('redirect/', ['redirect = true']),
+      );
       await runCliOk(['mirror', X], { cwd: copy.root, env: ENV });
       const server = await startServe(copy.root, [], { env: ENV });
       try {

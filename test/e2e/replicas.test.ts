@@ -27,7 +27,7 @@ import { download, install, latest, readIndex, resolve, update } from '../suppor
 import { getJson } from '../support/multi-upstream.js';
 import { type RunningRedisServer, startRedisServer } from '../support/redis-server.js';
 import { type RoundRobinProxy, startRoundRobinProxy } from '../support/round-robin-proxy.js';
-import { type RunningS3Server, S3_TEST_CREDENTIALS, startS3Server } from '../support/s3-server.js';
+import { type RunningS3Server, S3_TEST_ENV, startS3Server, storageToml } from '../support/s3-server.js';
 
 const SOURCE = 'fakecakes';
 const X = 'moonbitlang/x';
@@ -50,7 +50,7 @@ let homes = 0;
 let regexpVersions: string[] = [];
 
 /** The S3 key pair reaches serve only through the environment (`${VAR}` in registry.toml). */
-const SERVE_ENV = { S3_KEY: S3_TEST_CREDENTIALS.accessKeyId, S3_SECRET: S3_TEST_CREDENTIALS.secretAccessKey };
+const SERVE_ENV = S3_TEST_ENV;
 
 /** git's output, trimmed; commits by a test identity. */
 async function git(args: string[]): Promise<string> {
@@ -145,24 +145,7 @@ before(async () => {
   const added = await runCliOk(['token', 'add', 'ci', '--publish', 'company/*'], { cwd: template });
   publishToken = added.stdout.trim().split('\n')[0] ?? '';
   assert.match(publishToken, /^mbr_/);
-  await appendFile(
-    path.join(template, 'registry.toml'),
-    [
-      '',
-      '[storage]',
-      'type = "s3"',
-      `endpoint = "${s3.endpoint}"`,
-      `bucket = "${s3.bucket}"`,
-      'prefix = ""',
-      'force_path_style = true',
-      'access_key_id = "${S3_KEY}"',
-      'secret_access_key = "${S3_SECRET}"',
-      '',
-      '[coordination]',
-      `redis_url = "${redis.url}"`,
-      '',
-    ].join('\n'),
-  );
+  await appendFile(path.join(template, 'registry.toml'), storageToml(s3, { redisUrl: redis.url }));
   for (let i = 0; i < 3; i++) {
     roots[i] = path.join(scratch.path, `replica-${i}`);
     await cp(template, roots[i] as string, { recursive: true });

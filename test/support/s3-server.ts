@@ -22,6 +22,36 @@ import S3rver, { type S3rverFilesystemStore, type S3rverObject } from 's3rver';
 export const S3_TEST_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
 export const S3_TEST_REGION = 'us-east-1';
 
+/** The key pair as a registry on s3rver reads it: through `${VAR}`s (see storageToml). */
+export const S3_TEST_ENV = {
+  S3_KEY: S3_TEST_CREDENTIALS.accessKeyId,
+  S3_SECRET: S3_TEST_CREDENTIALS.secretAccessKey,
+} as const;
+
+/**
+ * A `[storage]` table (and `[coordination]` with `redisUrl`) for registry.toml, naming an s3rver
+ * bucket; the credentials come from S3_TEST_ENV, so the commands must run with it.
+ */
+export function storageToml(
+  s3: { endpoint: string; bucket: string },
+  options: { prefix?: string; extra?: string[]; redisUrl?: string } = {},
+): string {
+  return [
+    '',
+    '[storage]',
+    'type = "s3"',
+    `endpoint = "${s3.endpoint}"`,
+    `bucket = "${s3.bucket}"`,
+    `prefix = "${options.prefix ?? ''}"`,
+    'force_path_style = true',
+    'access_key_id = "${S3_KEY}"',
+    'secret_access_key = "${S3_SECRET}"',
+    ...(options.extra ?? []),
+    ...(options.redisUrl ? ['', '[coordination]', `redis_url = "${options.redisUrl}"`] : []),
+    '',
+  ].join('\n');
+}
+
 export interface RunningS3Server {
   /** http://127.0.0.1:<port> */
   endpoint: string;
