@@ -136,6 +136,15 @@ describe('credentials mode', () => {
     );
     // Archives: the reqwest-like client sends Basic from the URL's user info on the first request.
     const version = latest(await readIndex(home), MODULE) as string;
+    // The update's last request (symbols.zip) is logged when its response closes, which may come
+    // after the client moved on: wait for it, so it is not taken for an archive request below.
+    await waitFor(
+      () =>
+        accessLog(server)
+          .slice(start)
+          .some((line) => line.url === '/symbols.zip'),
+      "the update's symbols request in the access log",
+    );
     const before = accessLog(server).length;
     const installed = await install(registryUrl, home, { [MODULE]: version });
     assert.ok(installed.get(MODULE));
